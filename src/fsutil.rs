@@ -1,0 +1,41 @@
+//! Durable file creation: write under a temporary name, fsync, rename, fsync the
+//! directory. After `persist` returns, the file exists whole or a crash lost nothing.
+
+use crate::error::{IoContext, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// A fresh name in `tmp_dir`, unique within this process and across processes.
+pub fn temp_path(tmp_dir: &Path, what: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    tmp_dir.join(format!("{what}-{}-{n}.tmp", std::process::id()))
+}
+
+/// Makes `file` (written at `temp`) durable under `dest`, creating `dest`'s directory
+/// when needed. The directory is fsynced so the rename itself survives a crash.
+pub fn persist(file: File, temp: &Path, dest: &Path) -> Result<()> {
+    file.sync_all().at(temp)?;
+    drop(file);
+    let dir = dest.parent().expect("destination has a directory");
+    if !dir.exists() {
+        fs::create_dir_all(dir).at(dir)?;
+        fsync_dir(dir.parent().expect("repository subdirectory"))?;
+    }
+    fs::rename(temp, dest).at(dest)?;
+    fsync_dir(dir)
+}
+
+/// Writes `bytes` durably to `dest` by way of a temporary file in `tmp_dir`.
+pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(tmp_dir, "write");
+    let mut file = File::create(&temp).at(&temp)?;
+    file.write_all(bytes).at(&temp)?;
+    persist(file, &temp, dest)
+}

@@ -1,0 +1,247 @@
+//! The redb index: where each chunk lives, which packs exist, and a summary of each
+//! snapshot. A cache of what packs and manifests say: `rebuild` recreates it from them.
+
+use crate::error::{Error, Result};
+use crate::format;
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::manifest::SnapshotSummary;
+use crate::pack::{Codec, PackEntry};
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::{Path, PathBuf};
+
+/// chunk id -> (pack id, offset, stored length, raw length, codec)
+const CHUNKS: TableDefinition<[u8; 32], ([u8; 32], u64, u32, u32, u8)> = TableDefinition::new("chunks");
+/// pack id -> (file size, chunk count)
+const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
+/// snapshot id -> bincode(SnapshotSummary)
+const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bumped whenever the tables change meaning; an index of another version is rebuilt.
+const INDEX_VERSION: u64 = 1;
+
+/// Where a chunk is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+pub struct Index {
+    db: Db,
+    path: PathBuf,
+}
+
+/// A consistent read view; lookups through it see the index as it was when it began.
+pub struct IndexView<'a> {
+    txn: ReadTransaction,
+    path: &'a Path,
+}
+
+fn location_from(path: &Path, value: ([u8; 32], u64, u32, u32, u8)) -> Result<Location> {
+    let (pack, offset, stored_len, raw_len, codec) = value;
+    let codec = Codec::from_byte(codec).ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
+    Ok(Location { pack: PackId(pack), offset, stored_len, raw_len, codec })
+}
+
+impl Index {
+    /// Creates a new, empty index at `path`.
+    pub fn create(path: &Path) -> Result<Index> {
+        let db = Database::create(path).map_err(|e| Error::index(path, e))?;
+        let index = Index { db: Db::Write(db), path: path.to_path_buf() };
+        index.write(|txn| {
+            txn.open_table(CHUNKS)?;
+            txn.open_table(PACKS)?;
+            txn.open_table(SNAPSHOTS)?;
+            txn.open_table(META)?.insert("version", INDEX_VERSION)?;
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
+    /// Opens an existing index; `writable` needs the repository's exclusive lock.
+    pub fn open(path: &Path, writable: bool) -> Result<Index> {
+        if !path.exists() {
+            return Err(Error::index(path, "missing: run `cairn repair index` to rebuild it from the packs"));
+        }
+        let db = if writable {
+            Db::Write(Database::open(path).map_err(|e| Error::index(path, e))?)
+        } else {
+            Db::Read(ReadOnlyDatabase::open(path).map_err(|e| Error::index(path, e))?)
+        };
+        let index = Index { db, path: path.to_path_buf() };
+        let version = {
+            let view = index.view()?;
+            let meta = view.txn.open_table(META).map_err(|e| Error::index(path, e))?;
+            meta.get("version").map_err(|e| Error::index(path, e))?.map(|v| v.value())
+        };
+        if version != Some(INDEX_VERSION) {
+            return Err(Error::index(path, "unknown index version: run `cairn repair index`"));
+        }
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn view(&self) -> Result<IndexView<'_>> {
+        let txn = match &self.db {
+            Db::Write(db) => db.begin_read(),
+            Db::Read(db) => db.begin_read(),
+        }
+        .map_err(|e| Error::index(&self.path, e))?;
+        Ok(IndexView { txn, path: &self.path })
+    }
+
+    fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<()> {
+        let Db::Write(db) = &self.db else {
+            return Err(Error::index(&self.path, "opened read-only"));
+        };
+        let txn = db.begin_write().map_err(|e| Error::index(&self.path, e))?;
+        f(&txn).map_err(|e| Error::index(&self.path, e))?;
+        txn.commit().map_err(|e| Error::index(&self.path, e))
+    }
+
+    /// Records a durable pack and its chunks in one transaction. A chunk already indexed
+    /// elsewhere keeps its first location; the duplicate in this pack is dead weight
+    /// that prune may reclaim.
+    pub fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.write(|txn| {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            for e in entries {
+                if chunks.get(e.id.0)?.is_none() {
+                    chunks.insert(e.id.0, (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
+                }
+            }
+            txn.open_table(PACKS)?.insert(pack.0, (size, entries.len() as u32))?;
+            Ok(())
+        })
+    }
+
+    pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
+        let bytes = format::encode(summary);
+        self.write(|txn| {
+            txn.open_table(SNAPSHOTS)?.insert(summary.id.0, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(SNAPSHOTS)?.remove(id.0)?;
+            Ok(())
+        })
+    }
+}
+
+impl IndexView<'_> {
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::index(self.path, e)
+    }
+
+    pub fn chunks(&self) -> Result<ChunkTable> {
+        let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
+        Ok(ChunkTable { table, path: self.path.to_path_buf() })
+    }
+
+    pub fn chunk_count(&self) -> Result<u64> {
+        self.txn.open_table(CHUNKS).and_then(|t| Ok(t.len()?)).map_err(|e| self.err(e))
+    }
+
+    /// Every indexed pack with its size and chunk count.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64, u32)>> {
+        let table = self.txn.open_table(PACKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (size, count) = v.value();
+            out.push((PackId(k.value()), size, count));
+        }
+        Ok(out)
+    }
+
+    pub fn snapshot_summary(&self, id: &SnapshotId) -> Result<Option<SnapshotSummary>> {
+        let table = self.txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+        let Some(bytes) = table.get(id.0).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        format::decode(bytes.value()).map(Some).map_err(|e| self.err(format!("snapshot {id}: {e}")))
+    }
+
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        let table = self.txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            out.push(SnapshotId(item.map_err(|e| self.err(e))?.0.value()));
+        }
+        Ok(out)
+    }
+}
+
+/// The chunk table, opened once for many lookups.
+pub struct ChunkTable {
+    table: redb::ReadOnlyTable<[u8; 32], ([u8; 32], u64, u32, u32, u8)>,
+    path: PathBuf,
+}
+
+impl ChunkTable {
+    pub fn get(&self, id: &ChunkId) -> Result<Option<Location>> {
+        match self.table.get(id.0).map_err(|e| Error::index(&self.path, e))? {
+            Some(v) => location_from(&self.path, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.table.get(id.0).map_err(|e| Error::index(&self.path, e))?.is_some())
+    }
+
+    /// Visits every chunk in id order without holding them all in memory.
+    pub fn for_each(&self, mut f: impl FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
+        for item in self.table.iter().map_err(|e| Error::index(&self.path, e))? {
+            let (k, v) = item.map_err(|e| Error::index(&self.path, e))?;
+            f(ChunkId(k.value()), location_from(&self.path, v.value())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_entries_are_found_and_first_location_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let index = Index::create(&path).unwrap();
+        let id = ChunkId::of(b"x");
+        let entry = PackEntry { id, offset: 16, stored_len: 1, raw_len: 1, codec: Codec::Raw };
+        index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
+        index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
+        drop(index);
+        let index = Index::open(&path, false).unwrap();
+        let view = index.view().unwrap();
+        let loc = view.chunks().unwrap().get(&id).unwrap().unwrap();
+        assert_eq!((loc.pack, loc.offset), (PackId::of(b"p1"), 16));
+        assert!(!view.chunks().unwrap().contains(&ChunkId::of(b"y")).unwrap());
+        assert_eq!(view.packs().unwrap().len(), 2);
+        assert_eq!(view.chunk_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn missing_index_names_the_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Index::open(&dir.path().join("index.redb"), true).err().unwrap();
+        assert!(err.to_string().contains("cairn repair index"));
+    }
+}

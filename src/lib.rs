@@ -1,0 +1,47 @@
+//! cairn: a content-addressed, deduplicating archive for database stores and file trees.
+//!
+//! ```text
+//! backup:  walk (store type: which files, what order) -> read (64 KiB multiples)
+//!          -> chunk (FastCDC) -> id (BLAKE3) -> dedup (index) -> compress (zstd)
+//!          -> pack writer -> packs durable -> index commit -> manifest (snapshot exists)
+//! restore: manifest -> chunk refs -> index -> pack reads -> decompress -> verify id -> write
+//! ```
+//! The on-disk format is specified in `format-spec/`; `format` holds its constants.
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod config;
+pub mod error;
+pub mod format;
+mod fsutil;
+pub mod id;
+pub mod index;
+pub mod lock;
+pub mod manifest;
+pub mod pack;
+pub mod repair;
+pub mod repo;
+pub mod restore;
+pub mod stores;
+
+pub use error::{Error, Result};
+pub use id::{ChunkId, PackId, SnapshotId};
+pub use repo::Repository;
+
+/// Written into every snapshot header.
+pub const CLIENT: &str = concat!("cairn ", env!("CARGO_PKG_VERSION"));
+
+/// Receives progress of long operations; the library never prints.
+pub trait Progress: Sync {
+    /// `files` more entries and `bytes` more bytes are done.
+    fn advance(&self, _files: u64, _bytes: u64) {}
+}
+
+/// For callers that do not show progress.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,536 @@
+//! Snapshot manifests: what one snapshot holds, complete on its own. A manifest is a
+//! stream of records (header, then per component its files, then a trailer), zstd
+//! compressed, so neither writing nor reading one needs it all in memory.
+//!
+//! ```text
+//! magic "CAIRNSNP" | version u32 | reserved u32         16 bytes, not compressed
+//! one zstd stream of:  len u32 | bincode(Record)  ...    Snapshot, (Component, File*, ComponentEnd)*, End
+//! ```
+//! The file is named by the BLAKE3 of all its bytes; that name is the snapshot id.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};
+use crate::fsutil;
+use crate::id::{ChunkId, SnapshotId};
+use bincode::{Decode, Encode};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Seconds and nanoseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    Full,
+    Incremental,
+}
+
+#[derive(Clone, Debug, PartialEq, Encode, Decode, Serialize)]
+pub struct SnapshotHeader {
+    pub time: Timestamp,
+    pub host: String,
+    pub set: String,
+    pub tags: Vec<String>,
+    pub parent: Option<SnapshotId>,
+    pub kind: SnapshotKind,
+    /// The program that wrote the snapshot, e.g. "cairn 0.1.0".
+    pub client: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Encode, Decode, Serialize)]
+pub struct ComponentHeader {
+    pub name: String,
+    pub store_type: String,
+    /// The path the component was read from, as the operator gave it.
+    #[serde(serialize_with = "serialize_path")]
+    pub source: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink {
+        #[serde(serialize_with = "serialize_path")]
+        target: Vec<u8>,
+    },
+    Fifo,
+    Socket,
+    CharDevice { rdev: u64 },
+    BlockDevice { rdev: u64 },
+}
+
+/// What a file is to its store; decides chunking and incremental rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    Plain,
+    Data,
+    Log,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FileEntry {
+    /// Relative, '/'-separated, raw bytes; see `validate_path`.
+    #[serde(serialize_with = "serialize_path")]
+    pub path: Vec<u8>,
+    #[serde(flatten)]
+    pub kind: FileKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub inode: u64,
+    pub size: u64,
+    pub role: FileRole,
+    pub log_number: Option<u64>,
+    /// Index into the repository config's chunker profiles.
+    pub chunker: u8,
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// A plain file tree: files are read as they are.
+    Unspecified,
+    Offline,
+    Hot,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Excluded {
+    #[serde(serialize_with = "serialize_path")]
+    pub path: Vec<u8>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ComponentTrailer {
+    pub files: u64,
+    pub bytes: u64,
+    pub first_log_number: Option<u64>,
+    pub last_log_number: Option<u64>,
+    pub consistency: Consistency,
+    pub passes: u32,
+    pub excluded: Vec<Excluded>,
+    #[serde(serialize_with = "serialize_paths")]
+    pub vanished: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FileError {
+    #[serde(serialize_with = "serialize_path")]
+    pub path: Vec<u8>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct BackupStats {
+    /// Entries of every type in the snapshot.
+    pub files: u64,
+    /// Sum of the sizes of regular files.
+    pub bytes: u64,
+    /// Bytes read from the source (files unchanged since the parent are not read).
+    pub bytes_read: u64,
+    pub new_chunks: u64,
+    /// Uncompressed bytes of chunks the repository did not have.
+    pub new_bytes: u64,
+    /// Bytes added to pack files.
+    pub stored_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct SnapshotTrailer {
+    pub finished: Timestamp,
+    /// False when some files could not be read; `errors` says which.
+    pub complete: bool,
+    pub errors: Vec<FileError>,
+    pub stats: BackupStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub enum Record {
+    Snapshot(SnapshotHeader),
+    Component(ComponentHeader),
+    File(FileEntry),
+    ComponentEnd(ComponentTrailer),
+    End(SnapshotTrailer),
+}
+
+/// Everything of a snapshot but its file lists: what listings need.
+#[derive(Clone, Debug, PartialEq, Encode, Decode, Serialize)]
+pub struct SnapshotSummary {
+    pub id: SnapshotId,
+    #[serde(flatten)]
+    pub header: SnapshotHeader,
+    pub components: Vec<ComponentSummary>,
+    #[serde(flatten)]
+    pub trailer: SnapshotTrailer,
+}
+
+#[derive(Clone, Debug, PartialEq, Encode, Decode, Serialize)]
+pub struct ComponentSummary {
+    #[serde(flatten)]
+    pub header: ComponentHeader,
+    #[serde(flatten)]
+    pub trailer: ComponentTrailer,
+}
+
+/// Paths are raw bytes; shown as UTF-8 where they are, with `\xNN` for other bytes.
+pub fn display_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for piece in path.utf8_chunks() {
+        for c in piece.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in piece.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn serialize_path<S: serde::Serializer>(path: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&display_path(path))
+}
+
+fn serialize_paths<S: serde::Serializer>(paths: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| display_path(p)))
+}
+
+/// A manifest path must be relative, '/'-separated, without empty, `.` or `..`
+/// components and without NUL: restoring it can then never leave the target.
+pub fn validate_path(path: &[u8]) -> Result<(), String> {
+    let bad = path.is_empty()
+        || path.contains(&0)
+        || path.split(|&b| b == b'/').any(|part| part.is_empty() || part == b"." || part == b"..");
+    if bad {
+        Err(format!("unsafe path {:?} in manifest", display_path(path)))
+    } else {
+        Ok(())
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Streams records into a temporary file; `finish` names it by its hash.
+pub struct ManifestWriter {
+    encoder: zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>,
+    temp: PathBuf,
+}
+
+impl ManifestWriter {
+    pub fn create(tmp_dir: &Path) -> Result<ManifestWriter> {
+        let temp = fsutil::temp_path(tmp_dir, "snapshot");
+        let file = File::create(&temp).at(&temp)?;
+        let mut out = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
+        out.write_all(&format::file_header(SNAPSHOT_MAGIC)).at(&temp)?;
+        let encoder = zstd::stream::write::Encoder::new(out, 3).at(&temp)?;
+        Ok(ManifestWriter { encoder, temp })
+    }
+
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let bytes = format::encode(record);
+        self.encoder.write_all(&(bytes.len() as u32).to_le_bytes()).at(&self.temp)?;
+        self.encoder.write_all(&bytes).at(&self.temp)
+    }
+
+    /// Makes the manifest durable as `snapshots/<id>`: from here on the snapshot exists.
+    pub fn finish(self, snapshots_dir: &Path) -> Result<SnapshotId> {
+        let out = self.encoder.finish().at(&self.temp)?;
+        let id = SnapshotId::from(out.hasher.finalize());
+        let file = out.inner.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        fsutil::persist(file, &self.temp, &snapshot_path(snapshots_dir, &id))?;
+        Ok(id)
+    }
+}
+
+pub fn snapshot_path(snapshots_dir: &Path, id: &SnapshotId) -> PathBuf {
+    snapshots_dir.join(id.to_hex())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    Header,
+    ComponentOrEnd,
+    FileOrComponentEnd,
+    Eof,
+}
+
+/// Streams the records of a manifest, checking their order, and at the end that the
+/// file's hash is its id: a fully read manifest is a verified one.
+pub struct ManifestReader {
+    decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<File>>>>,
+    path: PathBuf,
+    id: SnapshotId,
+    expect: Expect,
+}
+
+impl ManifestReader {
+    pub fn open(snapshots_dir: &Path, id: &SnapshotId) -> Result<ManifestReader> {
+        let path = snapshot_path(snapshots_dir, id);
+        let file = File::open(&path).at(&path)?;
+        let mut raw = HashingReader { inner: BufReader::new(file), hasher: blake3::Hasher::new() };
+        let mut head = [0u8; format::FILE_HEADER_LEN];
+        raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
+        format::check_file_header(&head, SNAPSHOT_MAGIC).map_err(|e| Error::corrupt(&path, e))?;
+        let decoder = zstd::stream::read::Decoder::new(raw).at(&path)?;
+        Ok(ManifestReader { decoder, path, id: *id, expect: Expect::Header })
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> Error {
+        Error::corrupt(&self.path, what)
+    }
+
+    /// The next record, or `None` after the trailer (once the hash has been checked).
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        if self.expect == Expect::Eof {
+            return Ok(None);
+        }
+        let mut len = [0u8; 4];
+        self.decoder.read_exact(&mut len).map_err(|e| self.corrupt(format!("record length: {e}")))?;
+        let len = u32::from_le_bytes(len);
+        if len > MAX_RECORD_LEN {
+            return Err(self.corrupt(format!("record of {len} bytes")));
+        }
+        let mut bytes = Vec::new();
+        (&mut self.decoder).take(len as u64).read_to_end(&mut bytes).at(&self.path)?;
+        if bytes.len() != len as usize {
+            return Err(self.corrupt("truncated record"));
+        }
+        let record: Record = format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
+        self.expect = match (self.expect, &record) {
+            (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
+            (Expect::ComponentOrEnd, Record::Component(_)) => Expect::FileOrComponentEnd,
+            (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
+            (Expect::FileOrComponentEnd, Record::File(entry)) => {
+                validate_path(&entry.path).map_err(|e| self.corrupt(e))?;
+                Expect::FileOrComponentEnd
+            }
+            (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,
+            (expect, _) => return Err(self.corrupt(format!("record out of order (expected {expect:?})"))),
+        };
+        if self.expect == Expect::Eof {
+            self.verify_end()?;
+        }
+        Ok(Some(record))
+    }
+
+    fn verify_end(&mut self) -> Result<()> {
+        let mut rest = Vec::new();
+        self.decoder.read_to_end(&mut rest).at(&self.path)?;
+        if !rest.is_empty() {
+            return Err(self.corrupt("data after the trailer"));
+        }
+        let raw = self.decoder.get_mut();
+        io::copy(raw, &mut io::sink()).at(&self.path)?;
+        let actual = SnapshotId::from(raw.get_ref().hasher.finalize());
+        if actual != self.id {
+            return Err(self.corrupt(format!("content hash is {actual}, not its name")));
+        }
+        Ok(())
+    }
+
+    /// Reads the whole manifest, keeping all but the file entries.
+    pub fn summary(mut self) -> Result<SnapshotSummary> {
+        let mut header = None;
+        let mut components = Vec::new();
+        let mut current = None;
+        while let Some(record) = self.next_record()? {
+            match record {
+                Record::Snapshot(h) => header = Some(h),
+                Record::Component(c) => current = Some(c),
+                Record::File(_) => {}
+                Record::ComponentEnd(trailer) => {
+                    let header = current.take().expect("reader checks record order");
+                    components.push(ComponentSummary { header, trailer });
+                }
+                Record::End(trailer) => {
+                    let header = header.take().expect("reader checks record order");
+                    return Ok(SnapshotSummary { id: self.id, header, components, trailer });
+                }
+            }
+        }
+        unreachable!("the reader returns the trailer before the end")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn sample_entry(path: &[u8]) -> FileEntry {
+        FileEntry {
+            path: path.to_vec(),
+            kind: FileKind::Regular,
+            mode: 0o100644,
+            uid: 1000,
+            gid: 1000,
+            mtime: Timestamp { secs: 1_700_000_000, nanos: 5 },
+            ctime: Timestamp { secs: 1_700_000_001, nanos: 6 },
+            inode: 42,
+            size: 3,
+            role: FileRole::Plain,
+            log_number: None,
+            chunker: 0,
+            chunks: vec![ChunkRef { id: ChunkId::of(b"abc"), len: 3 }],
+        }
+    }
+
+    fn sample_records() -> Vec<Record> {
+        vec![
+            Record::Snapshot(SnapshotHeader {
+                time: Timestamp { secs: 1, nanos: 2 },
+                host: "h".into(),
+                set: "s".into(),
+                tags: vec!["t".into()],
+                parent: None,
+                kind: SnapshotKind::Full,
+                client: "test".into(),
+            }),
+            Record::Component(ComponentHeader { name: "c".into(), store_type: "dir".into(), source: b"/x".to_vec() }),
+            Record::File(sample_entry(b"a/\xffb")),
+            Record::ComponentEnd(ComponentTrailer {
+                files: 1,
+                bytes: 3,
+                first_log_number: None,
+                last_log_number: None,
+                consistency: Consistency::Unspecified,
+                passes: 1,
+                excluded: vec![],
+                vanished: vec![],
+            }),
+            Record::End(SnapshotTrailer {
+                finished: Timestamp { secs: 3, nanos: 0 },
+                complete: true,
+                errors: vec![],
+                stats: BackupStats::default(),
+            }),
+        ]
+    }
+
+    fn write_all(dir: &Path, records: &[Record]) -> SnapshotId {
+        let mut writer = ManifestWriter::create(dir).unwrap();
+        for record in records {
+            writer.write(record).unwrap();
+        }
+        writer.finish(dir).unwrap()
+    }
+
+    #[test]
+    fn manifest_round_trip_is_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = sample_records();
+        let id = write_all(dir.path(), &records);
+        let mut reader = ManifestReader::open(dir.path(), &id).unwrap();
+        let mut read = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            read.push(r);
+        }
+        assert_eq!(read, records);
+        let summary = ManifestReader::open(dir.path(), &id).unwrap().summary().unwrap();
+        assert_eq!(summary.components.len(), 1);
+    }
+
+    #[test]
+    fn flipped_byte_or_wrong_order_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = write_all(dir.path(), &sample_records());
+        let path = snapshot_path(dir.path(), &id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let result = ManifestReader::open(dir.path(), &id).and_then(|r| r.summary());
+        assert!(result.is_err());
+
+        let mut records = sample_records();
+        records.swap(1, 2);
+        let id = write_all(dir.path(), &records);
+        let result = ManifestReader::open(dir.path(), &id).and_then(|r| r.summary());
+        assert!(result.unwrap_err().to_string().contains("out of order"));
+    }
+
+    #[test]
+    fn unsafe_paths_are_rejected() {
+        for bad in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"./a", b"a/", b"a\0b"] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        validate_path(b"a/b/\xff.c").unwrap();
+    }
+
+    #[test]
+    fn display_path_escapes_non_utf8() {
+        assert_eq!(display_path(b"a/\xffb\\"), "a/\\xffb\\\\");
+    }
+
+    proptest! {
+        #[test]
+        fn file_entry_encoding_round_trips(path in proptest::collection::vec(1u8..=255, 1..40),
+                                           size in any::<u64>(), log in any::<Option<u64>>()) {
+            let mut entry = sample_entry(&path);
+            entry.size = size;
+            entry.log_number = log;
+            let record = Record::File(entry);
+            let bytes = format::encode(&record);
+            prop_assert_eq!(format::decode::<Record>(&bytes).unwrap(), record);
+        }
+    }
+}

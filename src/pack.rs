@@ -1,0 +1,304 @@
+//! Pack files: many chunks, each its own zstd frame (or raw when compression does not
+//! help), followed by a table of every chunk so that the index can be rebuilt from the
+//! packs alone.
+//!
+//! ```text
+//! header  magic "CAIRNPAK" | version u32 | reserved u32            16 bytes
+//! frames  chunk 0 | chunk 1 | ...                                  stored bytes
+//! table   entry 0 | entry 1 | ...                                  49 bytes each
+//!         entry = id [32] | offset u64 | stored_len u32 | raw_len u32 | codec u8
+//! footer  BLAKE3(table) [32] | table offset u64 | entry count u32 | magic "CAIRNEND"
+//! ```
+//! The file is named by the BLAKE3 of all its bytes.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC};
+use crate::fsutil;
+use crate::id::{ChunkId, PackId};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// How a chunk's bytes are stored in its frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Raw = 0,
+    Zstd = 1,
+}
+
+impl Codec {
+    pub fn from_byte(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// A chunk ready for a pack: compressed, or raw where compression did not help.
+pub struct Frame {
+    pub id: ChunkId,
+    pub raw_len: u32,
+    pub codec: Codec,
+    pub bytes: Vec<u8>,
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses one chunk as a standalone zstd frame; keeps it raw when that is not smaller.
+pub fn compress(id: ChunkId, raw: Vec<u8>, level: i32) -> Frame {
+    let raw_len = raw.len() as u32;
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        slot.as_mut().and_then(|(_, c)| c.compress(&raw).ok())
+    });
+    match compressed {
+        Some(bytes) if bytes.len() < raw.len() => Frame { id, raw_len, codec: Codec::Zstd, bytes },
+        _ => Frame { id, raw_len, codec: Codec::Raw, bytes: raw },
+    }
+}
+
+/// Where one chunk sits inside its pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: ChunkId,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+impl PackEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+        out.push(self.codec as u8);
+    }
+
+    fn decode(bytes: &[u8]) -> Option<PackEntry> {
+        Some(PackEntry {
+            id: ChunkId(bytes[..32].try_into().ok()?),
+            offset: format::read_u64(&bytes[32..40]),
+            stored_len: format::read_u32(&bytes[40..44]),
+            raw_len: format::read_u32(&bytes[44..48]),
+            codec: Codec::from_byte(bytes[48])?,
+        })
+    }
+}
+
+/// Writes one pack under a temporary name; `finish` makes it durable under its id.
+pub struct PackWriter {
+    out: BufWriter<File>,
+    temp: PathBuf,
+    hasher: blake3::Hasher,
+    entries: Vec<PackEntry>,
+    len: u64,
+}
+
+impl PackWriter {
+    pub fn create(tmp_dir: &Path) -> Result<PackWriter> {
+        let temp = fsutil::temp_path(tmp_dir, "pack");
+        let file = File::create(&temp).at(&temp)?;
+        let mut writer = PackWriter {
+            out: BufWriter::with_capacity(1 << 20, file),
+            temp,
+            hasher: blake3::Hasher::new(),
+            entries: Vec::new(),
+            len: 0,
+        };
+        writer.write(&format::file_header(PACK_MAGIC))?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).at(&self.temp)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn add(&mut self, frame: &Frame) -> Result<()> {
+        let entry = PackEntry {
+            id: frame.id,
+            offset: self.len,
+            stored_len: frame.bytes.len() as u32,
+            raw_len: frame.raw_len,
+            codec: frame.codec,
+        };
+        self.write(&frame.bytes)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes table and footer, fsyncs, and renames the pack to `packs/xx/<id>`.
+    pub fn finish(mut self, packs_dir: &Path) -> Result<FinishedPack> {
+        let mut table = Vec::with_capacity(self.entries.len() * PACK_ENTRY_LEN);
+        for entry in &self.entries {
+            entry.encode(&mut table);
+        }
+        let table_offset = self.len;
+        let mut footer = Vec::with_capacity(PACK_FOOTER_LEN);
+        footer.extend_from_slice(blake3::hash(&table).as_bytes());
+        footer.extend_from_slice(&table_offset.to_le_bytes());
+        footer.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&PACK_FOOTER_MAGIC);
+        self.write(&table)?;
+        self.write(&footer)?;
+        let id = PackId::from(self.hasher.finalize());
+        let file = self.out.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let dest = pack_path(packs_dir, &id);
+        fsutil::persist(file, &self.temp, &dest)?;
+        Ok(FinishedPack { id, size: self.len, entries: self.entries })
+    }
+}
+
+pub struct FinishedPack {
+    pub id: PackId,
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+}
+
+/// `packs/<first two hex digits>/<id>`: keeps directories small with many packs.
+pub fn pack_path(packs_dir: &Path, id: &PackId) -> PathBuf {
+    let hex = id.to_hex();
+    packs_dir.join(&hex[..2]).join(hex)
+}
+
+/// Reads a pack's table through its footer, checking the table's hash.
+pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
+    let size = file.metadata().at(path)?.len();
+    let min = (format::FILE_HEADER_LEN + PACK_FOOTER_LEN) as u64;
+    if size < min {
+        return Err(Error::corrupt(path, format!("{size} bytes is too short for a pack")));
+    }
+    let mut head = [0u8; format::FILE_HEADER_LEN];
+    file.read_exact_at(&mut head, 0).at(path)?;
+    format::check_file_header(&head, PACK_MAGIC).map_err(|e| Error::corrupt(path, e))?;
+    let mut footer = [0u8; PACK_FOOTER_LEN];
+    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
+    if footer[44..52] != PACK_FOOTER_MAGIC {
+        return Err(Error::corrupt(path, "no pack footer (truncated?)"));
+    }
+    let table_offset = format::read_u64(&footer[32..40]);
+    let count = format::read_u32(&footer[40..44]) as u64;
+    let table_len = count * PACK_ENTRY_LEN as u64;
+    if table_offset < format::FILE_HEADER_LEN as u64
+        || table_offset.checked_add(table_len) != Some(size - PACK_FOOTER_LEN as u64)
+    {
+        return Err(Error::corrupt(path, "pack footer does not match the file size"));
+    }
+    let mut table = vec![0u8; table_len as usize];
+    file.read_exact_at(&mut table, table_offset).at(path)?;
+    if blake3::hash(&table).as_bytes() != &footer[..32] {
+        return Err(Error::corrupt(path, "pack table checksum mismatch"));
+    }
+    table
+        .chunks_exact(PACK_ENTRY_LEN)
+        .map(|bytes| {
+            let entry = PackEntry::decode(bytes)
+                .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec"))?;
+            let end = entry.offset + entry.stored_len as u64;
+            if entry.offset < format::FILE_HEADER_LEN as u64 || end > table_offset {
+                return Err(Error::corrupt(path, format!("chunk {} lies outside the pack", entry.id)));
+            }
+            Ok(entry)
+        })
+        .collect()
+}
+
+/// Reads one chunk's stored bytes.
+pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
+    let mut stored = vec![0u8; stored_len as usize];
+    file.read_exact_at(&mut stored, offset).at(path)?;
+    Ok(stored)
+}
+
+/// Decodes stored bytes back into the chunk and verifies them against `id`: nothing
+/// unverified ever leaves this function.
+pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    let raw = match codec {
+        Codec::Raw => stored,
+        Codec::Zstd => zstd::bulk::decompress(&stored, raw_len as usize)
+            .map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?,
+    };
+    if raw.len() != raw_len as usize {
+        return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
+    }
+    if ChunkId::of(&raw) != *id {
+        return Err(format!("chunk {id}: content does not match its id"));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trip_and_named_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks: Vec<Vec<u8>> = vec![vec![0u8; 10_000], b"incompressible?".to_vec(), vec![]];
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        for raw in &chunks {
+            writer.add(&compress(ChunkId::of(raw), raw.clone(), 3)).unwrap();
+        }
+        let pack = writer.finish(dir.path()).unwrap();
+        let path = pack_path(dir.path(), &pack.id);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(PackId::of(&bytes), pack.id);
+        assert_eq!(bytes.len() as u64, pack.size);
+        let file = File::open(&path).unwrap();
+        let table = read_table(&file, &path).unwrap();
+        assert_eq!(table, pack.entries);
+        assert_eq!(table[0].codec, Codec::Zstd);
+        assert_eq!(table[1].codec, Codec::Raw);
+        for (entry, raw) in table.iter().zip(&chunks) {
+            let stored = read_stored(&file, &path, entry.offset, entry.stored_len).unwrap();
+            assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(), raw);
+        }
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let raw = vec![7u8; 5000];
+        let id = ChunkId::of(&raw);
+        let frame = compress(id, raw, 3);
+        let mut stored = frame.bytes.clone();
+        let last = stored.len() - 1;
+        stored[last] ^= 1;
+        assert!(decode_chunk(&id, frame.codec, frame.raw_len, stored).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        writer.add(&frame).unwrap();
+        let pack = writer.finish(dir.path()).unwrap();
+        let path = pack_path(dir.path(), &pack.id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let table_byte = bytes.len() - PACK_FOOTER_LEN - 10;
+        bytes[table_byte] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_table(&File::open(&path).unwrap(), &path).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(read_table(&File::open(&path).unwrap(), &path).is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! A repository on disk: layout, opening under the lock, and the snapshot list.
+//!
+//! ```text
+//! REPO/config          format version, id, chunker profiles, compression
+//! REPO/packs/xx/<id>   immutable pack files
+//! REPO/snapshots/<id>  immutable snapshot manifests
+//! REPO/index.redb      cache of the two above
+//! REPO/lock            the repository lock
+//! REPO/tmp/            files being written; anything here after a crash is garbage
+//! ```
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::id::{PackId, SnapshotId};
+use crate::index::Index;
+use crate::lock::{self, LockMode, RepoLock};
+use crate::manifest::{ManifestReader, SnapshotSummary};
+use crate::pack;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Repository {
+    root: PathBuf,
+    pub config: Config,
+    pub index: Index,
+    _lock: RepoLock,
+}
+
+/// How to open a repository.
+pub struct OpenOptions<'a> {
+    pub mode: LockMode,
+    /// How long to wait for another process's lock before failing.
+    pub lock_wait: Duration,
+    /// What this process is doing, shown to processes blocked by its lock.
+    pub command: &'a str,
+}
+
+pub fn config_path(root: &Path) -> PathBuf {
+    root.join("config")
+}
+
+pub fn index_path(root: &Path) -> PathBuf {
+    root.join("index.redb")
+}
+
+/// Creates an empty repository at `root`, which must be missing or an empty directory.
+/// The config is written last: a directory without it is not taken for a repository.
+pub fn init(root: &Path) -> Result<Config> {
+    if root.exists() {
+        let mut entries = fs::read_dir(root).at(root)?;
+        if entries.next().is_some() {
+            return Err(Error::Repository { path: root.into(), what: "exists and is not empty".into() });
+        }
+    } else {
+        fs::create_dir_all(root).at(root)?;
+    }
+    for dir in ["packs", "snapshots", "tmp"] {
+        fs::create_dir(root.join(dir)).at(root.join(dir))?;
+    }
+    File::create(root.join("lock")).at(root.join("lock"))?;
+    drop(Index::create(&index_path(root))?);
+    let config = Config::new(random_id(root)?);
+    fsutil::write_atomic(&root.join("tmp"), &config_path(root), &config.encode())?;
+    fsutil::fsync_dir(root)?;
+    Ok(config)
+}
+
+fn random_id(root: &Path) -> Result<[u8; 32]> {
+    let mut id = [0u8; 32];
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
+    // Mixed with the path and time in case /dev/urandom is not what it claims.
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&id);
+    hasher.update(root.as_os_str().as_encoded_bytes());
+    hasher.update(&crate::manifest::Timestamp::now().secs.to_le_bytes());
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// Reads and checks the config; the error says when `root` is not a repository.
+pub fn read_config(root: &Path) -> Result<Config> {
+    let path = config_path(root);
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Repository {
+            path: root.into(),
+            what: "is not a cairn repository (no config file; create one with `cairn init`)".into(),
+        },
+        _ => Error::io(&path, e),
+    })?;
+    Config::decode(&bytes, &path)
+}
+
+/// Takes the repository lock before anything else is read.
+pub fn lock(root: &Path, options: &OpenOptions) -> Result<RepoLock> {
+    if !config_path(root).exists() {
+        read_config(root)?;
+    }
+    lock::acquire(&root.join("lock"), options.mode, options.lock_wait, options.command)
+}
+
+impl Repository {
+    pub fn open(root: &Path, options: &OpenOptions) -> Result<Repository> {
+        let lock = lock(root, options)?;
+        let config = read_config(root)?;
+        let writable = options.mode == LockMode::Exclusive;
+        let index = Index::open(&index_path(root), writable)?;
+        let repo = Repository { root: root.to_path_buf(), config, index, _lock: lock };
+        if writable {
+            repo.clear_tmp()?;
+            repo.sync_index()?;
+        }
+        Ok(repo)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn packs_dir(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn pack_path(&self, id: &PackId) -> PathBuf {
+        pack::pack_path(&self.packs_dir(), id)
+    }
+
+    /// Files left in tmp/ by an interrupted process; only called under the exclusive lock.
+    fn clear_tmp(&self) -> Result<()> {
+        let tmp = self.tmp_dir();
+        for entry in fs::read_dir(&tmp).at(&tmp)? {
+            let path = entry.at(&tmp)?.path();
+            fs::remove_file(&path).at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the index up to date with what is on disk after an interrupted writer:
+    /// a manifest written but not yet indexed, a pack renamed but not yet indexed.
+    /// Damaged files are left alone here; `check` reports them.
+    fn sync_index(&self) -> Result<()> {
+        let view = self.index.view()?;
+        let indexed_snapshots = view.snapshot_ids()?;
+        let on_disk = self.snapshot_ids()?;
+        for id in &on_disk {
+            if view.snapshot_summary(id)?.is_none() {
+                if let Ok(summary) = ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary()) {
+                    self.index.add_snapshot(&summary)?;
+                }
+            }
+        }
+        for id in indexed_snapshots.iter().filter(|id| !on_disk.contains(id)) {
+            self.index.remove_snapshot(id)?;
+        }
+        let indexed_packs: std::collections::HashSet<PackId> =
+            view.packs()?.into_iter().map(|(id, _, _)| id).collect();
+        for (id, path) in self.pack_files()? {
+            if !indexed_packs.contains(&id) {
+                let Ok(file) = File::open(&path) else { continue };
+                if let Ok(entries) = pack::read_table(&file, &path) {
+                    let size = file.metadata().at(&path)?.len();
+                    self.index.add_pack(&id, size, &entries)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pack file on disk, by the id its name gives.
+    pub fn pack_files(&self) -> Result<Vec<(PackId, PathBuf)>> {
+        let packs = self.packs_dir();
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&packs).at(&packs)? {
+            let dir = dir.at(&packs)?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&dir).at(&dir)? {
+                let path = entry.at(&dir)?.path();
+                if let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) {
+                    out.push((id, path));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every snapshot manifest on disk.
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        let dir = self.snapshots_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn summary(&self, id: &SnapshotId) -> Result<SnapshotSummary> {
+        match self.index.view()?.snapshot_summary(id)? {
+            Some(summary) => Ok(summary),
+            None => ManifestReader::open(&self.snapshots_dir(), id)?.summary(),
+        }
+    }
+
+    /// All snapshots, oldest first. The manifests on disk are the truth; the index only
+    /// spares reading them.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotSummary>> {
+        let mut out = Vec::new();
+        for id in self.snapshot_ids()? {
+            out.push(self.summary(&id)?);
+        }
+        out.sort_by_key(|s| (s.header.time, s.id));
+        Ok(out)
+    }
+
+    /// The newest snapshot of `set`, the parent of an incremental backup.
+    pub fn latest_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
+        Ok(self.snapshots()?.into_iter().rfind(|s| s.header.set == set))
+    }
+
+    /// A full id, a unique prefix of one, or `latest`.
+    pub fn resolve(&self, spec: &str) -> Result<SnapshotId> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .last()
+                .map(|s| s.id)
+                .ok_or_else(|| Error::Snapshot("the repository has no snapshots".into()));
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Snapshot(format!("{spec:?} is not a snapshot id, prefix or `latest`")));
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        let matches: Vec<SnapshotId> =
+            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lower)).collect();
+        match matches.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(Error::Snapshot(format!("no snapshot matches {spec:?}"))),
+            _ => Err(Error::Snapshot(format!("{spec:?} matches {} snapshots; give more digits", matches.len()))),
+        }
+    }
+}
