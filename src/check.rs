@@ -1,0 +1,286 @@
+//! Verifies a repository: packs against the index, manifests against both, and with
+//! `read_data` every chunk's bytes against its id. Damage is traced to the snapshots
+//! and files it affects.
+
+use crate::error::Result;
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::manifest::{display_path, ManifestReader, Record};
+use crate::pack::{self, PackEntry};
+use crate::repo::Repository;
+use crate::Progress;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub what: String,
+    pub pack: Option<PackId>,
+    /// Snapshots and files whose data this problem touches.
+    pub affected: Vec<Affected>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, Hash, Clone)]
+pub struct Affected {
+    pub snapshot: SnapshotId,
+    pub path: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub snapshots: u64,
+    pub bytes_verified: u64,
+    pub problems: Vec<Problem>,
+    /// Findings that are not damage, such as packs an interrupted backup left behind.
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Findings {
+    problems: Vec<Problem>,
+    /// Chunks that cannot be read back, with the problem that explains why.
+    damaged: HashMap<ChunkId, usize>,
+}
+
+impl Findings {
+    fn add(
+        &mut self,
+        what: String,
+        pack: Option<PackId>,
+        chunks: impl IntoIterator<Item = ChunkId>,
+    ) {
+        let n = self.problems.len();
+        self.problems.push(Problem {
+            what,
+            pack,
+            affected: Vec::new(),
+        });
+        for id in chunks {
+            self.damaged.entry(id).or_insert(n);
+        }
+    }
+}
+
+pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut findings = Findings::default();
+    let view = repo.index.view()?;
+    let chunks = view.chunks()?;
+    let indexed: HashMap<PackId, (u64, u32)> = view
+        .packs()?
+        .into_iter()
+        .map(|(id, s, n)| (id, (s, n)))
+        .collect();
+    let on_disk: HashMap<PackId, std::path::PathBuf> = repo.pack_files()?.into_iter().collect();
+    report.packs = indexed.len() as u64;
+    report.chunks = view.chunk_count()?;
+
+    for id in on_disk.keys().filter(|id| !indexed.contains_key(id)) {
+        report.notes.push(format!(
+            "pack {id} is not in the index (left by an interrupted backup; the next backup indexes it)"
+        ));
+    }
+    // Per pack: its table must agree with the index, and its data with its ids.
+    let mut healthy: HashSet<PackId> = HashSet::new();
+    let mut matched = 0u64;
+    let mut packs: Vec<(&PackId, &(u64, u32))> = indexed.iter().collect();
+    packs.sort();
+    for (id, (size, _)) in packs {
+        let Some(path) = on_disk.get(id) else {
+            findings.add(format!("pack {id} is missing"), Some(*id), []);
+            continue;
+        };
+        let table = File::open(path)
+            .map_err(crate::Error::from_io(path))
+            .and_then(|f| {
+                let actual = f.metadata().map_err(crate::Error::from_io(path))?.len();
+                if actual != *size {
+                    return Err(crate::Error::corrupt(
+                        path,
+                        format!("{actual} bytes, the index says {size}"),
+                    ));
+                }
+                pack::read_table(&f, path)
+            });
+        let table = match table {
+            Ok(table) => table,
+            Err(e) => {
+                findings.add(format!("pack {id}: {e}"), Some(*id), []);
+                continue;
+            }
+        };
+        healthy.insert(*id);
+        for entry in &table {
+            if let Some(location) = chunks.get(&entry.id)? {
+                if location.pack == *id && location.offset == entry.offset {
+                    let agrees = location.stored_len == entry.stored_len
+                        && location.raw_len == entry.raw_len
+                        && location.codec == entry.codec;
+                    if !agrees {
+                        findings.add(
+                            format!(
+                                "pack {id}: index entry of chunk {} disagrees with the pack",
+                                entry.id
+                            ),
+                            Some(*id),
+                            [entry.id],
+                        );
+                    }
+                    matched += 1;
+                }
+            }
+        }
+        progress.advance(1, 0);
+    }
+    if matched != report.chunks {
+        chunks.for_each(|chunk, location| {
+            if !healthy.contains(&location.pack) {
+                findings.damaged.entry(chunk).or_insert_with(|| {
+                    findings
+                        .problems
+                        .iter()
+                        .position(|p| p.pack == Some(location.pack))
+                        .unwrap_or(0)
+                });
+            }
+            Ok(())
+        })?;
+        if matched + (findings.damaged.len() as u64) < report.chunks {
+            findings.add("the index lists chunks that no pack holds at the place it says (run `cairn repair index`)".into(), None, []);
+        }
+    }
+
+    if read_data {
+        let mut ids: Vec<&PackId> = healthy.iter().collect();
+        ids.sort();
+        let results: Vec<(PackId, u64, Vec<(String, Vec<ChunkId>)>)> = ids
+            .par_iter()
+            .map(|id| {
+                let (bytes, damage) = verify_pack_data(&on_disk[*id], id);
+                progress.advance(0, bytes);
+                (**id, bytes, damage)
+            })
+            .collect();
+        for (id, bytes, damage) in results {
+            report.bytes_verified += bytes;
+            for (what, chunk_ids) in damage {
+                findings.add(format!("pack {id}: {what}"), Some(id), chunk_ids);
+            }
+        }
+    }
+
+    for snapshot in repo.snapshot_ids()? {
+        report.snapshots += 1;
+        check_manifest(repo, &snapshot, &chunks, &mut findings)?;
+    }
+    report.problems = findings.problems;
+    Ok(report)
+}
+
+/// Hashes the whole pack and decodes every chunk. Returns bytes read and the damage.
+fn verify_pack_data(path: &std::path::Path, id: &PackId) -> (u64, Vec<(String, Vec<ChunkId>)>) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),
+    };
+    let mut damage = Vec::new();
+    let entries: Vec<PackEntry> = match File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| pack::read_table(&f, path).map_err(|e| e.to_string()))
+    {
+        Ok(entries) => entries,
+        Err(e) => return (bytes.len() as u64, vec![(e, Vec::new())]),
+    };
+    let mut bad_chunks = Vec::new();
+    for entry in &entries {
+        let start = entry.offset as usize;
+        let stored = bytes[start..start + entry.stored_len as usize].to_vec();
+        if let Err(e) = pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored) {
+            damage.push((e, vec![entry.id]));
+            bad_chunks.push(entry.id);
+        }
+    }
+    if PackId::of(&bytes) != *id && bad_chunks.is_empty() {
+        damage.push((
+            "content does not match its name (damage outside the chunk data)".to_string(),
+            Vec::new(),
+        ));
+    }
+    (bytes.len() as u64, damage)
+}
+
+/// Reads a manifest to its end (which verifies its hash) and checks every chunk it
+/// names against the index, noting files that use damaged chunks.
+fn check_manifest(
+    repo: &Repository,
+    id: &SnapshotId,
+    chunks: &crate::index::ChunkTable,
+    findings: &mut Findings,
+) -> Result<()> {
+    let mut reader = match ManifestReader::open(&repo.snapshots_dir(), id) {
+        Ok(reader) => reader,
+        Err(e) => {
+            findings.add(format!("snapshot {id}: {e}"), None, []);
+            return Ok(());
+        }
+    };
+    let mut affected_seen: HashSet<(usize, Vec<u8>)> = HashSet::new();
+    loop {
+        let record = match reader.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                findings.add(format!("snapshot {id}: {e}"), None, []);
+                return Ok(());
+            }
+        };
+        let Record::File(entry) = record else {
+            continue;
+        };
+        for chunk in &entry.chunks {
+            if let Some(&problem) = findings.damaged.get(&chunk.id) {
+                if affected_seen.insert((problem, entry.path.clone())) {
+                    findings.problems[problem].affected.push(Affected {
+                        snapshot: *id,
+                        path: display_path(&entry.path),
+                    });
+                }
+                continue;
+            }
+            match chunks.get(&chunk.id)? {
+                Some(location) if location.raw_len == chunk.len => {}
+                Some(_) => findings.add(
+                    format!(
+                        "snapshot {id}: {}: chunk {} has a different length in the index",
+                        display_path(&entry.path),
+                        chunk.id
+                    ),
+                    None,
+                    [],
+                ),
+                None => {
+                    findings.add(
+                        format!("chunk {} is missing from the repository", chunk.id),
+                        None,
+                        [chunk.id],
+                    );
+                    let problem = findings.problems.len() - 1;
+                    affected_seen.insert((problem, entry.path.clone()));
+                    findings.problems[problem].affected.push(Affected {
+                        snapshot: *id,
+                        path: display_path(&entry.path),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub struct Config {
     pub repository_id: [u8; 32],
     pub created: Timestamp,
     /// Chunker profiles, referred to by index from each manifest file entry.
-    /// Profile 0 is `ChunkerParams::DEFAULT`, 1 is `ChunkerParams::FINE`.
+    /// A new repository has DEFAULT, FINE and MEDIUM, in that order.
     pub chunkers: Vec<ChunkerParams>,
     pub compression: Compression,
     /// Packs are closed when they reach this size.
@@ -36,14 +36,22 @@ pub struct Config {
 /// The chunker profiles of a manifest entry's `chunker` field.
 pub const CHUNKER_DEFAULT: u8 = 0;
 pub const CHUNKER_FINE: u8 = 1;
+pub const CHUNKER_MEDIUM: u8 = 2;
 
 impl Config {
     pub fn new(repository_id: [u8; 32]) -> Config {
         Config {
             repository_id,
             created: Timestamp::now(),
-            chunkers: vec![ChunkerParams::DEFAULT, ChunkerParams::FINE],
-            compression: Compression { algorithm: COMPRESSION_ZSTD, level: 3 },
+            chunkers: vec![
+                ChunkerParams::DEFAULT,
+                ChunkerParams::FINE,
+                ChunkerParams::MEDIUM,
+            ],
+            compression: Compression {
+                algorithm: COMPRESSION_ZSTD,
+                level: 3,
+            },
             pack_target: format::DEFAULT_PACK_TARGET,
         }
     }
@@ -59,7 +67,10 @@ impl Config {
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Config> {
         let bad = |what: String| Error::corrupt(path, what);
         if bytes.len() < FILE_HEADER_LEN + 32 {
-            return Err(bad(format!("{} bytes is too short for a config", bytes.len())));
+            return Err(bad(format!(
+                "{} bytes is too short for a config",
+                bytes.len()
+            )));
         }
         format::check_file_header(bytes, CONFIG_MAGIC).map_err(bad)?;
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -72,17 +83,23 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.chunkers.len() < 2 {
+        if self.chunkers.len() < 3 {
             return Err("config lacks the default chunker profiles".into());
         }
         for params in &self.chunkers {
             params.validate()?;
         }
         if self.compression.algorithm != COMPRESSION_ZSTD {
-            return Err(format!("unknown compression algorithm {}", self.compression.algorithm));
+            return Err(format!(
+                "unknown compression algorithm {}",
+                self.compression.algorithm
+            ));
         }
         if !zstd::compression_level_range().contains(&self.compression.level) {
-            return Err(format!("zstd level {} is out of range", self.compression.level));
+            return Err(format!(
+                "zstd level {} is out of range",
+                self.compression.level
+            ));
         }
         Ok(())
     }
@@ -103,6 +120,9 @@ mod tests {
         let path = Path::new("config");
         assert_eq!(Config::decode(&bytes, path).unwrap(), config);
         bytes[20] ^= 1;
-        assert!(Config::decode(&bytes, path).unwrap_err().to_string().contains("checksum"));
+        assert!(Config::decode(&bytes, path)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
     }
 }

@@ -35,15 +35,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// For `map_err`: `.map_err(Error::from_io(&path))`.
+    pub fn from_io(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |e| Error::io(path, e)
     }
 
     pub fn corrupt(path: impl AsRef<Path>, what: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.as_ref().to_path_buf(), what: what.into() }
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            what: what.into(),
+        }
     }
 
     pub fn index(path: impl AsRef<Path>, what: impl std::fmt::Display) -> Self {
-        Error::Index { path: path.as_ref().to_path_buf(), what: what.to_string() }
+        Error::Index {
+            path: path.as_ref().to_path_buf(),
+            what: what.to_string(),
+        }
     }
 }
 

@@ -104,7 +104,12 @@ mod tests {
 
     #[test]
     fn bincode_layout_is_what_the_spec_says() {
-        let bytes = encode(&Sample { a: 1, b: Some(2), c: vec![9], d: [7, 8] });
+        let bytes = encode(&Sample {
+            a: 1,
+            b: Some(2),
+            c: vec![9],
+            d: [7, 8],
+        });
         let expected: Vec<u8> = [
             &1u32.to_le_bytes()[..],
             &[1],
@@ -120,7 +125,12 @@ mod tests {
 
     #[test]
     fn decode_rejects_trailing_and_short_bytes() {
-        let mut bytes = encode(&Sample { a: 1, b: None, c: vec![], d: [0, 0] });
+        let mut bytes = encode(&Sample {
+            a: 1,
+            b: None,
+            c: vec![],
+            d: [0, 0],
+        });
         assert!(decode::<Sample>(&bytes[..bytes.len() - 1]).is_err());
         bytes.push(0);
         assert!(decode::<Sample>(&bytes).is_err());

@@ -6,11 +6,15 @@ use crate::format;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use crate::pack::{Codec, PackEntry};
-use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
 use std::path::{Path, PathBuf};
 
 /// chunk id -> (pack id, offset, stored length, raw length, codec)
-const CHUNKS: TableDefinition<[u8; 32], ([u8; 32], u64, u32, u32, u8)> = TableDefinition::new("chunks");
+const CHUNKS: TableDefinition<[u8; 32], ([u8; 32], u64, u32, u32, u8)> =
+    TableDefinition::new("chunks");
 /// pack id -> (file size, chunk count)
 const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
 /// snapshot id -> bincode(SnapshotSummary)
@@ -48,15 +52,25 @@ pub struct IndexView<'a> {
 
 fn location_from(path: &Path, value: ([u8; 32], u64, u32, u32, u8)) -> Result<Location> {
     let (pack, offset, stored_len, raw_len, codec) = value;
-    let codec = Codec::from_byte(codec).ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
-    Ok(Location { pack: PackId(pack), offset, stored_len, raw_len, codec })
+    let codec = Codec::from_byte(codec)
+        .ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
+    Ok(Location {
+        pack: PackId(pack),
+        offset,
+        stored_len,
+        raw_len,
+        codec,
+    })
 }
 
 impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
         let db = Database::create(path).map_err(|e| Error::index(path, e))?;
-        let index = Index { db: Db::Write(db), path: path.to_path_buf() };
+        let index = Index {
+            db: Db::Write(db),
+            path: path.to_path_buf(),
+        };
         index.write(|txn| {
             txn.open_table(CHUNKS)?;
             txn.open_table(PACKS)?;
@@ -70,21 +84,35 @@ impl Index {
     /// Opens an existing index; `writable` needs the repository's exclusive lock.
     pub fn open(path: &Path, writable: bool) -> Result<Index> {
         if !path.exists() {
-            return Err(Error::index(path, "missing: run `cairn repair index` to rebuild it from the packs"));
+            return Err(Error::index(
+                path,
+                "missing: run `cairn repair index` to rebuild it from the packs",
+            ));
         }
         let db = if writable {
             Db::Write(Database::open(path).map_err(|e| Error::index(path, e))?)
         } else {
             Db::Read(ReadOnlyDatabase::open(path).map_err(|e| Error::index(path, e))?)
         };
-        let index = Index { db, path: path.to_path_buf() };
+        let index = Index {
+            db,
+            path: path.to_path_buf(),
+        };
         let version = {
             let view = index.view()?;
-            let meta = view.txn.open_table(META).map_err(|e| Error::index(path, e))?;
-            meta.get("version").map_err(|e| Error::index(path, e))?.map(|v| v.value())
+            let meta = view
+                .txn
+                .open_table(META)
+                .map_err(|e| Error::index(path, e))?;
+            meta.get("version")
+                .map_err(|e| Error::index(path, e))?
+                .map(|v| v.value())
         };
         if version != Some(INDEX_VERSION) {
-            return Err(Error::index(path, "unknown index version: run `cairn repair index`"));
+            return Err(Error::index(
+                path,
+                "unknown index version: run `cairn repair index`",
+            ));
         }
         Ok(index)
     }
@@ -99,10 +127,16 @@ impl Index {
             Db::Read(db) => db.begin_read(),
         }
         .map_err(|e| Error::index(&self.path, e))?;
-        Ok(IndexView { txn, path: &self.path })
+        Ok(IndexView {
+            txn,
+            path: &self.path,
+        })
     }
 
-    fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<()> {
+    fn write(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<()> {
         let Db::Write(db) = &self.db else {
             return Err(Error::index(&self.path, "opened read-only"));
         };
@@ -115,14 +149,15 @@ impl Index {
     /// elsewhere keeps its first location; the duplicate in this pack is dead weight
     /// that prune may reclaim.
     pub fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.write(|txn| insert_pack(txn, pack, size, entries))
+    }
+
+    /// Several packs in one transaction (one fsync), for rebuilding.
+    pub fn add_packs(&self, packs: &[(PackId, u64, Vec<PackEntry>)]) -> Result<()> {
         self.write(|txn| {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            for e in entries {
-                if chunks.get(e.id.0)?.is_none() {
-                    chunks.insert(e.id.0, (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
-                }
+            for (pack, size, entries) in packs {
+                insert_pack(txn, pack, *size, entries)?;
             }
-            txn.open_table(PACKS)?.insert(pack.0, (size, entries.len() as u32))?;
             Ok(())
         })
     }
@@ -130,7 +165,8 @@ impl Index {
     pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
         let bytes = format::encode(summary);
         self.write(|txn| {
-            txn.open_table(SNAPSHOTS)?.insert(summary.id.0, bytes.as_slice())?;
+            txn.open_table(SNAPSHOTS)?
+                .insert(summary.id.0, bytes.as_slice())?;
             Ok(())
         })
     }
@@ -143,6 +179,26 @@ impl Index {
     }
 }
 
+fn insert_pack(
+    txn: &redb::WriteTransaction,
+    pack: &PackId,
+    size: u64,
+    entries: &[PackEntry],
+) -> Result<(), redb::Error> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    for e in entries {
+        if chunks.get(e.id.0)?.is_none() {
+            chunks.insert(
+                e.id.0,
+                (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8),
+            )?;
+        }
+    }
+    txn.open_table(PACKS)?
+        .insert(pack.0, (size, entries.len() as u32))?;
+    Ok(())
+}
+
 impl IndexView<'_> {
     fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::index(self.path, e)
@@ -150,11 +206,17 @@ impl IndexView<'_> {
 
     pub fn chunks(&self) -> Result<ChunkTable> {
         let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
-        Ok(ChunkTable { table, path: self.path.to_path_buf() })
+        Ok(ChunkTable {
+            table,
+            path: self.path.to_path_buf(),
+        })
     }
 
     pub fn chunk_count(&self) -> Result<u64> {
-        self.txn.open_table(CHUNKS).and_then(|t| Ok(t.len()?)).map_err(|e| self.err(e))
+        self.txn
+            .open_table(CHUNKS)
+            .and_then(|t| Ok(t.len()?))
+            .map_err(|e| self.err(e))
     }
 
     /// Every indexed pack with its size and chunk count.
@@ -174,7 +236,9 @@ impl IndexView<'_> {
         let Some(bytes) = table.get(id.0).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        format::decode(bytes.value()).map(Some).map_err(|e| self.err(format!("snapshot {id}: {e}")))
+        format::decode(bytes.value())
+            .map(Some)
+            .map_err(|e| self.err(format!("snapshot {id}: {e}")))
     }
 
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
@@ -195,14 +259,22 @@ pub struct ChunkTable {
 
 impl ChunkTable {
     pub fn get(&self, id: &ChunkId) -> Result<Option<Location>> {
-        match self.table.get(id.0).map_err(|e| Error::index(&self.path, e))? {
+        match self
+            .table
+            .get(id.0)
+            .map_err(|e| Error::index(&self.path, e))?
+        {
             Some(v) => location_from(&self.path, v.value()).map(Some),
             None => Ok(None),
         }
     }
 
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.table.get(id.0).map_err(|e| Error::index(&self.path, e))?.is_some())
+        Ok(self
+            .table
+            .get(id.0)
+            .map_err(|e| Error::index(&self.path, e))?
+            .is_some())
     }
 
     /// Visits every chunk in id order without holding them all in memory.
@@ -225,9 +297,24 @@ mod tests {
         let path = dir.path().join("index.redb");
         let index = Index::create(&path).unwrap();
         let id = ChunkId::of(b"x");
-        let entry = PackEntry { id, offset: 16, stored_len: 1, raw_len: 1, codec: Codec::Raw };
+        let entry = PackEntry {
+            id,
+            offset: 16,
+            stored_len: 1,
+            raw_len: 1,
+            codec: Codec::Raw,
+        };
         index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
-        index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
+        index
+            .add_pack(
+                &PackId::of(b"p2"),
+                100,
+                &[PackEntry {
+                    offset: 99,
+                    ..entry
+                }],
+            )
+            .unwrap();
         drop(index);
         let index = Index::open(&path, false).unwrap();
         let view = index.view().unwrap();
@@ -241,7 +328,9 @@ mod tests {
     #[test]
     fn missing_index_names_the_repair() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Index::open(&dir.path().join("index.redb"), true).err().unwrap();
+        let err = Index::open(&dir.path().join("index.redb"), true)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("cairn repair index"));
     }
 }

@@ -19,7 +19,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Seconds and nanoseconds since the Unix epoch, UTC.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize,
+)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -30,7 +32,31 @@ impl Timestamp {
         let d = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
+        Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
+    }
+
+    /// UTC in RFC 3339, e.g. `2026-11-21T20:18:45Z` (civil date from days, Hinnant).
+    pub fn to_rfc3339(&self) -> String {
+        let days = self.secs.div_euclid(86_400);
+        let rem = self.secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 }
 
@@ -73,8 +99,12 @@ pub enum FileKind {
     },
     Fifo,
     Socket,
-    CharDevice { rdev: u64 },
-    BlockDevice { rdev: u64 },
+    CharDevice {
+        rdev: u64,
+    },
+    BlockDevice {
+        rdev: u64,
+    },
 }
 
 /// What a file is to its store; decides chunking and incremental rules.
@@ -232,7 +262,9 @@ fn serialize_paths<S: serde::Serializer>(paths: &[Vec<u8>], s: S) -> Result<S::O
 pub fn validate_path(path: &[u8]) -> Result<(), String> {
     let bad = path.is_empty()
         || path.contains(&0)
-        || path.split(|&b| b == b'/').any(|part| part.is_empty() || part == b"." || part == b"..");
+        || path
+            .split(|&b| b == b'/')
+            .any(|part| part.is_empty() || part == b"." || part == b"..");
     if bad {
         Err(format!("unsafe path {:?} in manifest", display_path(path)))
     } else {
@@ -279,15 +311,21 @@ impl ManifestWriter {
     pub fn create(tmp_dir: &Path) -> Result<ManifestWriter> {
         let temp = fsutil::temp_path(tmp_dir, "snapshot");
         let file = File::create(&temp).at(&temp)?;
-        let mut out = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
-        out.write_all(&format::file_header(SNAPSHOT_MAGIC)).at(&temp)?;
+        let mut out = HashingWriter {
+            inner: BufWriter::new(file),
+            hasher: blake3::Hasher::new(),
+        };
+        out.write_all(&format::file_header(SNAPSHOT_MAGIC))
+            .at(&temp)?;
         let encoder = zstd::stream::write::Encoder::new(out, 3).at(&temp)?;
         Ok(ManifestWriter { encoder, temp })
     }
 
     pub fn write(&mut self, record: &Record) -> Result<()> {
         let bytes = format::encode(record);
-        self.encoder.write_all(&(bytes.len() as u32).to_le_bytes()).at(&self.temp)?;
+        self.encoder
+            .write_all(&(bytes.len() as u32).to_le_bytes())
+            .at(&self.temp)?;
         self.encoder.write_all(&bytes).at(&self.temp)
     }
 
@@ -295,14 +333,51 @@ impl ManifestWriter {
     pub fn finish(self, snapshots_dir: &Path) -> Result<SnapshotId> {
         let out = self.encoder.finish().at(&self.temp)?;
         let id = SnapshotId::from(out.hasher.finalize());
-        let file = out.inner.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let file = out
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
         fsutil::persist(file, &self.temp, &snapshot_path(snapshots_dir, &id))?;
         Ok(id)
     }
 }
 
+/// Every manifest under `snapshots_dir`, in id order.
+pub fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<SnapshotId>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(snapshots_dir).at(snapshots_dir)? {
+        if let Some(id) = entry
+            .at(snapshots_dir)?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse().ok())
+        {
+            out.push(id);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub fn snapshot_path(snapshots_dir: &Path, id: &SnapshotId) -> PathBuf {
     snapshots_dir.join(id.to_hex())
+}
+
+/// Checks that a manifest's bytes hash to its id, without decoding it.
+pub fn verify_file(snapshots_dir: &Path, id: &SnapshotId) -> Result<()> {
+    let path = snapshot_path(snapshots_dir, id);
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(File::open(&path).at(&path)?)
+        .at(&path)?;
+    let actual = SnapshotId::from(hasher.finalize());
+    if actual != *id {
+        return Err(Error::corrupt(
+            &path,
+            format!("content hash is {actual}, not its name"),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -326,12 +401,21 @@ impl ManifestReader {
     pub fn open(snapshots_dir: &Path, id: &SnapshotId) -> Result<ManifestReader> {
         let path = snapshot_path(snapshots_dir, id);
         let file = File::open(&path).at(&path)?;
-        let mut raw = HashingReader { inner: BufReader::new(file), hasher: blake3::Hasher::new() };
+        let mut raw = HashingReader {
+            inner: BufReader::new(file),
+            hasher: blake3::Hasher::new(),
+        };
         let mut head = [0u8; format::FILE_HEADER_LEN];
-        raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
+        raw.read_exact(&mut head)
+            .map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
         format::check_file_header(&head, SNAPSHOT_MAGIC).map_err(|e| Error::corrupt(&path, e))?;
         let decoder = zstd::stream::read::Decoder::new(raw).at(&path)?;
-        Ok(ManifestReader { decoder, path, id: *id, expect: Expect::Header })
+        Ok(ManifestReader {
+            decoder,
+            path,
+            id: *id,
+            expect: Expect::Header,
+        })
     }
 
     fn corrupt(&self, what: impl Into<String>) -> Error {
@@ -344,17 +428,23 @@ impl ManifestReader {
             return Ok(None);
         }
         let mut len = [0u8; 4];
-        self.decoder.read_exact(&mut len).map_err(|e| self.corrupt(format!("record length: {e}")))?;
+        self.decoder
+            .read_exact(&mut len)
+            .map_err(|e| self.corrupt(format!("record length: {e}")))?;
         let len = u32::from_le_bytes(len);
         if len > MAX_RECORD_LEN {
             return Err(self.corrupt(format!("record of {len} bytes")));
         }
         let mut bytes = Vec::new();
-        (&mut self.decoder).take(len as u64).read_to_end(&mut bytes).at(&self.path)?;
+        (&mut self.decoder)
+            .take(len as u64)
+            .read_to_end(&mut bytes)
+            .at(&self.path)?;
         if bytes.len() != len as usize {
             return Err(self.corrupt("truncated record"));
         }
-        let record: Record = format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
+        let record: Record =
+            format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
         self.expect = match (self.expect, &record) {
             (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
             (Expect::ComponentOrEnd, Record::Component(_)) => Expect::FileOrComponentEnd,
@@ -364,7 +454,9 @@ impl ManifestReader {
                 Expect::FileOrComponentEnd
             }
             (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,
-            (expect, _) => return Err(self.corrupt(format!("record out of order (expected {expect:?})"))),
+            (expect, _) => {
+                return Err(self.corrupt(format!("record out of order (expected {expect:?})")))
+            }
         };
         if self.expect == Expect::Eof {
             self.verify_end()?;
@@ -403,7 +495,12 @@ impl ManifestReader {
                 }
                 Record::End(trailer) => {
                     let header = header.take().expect("reader checks record order");
-                    return Ok(SnapshotSummary { id: self.id, header, components, trailer });
+                    return Ok(SnapshotSummary {
+                        id: self.id,
+                        header,
+                        components,
+                        trailer,
+                    });
                 }
             }
         }
@@ -423,14 +520,23 @@ mod tests {
             mode: 0o100644,
             uid: 1000,
             gid: 1000,
-            mtime: Timestamp { secs: 1_700_000_000, nanos: 5 },
-            ctime: Timestamp { secs: 1_700_000_001, nanos: 6 },
+            mtime: Timestamp {
+                secs: 1_700_000_000,
+                nanos: 5,
+            },
+            ctime: Timestamp {
+                secs: 1_700_000_001,
+                nanos: 6,
+            },
             inode: 42,
             size: 3,
             role: FileRole::Plain,
             log_number: None,
             chunker: 0,
-            chunks: vec![ChunkRef { id: ChunkId::of(b"abc"), len: 3 }],
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(b"abc"),
+                len: 3,
+            }],
         }
     }
 
@@ -445,7 +551,11 @@ mod tests {
                 kind: SnapshotKind::Full,
                 client: "test".into(),
             }),
-            Record::Component(ComponentHeader { name: "c".into(), store_type: "dir".into(), source: b"/x".to_vec() }),
+            Record::Component(ComponentHeader {
+                name: "c".into(),
+                store_type: "dir".into(),
+                source: b"/x".to_vec(),
+            }),
             Record::File(sample_entry(b"a/\xffb")),
             Record::ComponentEnd(ComponentTrailer {
                 files: 1,
@@ -485,7 +595,10 @@ mod tests {
             read.push(r);
         }
         assert_eq!(read, records);
-        let summary = ManifestReader::open(dir.path(), &id).unwrap().summary().unwrap();
+        let summary = ManifestReader::open(dir.path(), &id)
+            .unwrap()
+            .summary()
+            .unwrap();
         assert_eq!(summary.components.len(), 1);
     }
 
@@ -510,10 +623,47 @@ mod tests {
 
     #[test]
     fn unsafe_paths_are_rejected() {
-        for bad in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"./a", b"a/", b"a\0b"] {
+        for bad in [
+            &b""[..],
+            b"/etc",
+            b"a/../b",
+            b"..",
+            b"a//b",
+            b"./a",
+            b"a/",
+            b"a\0b",
+        ] {
             assert!(validate_path(bad).is_err(), "{bad:?}");
         }
         validate_path(b"a/b/\xff.c").unwrap();
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(
+            Timestamp { secs: 0, nanos: 0 }.to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Timestamp {
+                secs: 951_782_400,
+                nanos: 0
+            }
+            .to_rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            Timestamp {
+                secs: 1_795_292_325,
+                nanos: 0
+            }
+            .to_rfc3339(),
+            "2026-11-21T20:18:45Z"
+        );
+        assert_eq!(
+            Timestamp { secs: -1, nanos: 0 }.to_rfc3339(),
+            "1969-12-31T23:59:59Z"
+        );
     }
 
     #[test]

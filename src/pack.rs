@@ -62,8 +62,18 @@ pub fn compress(id: ChunkId, raw: Vec<u8>, level: i32) -> Frame {
         slot.as_mut().and_then(|(_, c)| c.compress(&raw).ok())
     });
     match compressed {
-        Some(bytes) if bytes.len() < raw.len() => Frame { id, raw_len, codec: Codec::Zstd, bytes },
-        _ => Frame { id, raw_len, codec: Codec::Raw, bytes: raw },
+        Some(bytes) if bytes.len() < raw.len() => Frame {
+            id,
+            raw_len,
+            codec: Codec::Zstd,
+            bytes,
+        },
+        _ => Frame {
+            id,
+            raw_len,
+            codec: Codec::Raw,
+            bytes: raw,
+        },
     }
 }
 
@@ -164,10 +174,17 @@ impl PackWriter {
         self.write(&table)?;
         self.write(&footer)?;
         let id = PackId::from(self.hasher.finalize());
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
         let dest = pack_path(packs_dir, &id);
         fsutil::persist(file, &self.temp, &dest)?;
-        Ok(FinishedPack { id, size: self.len, entries: self.entries })
+        Ok(FinishedPack {
+            id,
+            size: self.len,
+            entries: self.entries,
+        })
     }
 }
 
@@ -183,18 +200,45 @@ pub fn pack_path(packs_dir: &Path, id: &PackId) -> PathBuf {
     packs_dir.join(&hex[..2]).join(hex)
 }
 
+/// Every pack file under `packs_dir`, by the id its name gives, in id order.
+pub fn list_packs(packs_dir: &Path) -> Result<Vec<(PackId, PathBuf)>> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(packs_dir).at(packs_dir)? {
+        let dir = dir.at(packs_dir)?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            if let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+            {
+                out.push((id, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Reads a pack's table through its footer, checking the table's hash.
 pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     let size = file.metadata().at(path)?.len();
     let min = (format::FILE_HEADER_LEN + PACK_FOOTER_LEN) as u64;
     if size < min {
-        return Err(Error::corrupt(path, format!("{size} bytes is too short for a pack")));
+        return Err(Error::corrupt(
+            path,
+            format!("{size} bytes is too short for a pack"),
+        ));
     }
     let mut head = [0u8; format::FILE_HEADER_LEN];
     file.read_exact_at(&mut head, 0).at(path)?;
     format::check_file_header(&head, PACK_MAGIC).map_err(|e| Error::corrupt(path, e))?;
     let mut footer = [0u8; PACK_FOOTER_LEN];
-    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
+    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64)
+        .at(path)?;
     if footer[44..52] != PACK_FOOTER_MAGIC {
         return Err(Error::corrupt(path, "no pack footer (truncated?)"));
     }
@@ -204,7 +248,10 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     if table_offset < format::FILE_HEADER_LEN as u64
         || table_offset.checked_add(table_len) != Some(size - PACK_FOOTER_LEN as u64)
     {
-        return Err(Error::corrupt(path, "pack footer does not match the file size"));
+        return Err(Error::corrupt(
+            path,
+            "pack footer does not match the file size",
+        ));
     }
     let mut table = vec![0u8; table_len as usize];
     file.read_exact_at(&mut table, table_offset).at(path)?;
@@ -218,7 +265,10 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
                 .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec"))?;
             let end = entry.offset + entry.stored_len as u64;
             if entry.offset < format::FILE_HEADER_LEN as u64 || end > table_offset {
-                return Err(Error::corrupt(path, format!("chunk {} lies outside the pack", entry.id)));
+                return Err(Error::corrupt(
+                    path,
+                    format!("chunk {} lies outside the pack", entry.id),
+                ));
             }
             Ok(entry)
         })
@@ -234,14 +284,22 @@ pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Re
 
 /// Decodes stored bytes back into the chunk and verifies them against `id`: nothing
 /// unverified ever leaves this function.
-pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn decode_chunk(
+    id: &ChunkId,
+    codec: Codec,
+    raw_len: u32,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>, String> {
     let raw = match codec {
         Codec::Raw => stored,
         Codec::Zstd => zstd::bulk::decompress(&stored, raw_len as usize)
             .map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?,
     };
     if raw.len() != raw_len as usize {
-        return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
+        return Err(format!(
+            "chunk {id}: {} bytes, expected {raw_len}",
+            raw.len()
+        ));
     }
     if ChunkId::of(&raw) != *id {
         return Err(format!("chunk {id}: content does not match its id"));
@@ -259,7 +317,9 @@ mod tests {
         let chunks: Vec<Vec<u8>> = vec![vec![0u8; 10_000], b"incompressible?".to_vec(), vec![]];
         let mut writer = PackWriter::create(dir.path()).unwrap();
         for raw in &chunks {
-            writer.add(&compress(ChunkId::of(raw), raw.clone(), 3)).unwrap();
+            writer
+                .add(&compress(ChunkId::of(raw), raw.clone(), 3))
+                .unwrap();
         }
         let pack = writer.finish(dir.path()).unwrap();
         let path = pack_path(dir.path(), &pack.id);
@@ -273,7 +333,10 @@ mod tests {
         assert_eq!(table[1].codec, Codec::Raw);
         for (entry, raw) in table.iter().zip(&chunks) {
             let stored = read_stored(&file, &path, entry.offset, entry.stored_len).unwrap();
-            assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(), raw);
+            assert_eq!(
+                &decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(),
+                raw
+            );
         }
     }
 

@@ -1,0 +1,83 @@
+//! `repair index`: a new index from the packs and manifests alone, swapped in whole.
+//! The old index is never patched in place; until the rename it stays as it was.
+
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+use crate::index::Index;
+use crate::lock::LockMode;
+use crate::manifest::{self, ManifestReader};
+use crate::pack;
+use crate::repo::{self, OpenOptions};
+use crate::Progress;
+use std::fs::{self, File};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepairReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub snapshots: u64,
+    /// Packs and manifests that could not be read, and why; `check` tells what they hold.
+    pub skipped: Vec<String>,
+}
+
+pub fn rebuild_index(
+    root: &Path,
+    lock_wait: Duration,
+    progress: &dyn Progress,
+) -> Result<RepairReport> {
+    let _lock = repo::lock(
+        root,
+        &OpenOptions {
+            mode: LockMode::Exclusive,
+            lock_wait,
+            command: "cairn repair index",
+        },
+    )?;
+    repo::read_config(root)?;
+    let tmp = root.join("tmp");
+    let temp_index = fsutil::temp_path(&tmp, "index");
+    let index = Index::create(&temp_index)?;
+    let mut report = RepairReport::default();
+
+    let mut batch = Vec::new();
+    for (id, path) in pack::list_packs(&root.join("packs"))? {
+        let table = File::open(&path).at(&path).and_then(|f| {
+            let size = f.metadata().at(&path)?.len();
+            Ok((size, pack::read_table(&f, &path)?))
+        });
+        match table {
+            Ok((size, entries)) => {
+                report.packs += 1;
+                progress.advance(1, size);
+                batch.push((id, size, entries));
+            }
+            Err(e) => report.skipped.push(e.to_string()),
+        }
+        if batch.len() >= 256 {
+            index.add_packs(&std::mem::take(&mut batch))?;
+        }
+    }
+    index.add_packs(&batch)?;
+
+    let snapshots_dir = root.join("snapshots");
+    for id in manifest::list_snapshots(&snapshots_dir)? {
+        match ManifestReader::open(&snapshots_dir, &id).and_then(|r| r.summary()) {
+            Ok(summary) => {
+                index.add_snapshot(&summary)?;
+                report.snapshots += 1;
+            }
+            Err(e) => report.skipped.push(e.to_string()),
+        }
+    }
+    report.chunks = index.view()?.chunk_count()?;
+    drop(index);
+    File::open(&temp_index)
+        .and_then(|f| f.sync_all())
+        .at(&temp_index)?;
+    let dest = repo::index_path(root);
+    fs::rename(&temp_index, &dest).at(&dest)?;
+    fsutil::fsync_dir(root)?;
+    Ok(report)
+}

@@ -15,7 +15,7 @@ use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
 use crate::lock::{self, LockMode, RepoLock};
-use crate::manifest::{ManifestReader, SnapshotSummary};
+use crate::manifest::{self, ManifestReader, SnapshotSummary};
 use crate::pack;
 use std::fs::{self, File};
 use std::io::Read;
@@ -52,7 +52,10 @@ pub fn init(root: &Path) -> Result<Config> {
     if root.exists() {
         let mut entries = fs::read_dir(root).at(root)?;
         if entries.next().is_some() {
-            return Err(Error::Repository { path: root.into(), what: "exists and is not empty".into() });
+            return Err(Error::Repository {
+                path: root.into(),
+                what: "exists and is not empty".into(),
+            });
         }
     } else {
         fs::create_dir_all(root).at(root)?;
@@ -70,7 +73,9 @@ pub fn init(root: &Path) -> Result<Config> {
 
 fn random_id(root: &Path) -> Result<[u8; 32]> {
     let mut id = [0u8; 32];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .at("/dev/urandom")?;
     // Mixed with the path and time in case /dev/urandom is not what it claims.
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id);
@@ -97,7 +102,12 @@ pub fn lock(root: &Path, options: &OpenOptions) -> Result<RepoLock> {
     if !config_path(root).exists() {
         read_config(root)?;
     }
-    lock::acquire(&root.join("lock"), options.mode, options.lock_wait, options.command)
+    lock::acquire(
+        &root.join("lock"),
+        options.mode,
+        options.lock_wait,
+        options.command,
+    )
 }
 
 impl Repository {
@@ -106,7 +116,12 @@ impl Repository {
         let config = read_config(root)?;
         let writable = options.mode == LockMode::Exclusive;
         let index = Index::open(&index_path(root), writable)?;
-        let repo = Repository { root: root.to_path_buf(), config, index, _lock: lock };
+        let repo = Repository {
+            root: root.to_path_buf(),
+            config,
+            index,
+            _lock: lock,
+        };
         if writable {
             repo.clear_tmp()?;
             repo.sync_index()?;
@@ -153,7 +168,9 @@ impl Repository {
         let on_disk = self.snapshot_ids()?;
         for id in &on_disk {
             if view.snapshot_summary(id)?.is_none() {
-                if let Ok(summary) = ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary()) {
+                if let Ok(summary) =
+                    ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary())
+                {
                     self.index.add_snapshot(&summary)?;
                 }
             }
@@ -165,7 +182,9 @@ impl Repository {
             view.packs()?.into_iter().map(|(id, _, _)| id).collect();
         for (id, path) in self.pack_files()? {
             if !indexed_packs.contains(&id) {
-                let Ok(file) = File::open(&path) else { continue };
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
                 if let Ok(entries) = pack::read_table(&file, &path) {
                     let size = file.metadata().at(&path)?.len();
                     self.index.add_pack(&id, size, &entries)?;
@@ -177,36 +196,12 @@ impl Repository {
 
     /// Every pack file on disk, by the id its name gives.
     pub fn pack_files(&self) -> Result<Vec<(PackId, PathBuf)>> {
-        let packs = self.packs_dir();
-        let mut out = Vec::new();
-        for dir in fs::read_dir(&packs).at(&packs)? {
-            let dir = dir.at(&packs)?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            for entry in fs::read_dir(&dir).at(&dir)? {
-                let path = entry.at(&dir)?.path();
-                if let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) {
-                    out.push((id, path));
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        pack::list_packs(&self.packs_dir())
     }
 
     /// Every snapshot manifest on disk.
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        let dir = self.snapshots_dir();
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).at(&dir)? {
-            let entry = entry.at(&dir)?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-                out.push(id);
-            }
-        }
-        out.sort();
-        Ok(out)
+        manifest::list_snapshots(&self.snapshots_dir())
     }
 
     pub fn summary(&self, id: &SnapshotId) -> Result<SnapshotSummary> {
@@ -242,15 +237,23 @@ impl Repository {
                 .ok_or_else(|| Error::Snapshot("the repository has no snapshots".into()));
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Snapshot(format!("{spec:?} is not a snapshot id, prefix or `latest`")));
+            return Err(Error::Snapshot(format!(
+                "{spec:?} is not a snapshot id, prefix or `latest`"
+            )));
         }
         let spec_lower = spec.to_ascii_lowercase();
-        let matches: Vec<SnapshotId> =
-            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lower)).collect();
+        let matches: Vec<SnapshotId> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lower))
+            .collect();
         match matches.as_slice() {
             [id] => Ok(*id),
             [] => Err(Error::Snapshot(format!("no snapshot matches {spec:?}"))),
-            _ => Err(Error::Snapshot(format!("{spec:?} matches {} snapshots; give more digits", matches.len()))),
+            _ => Err(Error::Snapshot(format!(
+                "{spec:?} matches {} snapshots; give more digits",
+                matches.len()
+            ))),
         }
     }
 }

@@ -18,7 +18,8 @@ mod store;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
-    ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader, SnapshotKind, SnapshotSummary, Timestamp,
+    ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader,
+    SnapshotKind, SnapshotSummary, Timestamp,
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
@@ -53,18 +54,33 @@ enum Item {
     Entry(FileEntry),
     /// A regular file whose chunks follow, then `End`.
     Begin(FileEntry),
-    Chunk { id: ChunkId, len: u32, payload: Payload },
-    End { size: u64 },
+    Chunk {
+        id: ChunkId,
+        len: u32,
+        payload: Payload,
+    },
+    End {
+        size: u64,
+    },
     /// The file (or listing) at `path` could not be read; a `Begin` before it is void.
-    Failed { path: Vec<u8>, message: String },
+    Failed {
+        path: Vec<u8>,
+        message: String,
+    },
 }
 
 enum Payload {
     /// The repository already has it, or an earlier chunk of this backup carries it.
     Known,
     /// New; `seq` numbers new chunks in order, for the in-flight bookkeeping.
-    Raw { seq: u64, bytes: Vec<u8> },
-    Compressed { seq: u64, frame: Frame },
+    Raw {
+        seq: u64,
+        bytes: Vec<u8>,
+    },
+    Compressed {
+        seq: u64,
+        frame: Frame,
+    },
 }
 
 /// Items travel in batches of about this many new bytes, so queues are cheap per item
@@ -78,7 +94,12 @@ const QUEUE_DEPTH: usize = 2;
 /// Backs up the tree or file at `source` as one `dir` component and returns the new
 /// snapshot. Files that cannot be read are reported in the snapshot (marked incomplete);
 /// any repository error fails the backup and writes no snapshot.
-pub fn backup(repo: &Repository, source: &Path, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+pub fn backup(
+    repo: &Repository,
+    source: &Path,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     let root = source.canonicalize().map_err(|e| Error::io(source, e))?;
     let name = component_name(&root)?;
     let parent = match options.full {
@@ -91,11 +112,18 @@ pub fn backup(repo: &Repository, source: &Path, options: &BackupOptions, progres
         set: options.set.clone(),
         tags: options.tags.clone(),
         parent: parent.as_ref().map(|p| p.id),
-        kind: if parent.is_some() { SnapshotKind::Incremental } else { SnapshotKind::Full },
+        kind: if parent.is_some() {
+            SnapshotKind::Incremental
+        } else {
+            SnapshotKind::Full
+        },
         client: crate::CLIENT.to_string(),
     };
-    let component =
-        ComponentHeader { name: name.clone(), store_type: "dir".into(), source: root.as_os_str().as_bytes().to_vec() };
+    let component = ComponentHeader {
+        name: name.clone(),
+        store_type: "dir".into(),
+        source: root.as_os_str().as_bytes().to_vec(),
+    };
     let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
     manifest.write(&Record::Snapshot(header.clone()))?;
     manifest.write(&Record::Component(component.clone()))?;
@@ -109,10 +137,13 @@ pub fn backup(repo: &Repository, source: &Path, options: &BackupOptions, progres
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
-        let producer = s.spawn(|| produce::run(repo, &root, parent_files, &committed, to_compress, progress));
+        let producer =
+            s.spawn(|| produce::run(repo, &root, parent_files, &committed, to_compress, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
-                batch.par_iter_mut().for_each(|item| compress_item(item, level));
+                batch
+                    .par_iter_mut()
+                    .for_each(|item| compress_item(item, level));
                 if to_store.send(batch).is_err() {
                     break;
                 }
@@ -125,12 +156,20 @@ pub fn backup(repo: &Repository, source: &Path, options: &BackupOptions, progres
     let stored = stored?;
     let produced = produced?;
 
-    let component = ComponentSummary { header: component, trailer: stored.component_trailer() };
+    let component = ComponentSummary {
+        header: component,
+        trailer: stored.component_trailer(),
+    };
     manifest.write(&Record::ComponentEnd(component.trailer.clone()))?;
     let trailer = stored.snapshot_trailer(produced);
     manifest.write(&Record::End(trailer.clone()))?;
     let id = manifest.finish(&repo.snapshots_dir())?;
-    let summary = SnapshotSummary { id, header, components: vec![component], trailer };
+    let summary = SnapshotSummary {
+        id,
+        header,
+        components: vec![component],
+        trailer,
+    };
     repo.index.add_snapshot(&summary)?;
     Ok(BackupReport { summary })
 }
@@ -138,7 +177,10 @@ pub fn backup(repo: &Repository, source: &Path, options: &BackupOptions, progres
 fn compress_item(item: &mut Item, level: i32) {
     if let Item::Chunk { id, payload, .. } = item {
         if let Payload::Raw { seq, bytes } = std::mem::replace(payload, Payload::Known) {
-            *payload = Payload::Compressed { seq, frame: pack::compress(*id, bytes, level) };
+            *payload = Payload::Compressed {
+                seq,
+                frame: pack::compress(*id, bytes, level),
+            };
         }
     }
 }

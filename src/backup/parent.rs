@@ -18,7 +18,11 @@ impl ParentFiles {
     /// Positions at the files of component `name`; a parent without it offers none.
     pub fn open(repo: &Repository, id: &SnapshotId, name: &str) -> Result<ParentFiles> {
         let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-        let mut files = ParentFiles { reader: None, next: None, id: *id };
+        let mut files = ParentFiles {
+            reader: None,
+            next: None,
+            id: *id,
+        };
         while let Some(record) = reader.next_record().map_err(|e| files.unreadable(e))? {
             if matches!(&record, Record::Component(c) if c.name == name) {
                 files.reader = Some(reader);
@@ -30,7 +34,10 @@ impl ParentFiles {
     }
 
     fn unreadable(&self, e: Error) -> Error {
-        Error::Snapshot(format!("parent snapshot {} is unreadable ({e}); back up with --full", self.id))
+        Error::Snapshot(format!(
+            "parent snapshot {} is unreadable ({e}); back up with --full",
+            self.id
+        ))
     }
 
     fn advance(&mut self) -> Result<()> {

@@ -91,7 +91,10 @@ pub fn run(
     out: Sender<Vec<Item>>,
     progress: &dyn Progress,
 ) -> Result<Produced> {
-    let params = *repo.config.chunker(crate::config::CHUNKER_DEFAULT).expect("validated config");
+    let params = *repo
+        .config
+        .chunker(crate::config::CHUNKER_DEFAULT)
+        .expect("validated config");
     let mut p = Producer {
         inflight: InFlight::new(&repo.index, committed)?,
         out,
@@ -107,20 +110,32 @@ pub fn run(
             match walked {
                 Walked::Entry(found) => match entry_from(&found) {
                     Ok(entry) => p.file(entry, &found.abs, &params, parent.as_mut())?,
-                    Err(e) => p.push(Item::Failed { path: found.rel, message: format!("{}: {e}", found.abs.display()) })?,
+                    Err(e) => p.push(Item::Failed {
+                        path: found.rel,
+                        message: format!("{}: {e}", found.abs.display()),
+                    })?,
                 },
                 Walked::Error { rel, message } => p.push(Item::Failed { path: rel, message })?,
             }
         }
     } else {
         // A single file: a component holding just that file under its own name.
-        let rel = root.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-        let found = crate::stores::dir::Found { rel, abs: root.to_path_buf(), meta: root_meta };
+        let rel = root
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
+        let found = crate::stores::dir::Found {
+            rel,
+            abs: root.to_path_buf(),
+            meta: root_meta,
+        };
         let entry = entry_from(&found).map_err(|e| Error::io(root, e))?;
         p.file(entry, root, &params, parent.as_mut())?;
     }
     p.flush()?;
-    Ok(Produced { bytes_read: p.bytes_read })
+    Ok(Produced {
+        bytes_read: p.bytes_read,
+    })
 }
 
 /// Enough for two maximal chunks, in whole read units: every full buffer holds at
@@ -132,7 +147,11 @@ fn read_buffer_len(params: &ChunkerParams) -> usize {
 
 impl Producer<'_> {
     fn push(&mut self, item: Item) -> Result<()> {
-        if let Item::Chunk { payload: Payload::Raw { bytes, .. }, .. } = &item {
+        if let Item::Chunk {
+            payload: Payload::Raw { bytes, .. },
+            ..
+        } = &item
+        {
             self.batch_bytes += bytes.len();
         }
         self.batch.push(item);
@@ -149,7 +168,9 @@ impl Producer<'_> {
         self.batch_bytes = 0;
         let batch = std::mem::take(&mut self.batch);
         // A closed queue means the store stage failed; it reports why.
-        self.out.send(batch).map_err(|_| Error::Invalid("backup stopped".into()))
+        self.out
+            .send(batch)
+            .map_err(|_| Error::Invalid("backup stopped".into()))
     }
 
     fn file(
@@ -179,9 +200,10 @@ impl Producer<'_> {
                 self.progress.advance(1, 0);
                 self.push(Item::End { size })
             }
-            Ok(Err(io_error)) => {
-                self.push(Item::Failed { path, message: format!("cannot read {}: {io_error}", abs.display()) })
-            }
+            Ok(Err(io_error)) => self.push(Item::Failed {
+                path,
+                message: format!("cannot read {}: {io_error}", abs.display()),
+            }),
             Err(fatal) => Err(fatal),
         }
     }
@@ -199,7 +221,12 @@ impl Producer<'_> {
         result
     }
 
-    fn cut_stream(&mut self, file: &mut File, buffer: &mut [u8], params: &ChunkerParams) -> Result<std::io::Result<u64>> {
+    fn cut_stream(
+        &mut self,
+        file: &mut File,
+        buffer: &mut [u8],
+        params: &ChunkerParams,
+    ) -> Result<std::io::Result<u64>> {
         let (mut filled, mut total, mut eof) = (0usize, 0u64, false);
         loop {
             while !eof {
@@ -222,13 +249,23 @@ impl Producer<'_> {
                 ranges.push(start..start + len);
                 start += len;
             }
-            let ids: Vec<ChunkId> = ranges.par_iter().map(|r| ChunkId::of(&data[r.clone()])).collect();
+            let ids: Vec<ChunkId> = ranges
+                .par_iter()
+                .map(|r| ChunkId::of(&data[r.clone()]))
+                .collect();
             for (range, id) in ranges.iter().zip(ids) {
                 let payload = match self.inflight.claim(id)? {
-                    Some(seq) => Payload::Raw { seq, bytes: data[range.clone()].to_vec() },
+                    Some(seq) => Payload::Raw {
+                        seq,
+                        bytes: data[range.clone()].to_vec(),
+                    },
                     None => Payload::Known,
                 };
-                self.push(Item::Chunk { id, len: range.len() as u32, payload })?;
+                self.push(Item::Chunk {
+                    id,
+                    len: range.len() as u32,
+                    payload,
+                })?;
             }
             self.bytes_read += start as u64;
             self.progress.advance(0, start as u64);

@@ -5,8 +5,8 @@ use super::produce::Produced;
 use super::{Item, Payload};
 use crate::error::Result;
 use crate::manifest::{
-    display_path, BackupStats, ChunkRef, ComponentTrailer, Consistency, FileEntry, FileError, FileKind,
-    ManifestWriter, Record, SnapshotTrailer, Timestamp,
+    display_path, BackupStats, ChunkRef, ComponentTrailer, Consistency, FileEntry, FileError,
+    FileKind, ManifestWriter, Record, SnapshotTrailer, Timestamp,
 };
 use crate::pack::{compress, PackWriter};
 use crate::repo::Repository;
@@ -35,7 +35,12 @@ impl Stored {
     pub fn snapshot_trailer(self, produced: Produced) -> SnapshotTrailer {
         let mut stats = self.stats;
         stats.bytes_read = produced.bytes_read;
-        SnapshotTrailer { finished: Timestamp::now(), complete: self.errors.is_empty(), errors: self.errors, stats }
+        SnapshotTrailer {
+            finished: Timestamp::now(),
+            complete: self.errors.is_empty(),
+            errors: self.errors,
+            stats,
+        }
     }
 }
 
@@ -64,7 +69,9 @@ impl Packer<'_> {
     fn finish(&mut self) -> Result<()> {
         if let Some(pack) = self.pack.take() {
             let done = pack.finish(&self.repo.packs_dir())?;
-            self.repo.index.add_pack(&done.id, done.size, &done.entries)?;
+            self.repo
+                .index
+                .add_pack(&done.id, done.size, &done.entries)?;
             self.committed.store(self.pack_seq_end, Ordering::Release);
         }
         Ok(())
@@ -77,7 +84,12 @@ pub fn run(
     manifest: &mut ManifestWriter,
     committed: &AtomicU64,
 ) -> Result<Stored> {
-    let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
+    let mut packer = Packer {
+        repo,
+        pack: None,
+        pack_seq_end: 0,
+        committed,
+    };
     let mut stats = BackupStats::default();
     let mut errors = Vec::new();
     let mut current: Option<FileEntry> = None;
@@ -97,7 +109,9 @@ pub fn run(
                     let new = match payload {
                         Payload::Known => None,
                         Payload::Compressed { seq, frame } => Some((seq, frame)),
-                        Payload::Raw { seq, bytes } => Some((seq, compress(id, bytes, repo.config.compression.level))),
+                        Payload::Raw { seq, bytes } => {
+                            Some((seq, compress(id, bytes, repo.config.compression.level)))
+                        }
                     };
                     if let Some((seq, frame)) = new {
                         stats.new_chunks += 1;
@@ -117,7 +131,11 @@ pub fn run(
                     if current.as_ref().is_some_and(|c| c.path == path) {
                         current = None;
                     }
-                    let message = if message.is_empty() { display_path(&path) } else { message };
+                    let message = if message.is_empty() {
+                        display_path(&path)
+                    } else {
+                        message
+                    };
                     errors.push(FileError { path, message });
                 }
             }

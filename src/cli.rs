@@ -1,0 +1,86 @@
+//! Command-line syntax: raw flags only; `commands` turns them into library calls.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Deduplicating, store-aware backups of database stores and file trees"
+)]
+pub struct Cli {
+    /// Repository directory.
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPO", global = true)]
+    pub repo: Option<PathBuf>,
+    /// Machine-readable output (JSON) on standard output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for another cairn process's lock before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, global = true)]
+    pub retry_lock: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a new, empty repository.
+    Init,
+    /// Back up a directory (or file) as a new snapshot; prints its id.
+    Backup(BackupArgs),
+    /// List snapshots, oldest first.
+    Snapshots {
+        /// Only snapshots of this set.
+        #[arg(long)]
+        set: Option<String>,
+    },
+    /// List the entries of a snapshot.
+    Ls { snapshot: String },
+    /// Print a snapshot's manifest as JSON.
+    Cat { snapshot: String },
+    /// Restore a snapshot into a directory.
+    Restore {
+        /// Snapshot id, unique prefix, or `latest`.
+        snapshot: String,
+        #[arg(long, value_name = "DIR")]
+        target: PathBuf,
+        /// Restore into a non-empty directory, replacing entries of the same name.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Verify the repository; exits 0 only when it is sound.
+    Check {
+        /// Also read, decompress and hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Repair repository metadata.
+    Repair {
+        #[command(subcommand)]
+        what: RepairWhat,
+    },
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    pub path: PathBuf,
+    /// Backup set: incrementals build on the newest snapshot of the same set
+    /// (default: the absolute path).
+    #[arg(long)]
+    pub set: Option<String>,
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    pub full: bool,
+    /// Host name recorded in the snapshot (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum RepairWhat {
+    /// Rebuild index.redb from the packs and snapshot manifests.
+    Index,
+}

@@ -1,0 +1,461 @@
+//! One function per command: validated options -> library call -> output -> exit code.
+
+use crate::cli::{BackupArgs, Cli, Command, RepairWhat};
+use crate::Exit;
+use anyhow::{bail, Context, Result};
+use cairn::backup::BackupOptions;
+use cairn::lock::LockMode;
+use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary};
+use cairn::repo::{self, OpenOptions, Repository};
+use cairn::restore::RestoreOptions;
+use cairn::{check, repair, Progress};
+use serde_json::json;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    let json = cli.json;
+    let wait = Duration::from_secs(cli.retry_lock);
+    let repo_path = || -> Result<PathBuf> {
+        cli.repo
+            .clone()
+            .context("no repository given: use -r REPO or set CAIRN_REPO")
+    };
+    let open = |mode: LockMode, command: &str| -> Result<Repository> {
+        Ok(Repository::open(
+            &repo_path()?,
+            &OpenOptions {
+                mode,
+                lock_wait: wait,
+                command,
+            },
+        )?)
+    };
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Init => {
+            let path = repo_path()?;
+            let config = repo::init(&path)?;
+            let id = cairn::id::to_hex(&config.repository_id);
+            if json {
+                writeln!(out, "{}", json!({ "path": path, "id": id }))?;
+            } else {
+                writeln!(
+                    out,
+                    "created cairn repository {} at {}",
+                    &id[..12],
+                    path.display()
+                )?;
+            }
+            Ok(Exit::Success)
+        }
+        Command::Backup(args) => backup(
+            &open(LockMode::Exclusive, "cairn backup")?,
+            args,
+            json,
+            &mut out,
+        ),
+        Command::Snapshots { set } => {
+            let repo = open(LockMode::Shared, "cairn snapshots")?;
+            let snapshots: Vec<SnapshotSummary> = repo
+                .snapshots()?
+                .into_iter()
+                .filter(|s| set.as_ref().is_none_or(|set| &s.header.set == set))
+                .collect();
+            print_snapshots(&snapshots, json, &mut out)?;
+            Ok(Exit::Success)
+        }
+        Command::Ls { snapshot } => {
+            let repo = open(LockMode::Shared, "cairn ls")?;
+            ls(&repo, &repo.resolve(&snapshot)?, json, &mut out)?;
+            Ok(Exit::Success)
+        }
+        Command::Cat { snapshot } => {
+            let repo = open(LockMode::Shared, "cairn cat")?;
+            cat(&repo, &repo.resolve(&snapshot)?, &mut out)?;
+            Ok(Exit::Success)
+        }
+        Command::Restore {
+            snapshot,
+            target,
+            overwrite,
+        } => {
+            let repo = open(LockMode::Shared, "cairn restore")?;
+            let id = repo.resolve(&snapshot)?;
+            let bar = Bar::new("restoring");
+            let report = cairn::restore::restore(
+                &repo,
+                &id,
+                &RestoreOptions {
+                    target: target.clone(),
+                    overwrite,
+                },
+                &bar,
+            )?;
+            bar.done();
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "id": id, "files": report.files, "bytes": report.bytes, "errors": report.errors })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "restored {} files, {} from snapshot {} to {}",
+                    report.files,
+                    size(report.bytes),
+                    &id.to_hex()[..12],
+                    target.display()
+                )?;
+            }
+            if !report.errors.is_empty() {
+                bail!("{} entries could not be restored", report.errors.len());
+            }
+            Ok(Exit::Success)
+        }
+        Command::Check { read_data } => {
+            let repo = open(LockMode::Shared, "cairn check")?;
+            let bar = Bar::new("checking");
+            let report = check::check(&repo, read_data, &bar)?;
+            bar.done();
+            print_check(&report, json, &mut out)?;
+            if !report.is_sound() {
+                bail!(
+                    "the repository is damaged: {} problems",
+                    report.problems.len()
+                );
+            }
+            Ok(Exit::Success)
+        }
+        Command::Repair {
+            what: RepairWhat::Index,
+        } => {
+            let bar = Bar::new("indexing");
+            let report = repair::rebuild_index(&repo_path()?, wait, &bar)?;
+            bar.done();
+            for skipped in &report.skipped {
+                eprintln!("warning: skipped {skipped}");
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "index rebuilt: {} packs, {} chunks, {} snapshots",
+                    report.packs, report.chunks, report.snapshots
+                )?;
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write) -> Result<Exit> {
+    let absolute =
+        std::path::absolute(&args.path).with_context(|| format!("{}", args.path.display()))?;
+    if let Err(e) = std::fs::symlink_metadata(&absolute) {
+        bail!("{}: {e}", args.path.display());
+    }
+    let options = BackupOptions {
+        set: args.set.unwrap_or_else(|| absolute.display().to_string()),
+        tags: args.tags,
+        host: args.host.unwrap_or_else(cairn::hostname),
+        full: args.full,
+    };
+    let started = Instant::now();
+    let bar = Bar::new("backing up");
+    let report = cairn::backup::backup(repo, &absolute, &options, &bar)?;
+    bar.done();
+    let seconds = started.elapsed().as_secs_f64();
+    let trailer = &report.summary.trailer;
+    let stats = &trailer.stats;
+    for e in &trailer.errors {
+        eprintln!("error: {}", e.message);
+    }
+    if json {
+        let value = json!({
+            "id": report.id(), "set": options.set, "kind": report.summary.header.kind,
+            "parent": report.summary.header.parent, "complete": trailer.complete,
+            "files": stats.files, "bytes": stats.bytes, "bytes_read": stats.bytes_read,
+            "new_chunks": stats.new_chunks, "new_bytes": stats.new_bytes, "stored_bytes": stats.stored_bytes,
+            "errors": trailer.errors, "seconds": seconds,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "snapshot {} saved ({:?}): {} files, {}; read {}, new {}, stored {} in {:.1}s",
+            report.id(),
+            report.summary.header.kind,
+            stats.files,
+            size(stats.bytes),
+            size(stats.bytes_read),
+            size(stats.new_bytes),
+            size(stats.stored_bytes),
+            seconds
+        )?;
+    }
+    if trailer.complete {
+        Ok(Exit::Success)
+    } else {
+        eprintln!(
+            "cairn: snapshot {} is incomplete: {} files could not be read",
+            report.id(),
+            trailer.errors.len()
+        );
+        Ok(Exit::Incomplete)
+    }
+}
+
+fn print_snapshots(snapshots: &[SnapshotSummary], json: bool, out: &mut impl Write) -> Result<()> {
+    if json {
+        let list: Vec<_> = snapshots
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id, "time": s.header.time.to_rfc3339(), "host": s.header.host,
+                    "set": s.header.set, "tags": s.header.tags, "parent": s.header.parent,
+                    "kind": s.header.kind, "complete": s.trailer.complete,
+                    "files": s.trailer.stats.files, "bytes": s.trailer.stats.bytes,
+                    "components": s.components.iter().map(|c| json!({
+                        "name": c.header.name, "store_type": c.header.store_type,
+                        "first_log_number": c.trailer.first_log_number,
+                        "last_log_number": c.trailer.last_log_number,
+                        "files": c.trailer.files, "bytes": c.trailer.bytes,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<12}  {:<20}  {:<11}  {:>8}  {:>10}  {:<24}  tags",
+        "id", "time", "kind", "files", "size", "set"
+    )?;
+    for s in snapshots {
+        let kind = format!(
+            "{:?}{}",
+            s.header.kind,
+            if s.trailer.complete { "" } else { "!" }
+        )
+        .to_lowercase();
+        writeln!(
+            out,
+            "{:<12}  {:<20}  {:<11}  {:>8}  {:>10}  {:<24}  {}",
+            &s.id.to_hex()[..12],
+            s.header.time.to_rfc3339(),
+            kind,
+            s.trailer.stats.files,
+            size(s.trailer.stats.bytes),
+            s.header.set,
+            s.header.tags.join(",")
+        )?;
+    }
+    writeln!(out, "{} snapshots", snapshots.len())?;
+    Ok(())
+}
+
+fn ls(repo: &Repository, id: &cairn::SnapshotId, json: bool, out: &mut impl Write) -> Result<()> {
+    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
+    let mut component = String::new();
+    let mut first = true;
+    if json {
+        write!(out, "[")?;
+    }
+    while let Some(record) = reader.next_record()? {
+        match record {
+            Record::Component(c) => component = c.name,
+            Record::File(entry) if json => {
+                let mut value = serde_json::to_value(&entry)?;
+                value["component"] = json!(component);
+                value["chunks"] = json!(entry.chunks.len());
+                write!(out, "{}{}", if first { "" } else { "," }, value)?;
+                first = false;
+            }
+            Record::File(entry) => {
+                let mut line = format!(
+                    "{} {:>5} {:>5} {:>12} {}  {}",
+                    mode_string(&entry.kind, entry.mode),
+                    entry.uid,
+                    entry.gid,
+                    entry.size,
+                    entry.mtime.to_rfc3339(),
+                    display_path(&entry.path)
+                );
+                if let FileKind::Symlink { target } = &entry.kind {
+                    line.push_str(&format!(" -> {}", display_path(target)));
+                }
+                writeln!(out, "{line}")?;
+            }
+            _ => {}
+        }
+    }
+    if json {
+        writeln!(out, "]")?;
+    }
+    Ok(())
+}
+
+/// The manifest as one JSON object, streamed record by record.
+fn cat(repo: &Repository, id: &cairn::SnapshotId, out: &mut impl Write) -> Result<()> {
+    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
+    write!(
+        out,
+        "{{\"id\":\"{id}\",\"format_version\":{}",
+        cairn::format::FORMAT_VERSION
+    )?;
+    let mut first_file = true;
+    let mut first_component = true;
+    while let Some(record) = reader.next_record()? {
+        match record {
+            Record::Snapshot(h) => write!(
+                out,
+                ",\"snapshot\":{},\"components\":[",
+                serde_json::to_string(&h)?
+            )?,
+            Record::Component(c) => {
+                let sep = if first_component { "" } else { "," };
+                write!(
+                    out,
+                    "{sep}{{\"component\":{},\"files\":[",
+                    serde_json::to_string(&c)?
+                )?;
+                first_component = false;
+                first_file = true;
+            }
+            Record::File(f) => {
+                write!(
+                    out,
+                    "{}{}",
+                    if first_file { "" } else { "," },
+                    serde_json::to_string(&f)?
+                )?;
+                first_file = false;
+            }
+            Record::ComponentEnd(t) => write!(out, "],\"end\":{}}}", serde_json::to_string(&t)?)?,
+            Record::End(t) => write!(out, "],\"end\":{}", serde_json::to_string(&t)?)?,
+        }
+    }
+    writeln!(out, "}}")?;
+    Ok(())
+}
+
+fn print_check(report: &check::CheckReport, json: bool, out: &mut impl Write) -> Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(report)?)?;
+        return Ok(());
+    }
+    for note in &report.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    for problem in &report.problems {
+        writeln!(out, "error: {}", problem.what)?;
+        for affected in &problem.affected {
+            writeln!(
+                out,
+                "  affects snapshot {} file {}",
+                &affected.snapshot.to_hex()[..12],
+                affected.path
+            )?;
+        }
+    }
+    let read = if report.bytes_verified > 0 {
+        format!(", {} of pack data verified", size(report.bytes_verified))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "{} packs, {} chunks, {} snapshots checked{read}: {}",
+        report.packs,
+        report.chunks,
+        report.snapshots,
+        if report.is_sound() {
+            "no problems found".to_string()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    )?;
+    Ok(())
+}
+
+fn mode_string(kind: &FileKind, mode: u32) -> String {
+    let t = match kind {
+        FileKind::Regular => '-',
+        FileKind::Directory => 'd',
+        FileKind::Symlink { .. } => 'l',
+        FileKind::Fifo => 'p',
+        FileKind::Socket => 's',
+        FileKind::CharDevice { .. } => 'c',
+        FileKind::BlockDevice { .. } => 'b',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// A progress line on stderr when it is a terminal; indicatif draws nothing otherwise.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    files: AtomicU64,
+}
+
+impl Bar {
+    fn new(what: &str) -> Bar {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed} {prefix} {msg} files, {bytes} ({bytes_per_sec})",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar {
+            bar,
+            files: AtomicU64::new(0),
+        }
+    }
+
+    fn done(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, files: u64, bytes: u64) {
+        if files > 0 {
+            let n = self.files.fetch_add(files, Ordering::Relaxed) + files;
+            self.bar.set_message(n.to_string());
+        }
+        self.bar.inc(bytes);
+    }
+}
