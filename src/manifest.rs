@@ -638,6 +638,50 @@ mod tests {
         validate_path(b"a/b/\xff.c").unwrap();
     }
 
+    /// format-spec/snapshots.md spells out these bytes; this test holds code and spec together.
+    #[test]
+    fn file_record_bytes_match_the_spec() {
+        let entry = FileEntry {
+            path: b"d/\xff".to_vec(),
+            kind: FileKind::Symlink { target: b"t".to_vec() },
+            mode: 0o120777,
+            uid: 1,
+            gid: 2,
+            mtime: Timestamp { secs: -1, nanos: 3 },
+            ctime: Timestamp { secs: 4, nanos: 5 },
+            inode: 6,
+            size: 0,
+            role: FileRole::Log,
+            log_number: Some(7),
+            chunker: 1,
+            chunks: vec![ChunkRef { id: ChunkId([0xab; 32]), len: 9 }],
+        };
+        let mut expected = Vec::new();
+        expected.extend(2u32.to_le_bytes()); // Record::File
+        expected.extend(3u64.to_le_bytes()); // path length
+        expected.extend(b"d/\xff");
+        expected.extend(2u32.to_le_bytes()); // FileKind::Symlink
+        expected.extend(1u64.to_le_bytes());
+        expected.extend(b"t");
+        expected.extend(0o120777u32.to_le_bytes());
+        expected.extend(1u32.to_le_bytes());
+        expected.extend(2u32.to_le_bytes());
+        expected.extend((-1i64).to_le_bytes());
+        expected.extend(3u32.to_le_bytes());
+        expected.extend(4i64.to_le_bytes());
+        expected.extend(5u32.to_le_bytes());
+        expected.extend(6u64.to_le_bytes()); // inode
+        expected.extend(0u64.to_le_bytes()); // size
+        expected.extend(2u32.to_le_bytes()); // FileRole::Log
+        expected.push(1); // Some
+        expected.extend(7u64.to_le_bytes());
+        expected.push(1); // chunker profile
+        expected.extend(1u64.to_le_bytes()); // one chunk
+        expected.extend([0xab; 32]);
+        expected.extend(9u32.to_le_bytes());
+        assert_eq!(format::encode(&Record::File(entry)), expected);
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(

@@ -37,6 +37,7 @@ pub fn rebuild_index(
     )?;
     repo::read_config(root)?;
     let tmp = root.join("tmp");
+    fs::create_dir_all(&tmp).at(&tmp)?;
     let temp_index = fsutil::temp_path(&tmp, "index");
     let index = Index::create(&temp_index)?;
     let mut report = RepairReport::default();

@@ -150,8 +150,10 @@ impl Repository {
     }
 
     /// Files left in tmp/ by an interrupted process; only called under the exclusive lock.
+    /// tmp/ itself is recreated if missing: copies of a repository may lose empty directories.
     fn clear_tmp(&self) -> Result<()> {
         let tmp = self.tmp_dir();
+        fs::create_dir_all(&tmp).at(&tmp)?;
         for entry in fs::read_dir(&tmp).at(&tmp)? {
             let path = entry.at(&tmp)?.path();
             fs::remove_file(&path).at(&path)?;
