@@ -162,7 +162,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     if read_data {
         let mut ids: Vec<&PackId> = healthy.iter().collect();
         ids.sort();
-        let results: Vec<(PackId, u64, Vec<(String, Vec<ChunkId>)>)> = ids
+        let results: Vec<(PackId, u64, Vec<Damage>)> = ids
             .par_iter()
             .map(|id| {
                 let (bytes, damage) = verify_pack_data(&on_disk[*id], id);
@@ -186,8 +186,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     Ok(report)
 }
 
+/// What is wrong, and the chunks it makes unreadable.
+type Damage = (String, Vec<ChunkId>);
+
 /// Hashes the whole pack and decodes every chunk. Returns bytes read and the damage.
-fn verify_pack_data(path: &std::path::Path, id: &PackId) -> (u64, Vec<(String, Vec<ChunkId>)>) {
+fn verify_pack_data(path: &std::path::Path, id: &PackId) -> (u64, Vec<Damage>) {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),

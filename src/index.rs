@@ -12,8 +12,10 @@ use redb::{
 };
 use std::path::{Path, PathBuf};
 
-/// chunk id -> (pack id, offset, stored length, raw length, codec)
-const CHUNKS: TableDefinition<[u8; 32], ([u8; 32], u64, u32, u32, u8)> =
+/// (pack id, offset, stored length, raw length, codec)
+type StoredLocation = ([u8; 32], u64, u32, u32, u8);
+/// chunk id -> where it is stored
+const CHUNKS: TableDefinition<[u8; 32], StoredLocation> =
     TableDefinition::new("chunks");
 /// pack id -> (file size, chunk count)
 const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
@@ -50,7 +52,7 @@ pub struct IndexView<'a> {
     path: &'a Path,
 }
 
-fn location_from(path: &Path, value: ([u8; 32], u64, u32, u32, u8)) -> Result<Location> {
+fn location_from(path: &Path, value: StoredLocation) -> Result<Location> {
     let (pack, offset, stored_len, raw_len, codec) = value;
     let codec = Codec::from_byte(codec)
         .ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
@@ -253,7 +255,7 @@ impl IndexView<'_> {
 
 /// The chunk table, opened once for many lookups.
 pub struct ChunkTable {
-    table: redb::ReadOnlyTable<[u8; 32], ([u8; 32], u64, u32, u32, u8)>,
+    table: redb::ReadOnlyTable<[u8; 32], StoredLocation>,
     path: PathBuf,
 }
 
