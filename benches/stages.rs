@@ -1,0 +1,103 @@
+//! Micro-benchmarks of each backup stage on bytes in memory: chunking, hashing,
+//! compression, pack write and read, index lookups. `cargo bench --bench stages`.
+
+use cairn::chunker::{self, ChunkerParams};
+use cairn::index::Index;
+use cairn::pack::{self, PackWriter};
+use cairn::ChunkId;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+
+/// Half noise, half text-like bytes: compressible but not trivially.
+fn corpus(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 4096) % 2 == 0 { (x >> 32) as u8 } else { b"the quick brown fox "[i % 20] }
+        })
+        .collect()
+}
+
+fn chunks_of<'a>(data: &'a [u8], params: &ChunkerParams) -> Vec<&'a [u8]> {
+    let mut start = 0;
+    chunker::cut(data, params, true)
+        .into_iter()
+        .map(|len| {
+            let chunk = &data[start..start + len];
+            start += len;
+            chunk
+        })
+        .collect()
+}
+
+fn stages(c: &mut Criterion) {
+    let data = corpus(64 << 20);
+    let mut group = c.benchmark_group("stages");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    for (name, params) in [("default", ChunkerParams::DEFAULT), ("fine", ChunkerParams::FINE)] {
+        group.bench_function(format!("cut/{name}"), |b| b.iter(|| chunker::cut(black_box(&data), &params, true)));
+    }
+    let chunks = chunks_of(&data, &ChunkerParams::DEFAULT);
+    group.bench_function("blake3", |b| b.iter(|| chunks.iter().map(|c| ChunkId::of(c)).count()));
+    group.bench_function("zstd3", |b| {
+        b.iter(|| chunks.iter().map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len()).sum::<usize>())
+    });
+    let frames: Vec<pack::Frame> = chunks.iter().map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    group.bench_function("pack_write", |b| {
+        b.iter(|| {
+            let mut writer = PackWriter::create(dir.path()).unwrap();
+            for frame in &frames {
+                writer.add(frame).unwrap();
+            }
+            writer.finish(dir.path()).unwrap().size
+        })
+    });
+    let pack = {
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        frames.iter().for_each(|f| writer.add(f).unwrap());
+        writer.finish(dir.path()).unwrap()
+    };
+    let path = pack::pack_path(dir.path(), &pack.id);
+    group.bench_function("pack_read_verify", |b| {
+        let file = std::fs::File::open(&path).unwrap();
+        b.iter(|| {
+            for e in &pack.entries {
+                let stored = pack::read_stored(&file, &path, e.offset, e.stored_len).unwrap();
+                pack::decode_chunk(&e.id, e.codec, e.raw_len, stored).unwrap();
+            }
+        })
+    });
+    group.finish();
+
+    let index_dir = tempfile::tempdir().unwrap();
+    let index = Index::create(&index_dir.path().join("index.redb")).unwrap();
+    let entries: Vec<pack::PackEntry> = (0..100_000u32)
+        .map(|i| pack::PackEntry {
+            id: ChunkId::of(&i.to_le_bytes()),
+            offset: 16,
+            stored_len: 1,
+            raw_len: 1,
+            codec: pack::Codec::Raw,
+        })
+        .collect();
+    index.add_pack(&cairn::PackId([1; 32]), 1, &entries).unwrap();
+    let table = index.view().unwrap().chunks().unwrap();
+    let mut lookups = c.benchmark_group("index");
+    lookups.throughput(Throughput::Elements(1000));
+    lookups.bench_function("lookup_1000_of_100k", |b| {
+        b.iter_batched(
+            || (0..1000u32).map(|i| ChunkId::of(&(i * 97).to_le_bytes())).collect::<Vec<_>>(),
+            |ids| ids.iter().filter(|id| table.contains(id).unwrap()).count(),
+            BatchSize::SmallInput,
+        )
+    });
+    lookups.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
