@@ -16,7 +16,11 @@ fn corpus(len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if (i / 4096) % 2 == 0 { (x >> 32) as u8 } else { b"the quick brown fox "[i % 20] }
+            if (i / 4096) % 2 == 0 {
+                (x >> 32) as u8
+            } else {
+                b"the quick brown fox "[i % 20]
+            }
         })
         .collect()
 }
@@ -38,15 +42,34 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("stages");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(data.len() as u64));
-    for (name, params) in [("default", ChunkerParams::DEFAULT), ("fine", ChunkerParams::FINE)] {
-        group.bench_function(format!("cut/{name}"), |b| b.iter(|| chunker::cut(black_box(&data), &params, true)));
+    for (name, params) in [
+        ("default", ChunkerParams::DEFAULT),
+        ("fine", ChunkerParams::FINE),
+    ] {
+        group.bench_function(format!("cut/{name}"), |b| {
+            b.iter(|| chunker::cut(black_box(&data), &params, true))
+        });
     }
     let chunks = chunks_of(&data, &ChunkerParams::DEFAULT);
-    group.bench_function("blake3", |b| b.iter(|| chunks.iter().for_each(|c| drop(black_box(ChunkId::of(c))))));
-    group.bench_function("zstd3", |b| {
-        b.iter(|| chunks.iter().map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len()).sum::<usize>())
+    group.bench_function("blake3", |b| {
+        b.iter(|| {
+            chunks.iter().for_each(|c| {
+                black_box(ChunkId::of(c));
+            })
+        })
     });
-    let frames: Vec<pack::Frame> = chunks.iter().map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
+    group.bench_function("zstd3", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len())
+                .sum::<usize>()
+        })
+    });
+    let frames: Vec<pack::Frame> = chunks
+        .iter()
+        .map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     group.bench_function("pack_write", |b| {
         b.iter(|| {
@@ -85,13 +108,19 @@ fn stages(c: &mut Criterion) {
             codec: pack::Codec::Raw,
         })
         .collect();
-    index.add_pack(&cairn::PackId([1; 32]), 1, &entries).unwrap();
+    index
+        .add_pack(&cairn::PackId([1; 32]), 1, &entries)
+        .unwrap();
     let table = index.view().unwrap().chunks().unwrap();
     let mut lookups = c.benchmark_group("index");
     lookups.throughput(Throughput::Elements(1000));
     lookups.bench_function("lookup_1000_of_100k", |b| {
         b.iter_batched(
-            || (0..1000u32).map(|i| ChunkId::of(&(i * 97).to_le_bytes())).collect::<Vec<_>>(),
+            || {
+                (0..1000u32)
+                    .map(|i| ChunkId::of(&(i * 97).to_le_bytes()))
+                    .collect::<Vec<_>>()
+            },
             |ids| ids.iter().filter(|id| table.contains(id).unwrap()).count(),
             BatchSize::SmallInput,
         )
