@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 /// (pack id, offset, stored length, raw length, codec)
 type StoredLocation = ([u8; 32], u64, u32, u32, u8);
 /// chunk id -> where it is stored
-const CHUNKS: TableDefinition<[u8; 32], StoredLocation> =
-    TableDefinition::new("chunks");
+const CHUNKS: TableDefinition<[u8; 32], StoredLocation> = TableDefinition::new("chunks");
 /// pack id -> (file size, chunk count)
 const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
 /// snapshot id -> bincode(SnapshotSummary)
@@ -25,6 +24,16 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bumped whenever the tables change meaning; an index of another version is rebuilt.
 const INDEX_VERSION: u64 = 1;
+
+/// redb's page cache. Its default (1 GiB) would let memory grow with the repository;
+/// lookups by random chunk id gain little from a larger cache anyway.
+const CACHE_BYTES: usize = 32 << 20;
+
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
 
 /// Where a chunk is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +77,7 @@ fn location_from(path: &Path, value: StoredLocation) -> Result<Location> {
 impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
-        let db = Database::create(path).map_err(|e| Error::index(path, e))?;
+        let db = builder().create(path).map_err(|e| Error::index(path, e))?;
         let index = Index {
             db: Db::Write(db),
             path: path.to_path_buf(),
@@ -92,9 +101,9 @@ impl Index {
             ));
         }
         let db = if writable {
-            Db::Write(Database::open(path).map_err(|e| Error::index(path, e))?)
+            Db::Write(builder().open(path).map_err(|e| Error::index(path, e))?)
         } else {
-            Db::Read(ReadOnlyDatabase::open(path).map_err(|e| Error::index(path, e))?)
+            Db::Read(builder().open_read_only(path).map_err(|e| Error::index(path, e))?)
         };
         let index = Index {
             db,

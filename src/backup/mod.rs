@@ -85,7 +85,7 @@ enum Payload {
 
 /// Items travel in batches of about this many new bytes, so queues are cheap per item
 /// and a batch gives rayon enough chunks to share between cores.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 const BATCH_ITEMS: usize = 2048;
 /// Batches in flight between two stages: the memory bound is about
 /// (2 queues x QUEUE_DEPTH + 3 in hand) x BATCH_BYTES.
