@@ -59,8 +59,12 @@ pub fn run(cli: Cli) -> Result<Exit> {
         ),
         Command::Snapshots { set } => {
             let repo = open(LockMode::Shared, "cairn snapshots")?;
-            let snapshots: Vec<SnapshotSummary> = repo
-                .snapshots()?
+            let list = repo.snapshots()?;
+            for (id, e) in &list.unreadable {
+                eprintln!("warning: snapshot {id} is unreadable: {e}");
+            }
+            let snapshots: Vec<SnapshotSummary> = list
+                .readable
                 .into_iter()
                 .filter(|s| set.as_ref().is_none_or(|set| &s.header.set == set))
                 .collect();

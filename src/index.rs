@@ -93,6 +93,8 @@ impl Index {
     }
 
     /// Opens an existing index; `writable` needs the repository's exclusive lock.
+    /// A read-only open of an index that a killed writer left behind fails with
+    /// `IndexNeedsRecovery`: a writable open recovers it.
     pub fn open(path: &Path, writable: bool) -> Result<Index> {
         if !path.exists() {
             return Err(Error::index(
@@ -100,10 +102,24 @@ impl Index {
                 "missing: run `cairn repair index` to rebuild it from the packs",
             ));
         }
+        let unusable = |e: &dyn std::fmt::Display| {
+            Error::index(
+                path,
+                format!("{e} (run `cairn repair index` to rebuild it from the packs)"),
+            )
+        };
         let db = if writable {
-            Db::Write(builder().open(path).map_err(|e| Error::index(path, e))?)
+            Db::Write(builder().open(path).map_err(|e| unusable(&e))?)
         } else {
-            Db::Read(builder().open_read_only(path).map_err(|e| Error::index(path, e))?)
+            match builder().open_read_only(path) {
+                Ok(db) => Db::Read(db),
+                Err(redb::DatabaseError::RepairAborted) => {
+                    return Err(Error::IndexNeedsRecovery {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(e) => return Err(unusable(&e)),
+            }
         };
         let index = Index {
             db,
@@ -111,19 +127,13 @@ impl Index {
         };
         let version = {
             let view = index.view()?;
-            let meta = view
-                .txn
-                .open_table(META)
-                .map_err(|e| Error::index(path, e))?;
+            let meta = view.txn.open_table(META).map_err(|e| unusable(&e))?;
             meta.get("version")
-                .map_err(|e| Error::index(path, e))?
+                .map_err(|e| unusable(&e))?
                 .map(|v| v.value())
         };
         if version != Some(INDEX_VERSION) {
-            return Err(Error::index(
-                path,
-                "unknown index version: run `cairn repair index`",
-            ));
+            return Err(unusable(&"unknown index version"));
         }
         Ok(index)
     }

@@ -643,7 +643,9 @@ mod tests {
     fn file_record_bytes_match_the_spec() {
         let entry = FileEntry {
             path: b"d/\xff".to_vec(),
-            kind: FileKind::Symlink { target: b"t".to_vec() },
+            kind: FileKind::Symlink {
+                target: b"t".to_vec(),
+            },
             mode: 0o120777,
             uid: 1,
             gid: 2,
@@ -654,7 +656,10 @@ mod tests {
             role: FileRole::Log,
             log_number: Some(7),
             chunker: 1,
-            chunks: vec![ChunkRef { id: ChunkId([0xab; 32]), len: 9 }],
+            chunks: vec![ChunkRef {
+                id: ChunkId([0xab; 32]),
+                len: 9,
+            }],
         };
         let mut expected = Vec::new();
         expected.extend(2u32.to_le_bytes()); // Record::File

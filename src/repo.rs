@@ -29,7 +29,15 @@ pub struct Repository {
     _lock: RepoLock,
 }
 
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    pub readable: Vec<SnapshotSummary>,
+    /// Manifests that failed to decode or verify; `check` reports them in full.
+    pub unreadable: Vec<(SnapshotId, Error)>,
+}
+
 /// How to open a repository.
+#[derive(Clone, Copy)]
 pub struct OpenOptions<'a> {
     pub mode: LockMode,
     /// How long to wait for another process's lock before failing.
@@ -115,7 +123,20 @@ impl Repository {
         let lock = lock(root, options)?;
         let config = read_config(root)?;
         let writable = options.mode == LockMode::Exclusive;
-        let index = Index::open(&index_path(root), writable)?;
+        let index = match Index::open(&index_path(root), writable) {
+            Err(Error::IndexNeedsRecovery { .. }) => {
+                // A writer was killed. Recovering the index needs a writable open, so
+                // take the exclusive lock for that moment, then read as asked.
+                drop(lock);
+                let exclusive = OpenOptions {
+                    mode: LockMode::Exclusive,
+                    ..*options
+                };
+                drop(Repository::open(root, &exclusive)?);
+                return Repository::open(root, options);
+            }
+            other => other?,
+        };
         let repo = Repository {
             root: root.to_path_buf(),
             config,
@@ -213,20 +234,27 @@ impl Repository {
         }
     }
 
-    /// All snapshots, oldest first. The manifests on disk are the truth; the index only
-    /// spares reading them.
-    pub fn snapshots(&self) -> Result<Vec<SnapshotSummary>> {
-        let mut out = Vec::new();
+    /// All readable snapshots, oldest first, and the manifests that cannot be read.
+    /// The manifests on disk are the truth; the index only spares reading them.
+    pub fn snapshots(&self) -> Result<SnapshotList> {
+        let mut list = SnapshotList::default();
         for id in self.snapshot_ids()? {
-            out.push(self.summary(&id)?);
+            match self.summary(&id) {
+                Ok(summary) => list.readable.push(summary),
+                Err(e) => list.unreadable.push((id, e)),
+            }
         }
-        out.sort_by_key(|s| (s.header.time, s.id));
-        Ok(out)
+        list.readable.sort_by_key(|s| (s.header.time, s.id));
+        Ok(list)
     }
 
-    /// The newest snapshot of `set`, the parent of an incremental backup.
+    /// The newest readable snapshot of `set`, the parent of an incremental backup.
     pub fn latest_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
-        Ok(self.snapshots()?.into_iter().rfind(|s| s.header.set == set))
+        Ok(self
+            .snapshots()?
+            .readable
+            .into_iter()
+            .rfind(|s| s.header.set == set))
     }
 
     /// A full id, a unique prefix of one, or `latest`.
@@ -234,6 +262,7 @@ impl Repository {
         if spec == "latest" {
             return self
                 .snapshots()?
+                .readable
                 .last()
                 .map(|s| s.id)
                 .ok_or_else(|| Error::Snapshot("the repository has no snapshots".into()));

@@ -36,7 +36,11 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
 
 /// Expected content of each regular file, per snapshot.
 fn expected_files(snapshot: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let hello: &[u8] = if snapshot == FULL { b"hello, cairn\n" } else { b"hello again, cairn\n" };
+    let hello: &[u8] = if snapshot == FULL {
+        b"hello, cairn\n"
+    } else {
+        b"hello again, cairn\n"
+    };
     vec![
         (b"caf\xe9.txt".to_vec(), b"non-utf8 name\n".to_vec()),
         (b"dir/noise.bin".to_vec(), noise(600 * 1024, 42)),
@@ -65,8 +69,18 @@ fn config_bytes_decode_to_the_v1_parameters() {
     assert_eq!(&bytes[..8], b"CAIRNCFG");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
     let config = Config::decode(&bytes, &path).unwrap();
-    assert_eq!(config.chunkers, vec![ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM]);
-    assert_eq!((config.compression.algorithm, config.compression.level), (1, 3));
+    assert_eq!(
+        config.chunkers,
+        vec![
+            ChunkerParams::DEFAULT,
+            ChunkerParams::FINE,
+            ChunkerParams::MEDIUM
+        ]
+    );
+    assert_eq!(
+        (config.compression.algorithm, config.compression.level),
+        (1, 3)
+    );
     assert_eq!(config.pack_target, 32 << 20);
 }
 
@@ -76,12 +90,20 @@ fn packs_are_named_by_their_hash_and_their_tables_decode() {
     let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
     assert_eq!(ids, vec![SECOND_PACK.to_string(), DATA_PACK.to_string()]);
     for (id, path) in &packs {
-        assert_eq!(PackId::of(&fs::read(path).unwrap()), *id, "{}", path.display());
+        assert_eq!(
+            PackId::of(&fs::read(path).unwrap()),
+            *id,
+            "{}",
+            path.display()
+        );
     }
     let (_, path) = &packs[1];
     let file = fs::File::open(path).unwrap();
     let table = pack::read_table(&file, path).unwrap();
-    let summary: Vec<(u64, u32, u32, Codec)> = table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec)).collect();
+    let summary: Vec<(u64, u32, u32, Codec)> = table
+        .iter()
+        .map(|e| (e.offset, e.stored_len, e.raw_len, e.codec))
+        .collect();
     assert_eq!(summary, PINNED_TABLE);
     for entry in &table {
         let stored = pack::read_stored(&file, path, entry.offset, entry.stored_len).unwrap();
@@ -89,24 +111,36 @@ fn packs_are_named_by_their_hash_and_their_tables_decode() {
     }
 }
 
-const PINNED_TABLE: &[(u64, u32, u32, Codec)] =
-    &[(16, 14, 14, Codec::Raw), (30, 614400, 614400, Codec::Raw), (614430, 22, 100000, Codec::Zstd), (614452, 13, 13, Codec::Raw)];
+const PINNED_TABLE: &[(u64, u32, u32, Codec)] = &[
+    (16, 14, 14, Codec::Raw),
+    (30, 614400, 614400, Codec::Raw),
+    (614430, 22, 100000, Codec::Zstd),
+    (614452, 13, 13, Codec::Raw),
+];
 
 #[test]
 fn manifests_decode_to_the_snapshots_that_were_taken() {
     let dir = vectors().join("snapshots");
-    for (id, kind, parent) in [(FULL, SnapshotKind::Full, None), (INCREMENTAL, SnapshotKind::Incremental, Some(FULL))] {
+    for (id, kind, parent) in [
+        (FULL, SnapshotKind::Full, None),
+        (INCREMENTAL, SnapshotKind::Incremental, Some(FULL)),
+    ] {
         let id: SnapshotId = id.parse().unwrap();
         let mut reader = ManifestReader::open(&dir, &id).unwrap();
         let mut files = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
             match record {
                 Record::Snapshot(h) => {
-                    assert_eq!((h.set.as_str(), h.host.as_str(), h.kind), ("vectors", "vector-host", kind));
+                    assert_eq!(
+                        (h.set.as_str(), h.host.as_str(), h.kind),
+                        ("vectors", "vector-host", kind)
+                    );
                     assert_eq!(h.tags, vec!["v1".to_string()]);
                     assert_eq!(h.parent.map(|p| p.to_hex()), parent.map(String::from));
                 }
-                Record::Component(c) => assert_eq!((c.name.as_str(), c.store_type.as_str()), ("tree", "dir")),
+                Record::Component(c) => {
+                    assert_eq!((c.name.as_str(), c.store_type.as_str()), ("tree", "dir"))
+                }
                 Record::File(f) => files.push(f),
                 Record::ComponentEnd(t) => assert_eq!(t.last_log_number, None),
                 Record::End(t) => assert!(t.complete),
@@ -115,9 +149,22 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
         let paths: Vec<&[u8]> = files.iter().map(|f| f.path.as_slice()).collect();
         assert_eq!(
             paths,
-            vec![&b"caf\xe9.txt"[..], b"dir", b"dir/noise.bin", b"dir/zeros.bin", b"empty", b"hello.txt", b"link"]
+            vec![
+                &b"caf\xe9.txt"[..],
+                b"dir",
+                b"dir/noise.bin",
+                b"dir/zeros.bin",
+                b"empty",
+                b"hello.txt",
+                b"link"
+            ]
         );
-        assert_eq!(files[6].kind, FileKind::Symlink { target: b"hello.txt".to_vec() });
+        assert_eq!(
+            files[6].kind,
+            FileKind::Symlink {
+                target: b"hello.txt".to_vec()
+            }
+        );
         assert_eq!(files[1].mtime.secs, 1_700_000_000);
         // The chunk lists are what today's chunker cuts from the same bytes.
         let params = ChunkerParams::DEFAULT;
@@ -140,7 +187,15 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     copy_dir(&vectors(), &repo);
-    let cairn = |args: &[&str]| Command::cargo_bin("cairn").unwrap().arg("-r").arg(&repo).args(args).assert().success();
+    let cairn = |args: &[&str]| {
+        Command::cargo_bin("cairn")
+            .unwrap()
+            .arg("-r")
+            .arg(&repo)
+            .args(args)
+            .assert()
+            .success()
+    };
     cairn(&["repair", "index"]);
     cairn(&["check", "--read-data"]);
     for id in [FULL, INCREMENTAL] {
@@ -150,9 +205,18 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
             let file = target.join(std::ffi::OsStr::from_bytes(&path));
             assert_eq!(fs::read(&file).unwrap(), content, "{}", file.display());
         }
-        assert_eq!(fs::read_link(target.join("link")).unwrap(), Path::new("hello.txt"));
+        assert_eq!(
+            fs::read_link(target.join("link")).unwrap(),
+            Path::new("hello.txt")
+        );
         assert!(fs::read_dir(target.join("empty")).unwrap().next().is_none());
-        assert_eq!(fs::metadata(target.join("dir")).unwrap().mtime(), 1_700_000_000);
-        assert_eq!(fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(target.join("dir")).unwrap().mtime(),
+            1_700_000_000
+        );
+        assert_eq!(
+            fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o777,
+            0o640
+        );
     }
 }

@@ -98,9 +98,14 @@ impl Run {
         })
     }
 
-    /// The first line of stdout, trimmed (e.g. the snapshot id printed by `backup`).
-    pub fn line(&self) -> String {
-        self.stdout.lines().next().unwrap_or("").trim().to_string()
+    /// The first snapshot id (64 hex digits) printed on stdout, as `backup` does;
+    /// an empty string when there is none.
+    pub fn snapshot_id(&self) -> String {
+        self.stdout
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .find(|word| is_snapshot_id(word))
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -165,7 +170,10 @@ impl TestEnv {
         S: AsRef<OsStr>,
     {
         let mut cmd = std::process::Command::new(cairn_bin());
-        cmd.env_remove("CAIRN_REPO").arg("-r").arg(&self.repo).args(args);
+        cmd.env_remove("CAIRN_REPO")
+            .arg("-r")
+            .arg(&self.repo)
+            .args(args);
         cmd
     }
 
@@ -188,8 +196,12 @@ impl TestEnv {
         args.push(path.into());
         let run = self.run(args);
         run.success();
-        let id = run.line();
-        assert!(is_snapshot_id(&id), "backup printed {:?}", run.stdout);
+        let id = run.snapshot_id();
+        assert!(
+            is_snapshot_id(&id),
+            "backup printed no id: {:?}",
+            run.stdout
+        );
         id
     }
 
@@ -226,6 +238,18 @@ impl TestEnv {
     /// Total bytes of every file in the repository.
     pub fn repo_size(&self) -> u64 {
         dir_size(&self.repo)
+    }
+
+    /// Bytes of the repository's data: everything except the index.redb cache.
+    pub fn data_size(&self) -> u64 {
+        self.repo_size() - self.index_size()
+    }
+
+    /// Bytes of REPO/index.redb (0 when missing).
+    pub fn index_size(&self) -> u64 {
+        fs::metadata(self.repo.join("index.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Every pack file in the repository, sorted.
@@ -342,9 +366,9 @@ impl Rng {
     /// `len` bytes of text from a small vocabulary: compresses well, yet unique.
     pub fn text_bytes(&mut self, len: usize) -> Vec<u8> {
         const WORDS: &[&str] = &[
-            "cairn", "pack", "chunk", "snapshot", "index", "restore", "backup", "stone",
-            "ridge", "valley", "lorem", "ipsum", "dolor", "amet", "delta", "river", "granite",
-            "summit", "trail", "marker", "\n",
+            "cairn", "pack", "chunk", "snapshot", "index", "restore", "backup", "stone", "ridge",
+            "valley", "lorem", "ipsum", "dolor", "amet", "delta", "river", "granite", "summit",
+            "trail", "marker", "\n",
         ];
         let mut v = Vec::with_capacity(len + 16);
         while v.len() < len {
@@ -427,7 +451,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
         small: Vec::new(),
         large: Vec::new(),
     };
-    let mut write = |tree: &mut Tree, rel: &Path, data: &[u8], mode: u32, rng: &mut Rng| {
+    let write = |tree: &mut Tree, rel: &Path, data: &[u8], mode: u32, rng: &mut Rng| {
         let path = root.join(rel);
         fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
@@ -468,7 +492,13 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     // A sparse-looking file: zeros with a little data in the middle.
     let mut sparse = vec![0u8; 700_000];
     sparse[350_000..350_100].copy_from_slice(&rng.random_bytes(100));
-    write(&mut tree, Path::new("large/zeros.bin"), &sparse, 0o644, &mut rng);
+    write(
+        &mut tree,
+        Path::new("large/zeros.bin"),
+        &sparse,
+        0o644,
+        &mut rng,
+    );
 
     // Empty files.
     fs::create_dir_all(root.join("empty")).unwrap();
@@ -484,16 +514,23 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
         ("modes/readonly", 0o444),
         ("modes/odd", 0o640),
     ] {
-        let data = rng.text_bytes(100 + rng.below(400) as usize);
+        let len = 100 + rng.below(400) as usize;
+        let data = rng.text_bytes(len);
         write(&mut tree, Path::new(name), &data, mode, &mut rng);
     }
 
     // Non-UTF-8 names, including a directory with a file inside.
     let names = root.join("names");
     fs::create_dir_all(&names).unwrap();
-    for raw in [&b"caf\xe9.txt"[..], b"\xff\xfe", b"tab\tand space", b"back\\slash"] {
+    for raw in [
+        &b"caf\xe9.txt"[..],
+        b"\xff\xfe",
+        b"tab\tand space",
+        b"back\\slash",
+    ] {
         let rel = Path::new("names").join(OsStr::from_bytes(raw));
-        let data = rng.random_bytes(50 + rng.below(200) as usize);
+        let len = 50 + rng.below(200) as usize;
+        let data = rng.random_bytes(len);
         write(&mut tree, &rel, &data, 0o644, &mut rng);
     }
     let odd_dir = Path::new("names").join(OsStr::from_bytes(b"dir-\x80\x81"));
@@ -519,11 +556,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
         fs::Permissions::from_mode(0o700),
     )
     .unwrap();
-    fs::set_permissions(
-        root.join("emptydirs/b"),
-        fs::Permissions::from_mode(0o1777),
-    )
-    .unwrap();
+    fs::set_permissions(root.join("emptydirs/b"), fs::Permissions::from_mode(0o1777)).unwrap();
 
     // Symlinks: relative, absolute, dangling (both kinds), to a directory.
     let links = root.join("links");
@@ -594,11 +627,7 @@ pub fn tree_difference_except(a: &Path, b: &Path, skip: &dyn Fn(&Path) -> bool) 
 #[track_caller]
 pub fn assert_trees_equal(a: &Path, b: &Path) {
     if let Some(diff) = tree_difference(a, b) {
-        panic!(
-            "trees differ ({} vs {}): {diff}",
-            a.display(),
-            b.display()
-        );
+        panic!("trees differ ({} vs {}): {diff}", a.display(), b.display());
     }
 }
 
@@ -623,7 +652,10 @@ fn compare_dir(a: &Path, b: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> 
         .collect();
     for n in &names_a {
         if !names_b.contains(n) {
-            return Err(format!("{}: missing from the second tree", show(&rel.join(n))));
+            return Err(format!(
+                "{}: missing from the second tree",
+                show(&rel.join(n))
+            ));
         }
     }
     for n in &names_b {
@@ -641,7 +673,12 @@ fn show(rel: &Path) -> String {
     display_path(rel.as_os_str().as_bytes())
 }
 
-fn compare_entry(a: &Path, b: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<(), String> {
+fn compare_entry(
+    a: &Path,
+    b: &Path,
+    rel: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<(), String> {
     let (pa, pb) = (a.join(rel), b.join(rel));
     let ma = fs::symlink_metadata(&pa).map_err(|e| format!("{}: {e}", pa.display()))?;
     let mb = fs::symlink_metadata(&pb).map_err(|e| format!("{}: {e}", pb.display()))?;
@@ -702,6 +739,23 @@ fn compare_entry(a: &Path, b: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -
         ));
     }
     Ok(())
+}
+
+/// Relative paths (raw bytes) of every entry below `root`, in walk order, not following
+/// symlinks.
+pub fn tree_paths(root: &Path) -> Vec<Vec<u8>> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<Vec<u8>>) {
+        for name in sorted_names(&root.join(rel)).unwrap() {
+            let child = rel.join(&name);
+            out.push(child.as_os_str().as_bytes().to_vec());
+            if fs::symlink_metadata(root.join(&child)).unwrap().is_dir() {
+                walk(root, &child, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out
 }
 
 // ---------------------------------------------------------------------------------------
