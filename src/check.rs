@@ -2,8 +2,9 @@
 //! `read_data` every chunk's bytes against its id. Damage is traced to the snapshots
 //! and files it affects.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::index::ChunkTable;
 use crate::manifest::{display_path, ManifestReader, Record};
 use crate::pack::{self, PackEntry};
 use crate::repo::Repository;
@@ -12,6 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -75,109 +77,35 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let mut findings = Findings::default();
     let view = repo.index.view()?;
     let chunks = view.chunks()?;
-    let indexed: HashMap<PackId, (u64, u32)> = view
+    let indexed: HashMap<PackId, u64> = view
         .packs()?
         .into_iter()
-        .map(|(id, s, n)| (id, (s, n)))
+        .map(|(id, size, _)| (id, size))
         .collect();
-    let on_disk: HashMap<PackId, std::path::PathBuf> = repo.pack_files()?.into_iter().collect();
+    let on_disk: HashMap<PackId, PathBuf> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
     report.chunks = view.chunk_count()?;
-
     for id in on_disk.keys().filter(|id| !indexed.contains_key(id)) {
         report.notes.push(format!(
             "pack {id} is not in the index (left by an interrupted backup; the next backup indexes it)"
         ));
     }
-    // Per pack: its table must agree with the index, and its data with its ids.
-    let mut healthy: HashSet<PackId> = HashSet::new();
-    let mut matched = 0u64;
-    let mut packs: Vec<(&PackId, &(u64, u32))> = indexed.iter().collect();
-    packs.sort();
-    for (id, (size, _)) in packs {
-        let Some(path) = on_disk.get(id) else {
-            findings.add(format!("pack {id} is missing"), Some(*id), []);
-            continue;
-        };
-        let table = File::open(path)
-            .map_err(crate::Error::from_io(path))
-            .and_then(|f| {
-                let actual = f.metadata().map_err(crate::Error::from_io(path))?.len();
-                if actual != *size {
-                    return Err(crate::Error::corrupt(
-                        path,
-                        format!("{actual} bytes, the index says {size}"),
-                    ));
-                }
-                pack::read_table(&f, path)
-            });
-        let table = match table {
-            Ok(table) => table,
-            Err(e) => {
-                findings.add(format!("pack {id}: {e}"), Some(*id), []);
-                continue;
-            }
-        };
-        healthy.insert(*id);
-        for entry in &table {
-            if let Some(location) = chunks.get(&entry.id)? {
-                if location.pack == *id && location.offset == entry.offset {
-                    let agrees = location.stored_len == entry.stored_len
-                        && location.raw_len == entry.raw_len
-                        && location.codec == entry.codec;
-                    if !agrees {
-                        findings.add(
-                            format!(
-                                "pack {id}: index entry of chunk {} disagrees with the pack",
-                                entry.id
-                            ),
-                            Some(*id),
-                            [entry.id],
-                        );
-                    }
-                    matched += 1;
-                }
-            }
-        }
-        progress.advance(1, 0);
-    }
+
+    let (healthy, matched) =
+        check_pack_tables(&indexed, &on_disk, &chunks, &mut findings, progress)?;
     if matched != report.chunks {
-        chunks.for_each(|chunk, location| {
-            if !healthy.contains(&location.pack) {
-                findings.damaged.entry(chunk).or_insert_with(|| {
-                    findings
-                        .problems
-                        .iter()
-                        .position(|p| p.pack == Some(location.pack))
-                        .unwrap_or(0)
-                });
-            }
-            Ok(())
-        })?;
-        if matched + (findings.damaged.len() as u64) < report.chunks {
-            findings.add("the index lists chunks that no pack holds at the place it says (run `cairn repair index`)".into(), None, []);
+        let lost = trace_unmatched_chunks(&chunks, &healthy, &mut findings)?;
+        if matched + lost < report.chunks {
+            let what = format!(
+                "the index places {} chunks where no pack table confirms them (run `cairn repair index`)",
+                report.chunks - matched - lost
+            );
+            findings.add(what, None, []);
         }
     }
-
     if read_data {
-        let mut ids: Vec<&PackId> = healthy.iter().collect();
-        ids.sort();
-        let results: Vec<(PackId, u64, Vec<Damage>)> = ids
-            .par_iter()
-            .map(|id| {
-                let (bytes, damage) = verify_pack_data(&on_disk[*id], id);
-                progress.advance(0, bytes);
-                (**id, bytes, damage)
-            })
-            .collect();
-        for (id, bytes, damage) in results {
-            report.bytes_verified += bytes;
-            for (what, chunk_ids) in damage {
-                findings.add(format!("pack {id}: {what}"), Some(id), chunk_ids);
-            }
-        }
+        report.bytes_verified = verify_data(&healthy, &on_disk, &mut findings, progress);
     }
-
     for snapshot in repo.snapshot_ids()? {
         report.snapshots += 1;
         check_manifest(repo, &snapshot, &chunks, &mut findings)?;
@@ -186,11 +114,129 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     Ok(report)
 }
 
+/// Every indexed pack must exist with its indexed size and a sound table that agrees
+/// with the index. Returns the sound packs and how many index entries they confirm.
+fn check_pack_tables(
+    indexed: &HashMap<PackId, u64>,
+    on_disk: &HashMap<PackId, PathBuf>,
+    chunks: &ChunkTable,
+    findings: &mut Findings,
+    progress: &dyn Progress,
+) -> Result<(HashSet<PackId>, u64)> {
+    let mut healthy = HashSet::new();
+    let mut matched = 0u64;
+    let mut packs: Vec<(&PackId, &u64)> = indexed.iter().collect();
+    packs.sort();
+    for (id, size) in packs {
+        progress.advance(1, 0);
+        let Some(path) = on_disk.get(id) else {
+            findings.add(format!("pack {id} is missing"), Some(*id), []);
+            continue;
+        };
+        let table = match read_table_of_size(path, *size) {
+            Ok(table) => table,
+            Err(e) => {
+                findings.add(format!("pack {id}: {e}"), Some(*id), []);
+                continue;
+            }
+        };
+        healthy.insert(*id);
+        for entry in &table {
+            let Some(location) = chunks.get(&entry.id)? else {
+                continue;
+            };
+            if location.pack != *id || location.offset != entry.offset {
+                continue;
+            }
+            matched += 1;
+            let agrees = location.stored_len == entry.stored_len
+                && location.raw_len == entry.raw_len
+                && location.codec == entry.codec;
+            if !agrees {
+                let what = format!(
+                    "pack {id}: index entry of chunk {} disagrees with the pack",
+                    entry.id
+                );
+                findings.add(what, Some(*id), [entry.id]);
+            }
+        }
+    }
+    Ok((healthy, matched))
+}
+
+fn read_table_of_size(path: &Path, size: u64) -> Result<Vec<PackEntry>> {
+    let file = File::open(path).map_err(Error::from_io(path))?;
+    let actual = file.metadata().map_err(Error::from_io(path))?.len();
+    if actual != size {
+        return Err(Error::corrupt(
+            path,
+            format!("{actual} bytes, the index says {size}"),
+        ));
+    }
+    pack::read_table(&file, path)
+}
+
+/// Index entries in packs that are missing or unsound: their chunks are unreadable.
+/// Each is tied to the problem of its pack, or to a new one when the pack had none.
+/// Returns how many there are.
+fn trace_unmatched_chunks(
+    chunks: &ChunkTable,
+    healthy: &HashSet<PackId>,
+    findings: &mut Findings,
+) -> Result<u64> {
+    let mut lost = Vec::new();
+    chunks.for_each(|chunk, location| {
+        if !healthy.contains(&location.pack) {
+            lost.push((chunk, location.pack));
+        }
+        Ok(())
+    })?;
+    let count = lost.len() as u64;
+    for (chunk, pack) in lost {
+        let problem = match findings.problems.iter().position(|p| p.pack == Some(pack)) {
+            Some(problem) => problem,
+            None => {
+                findings.add(format!("the index places chunks in pack {pack}, which it does not list (run `cairn repair index`)"), Some(pack), []);
+                findings.problems.len() - 1
+            }
+        };
+        findings.damaged.entry(chunk).or_insert(problem);
+    }
+    Ok(count)
+}
+
+/// Reads every sound pack in full, on all cores. Returns the bytes verified.
+fn verify_data(
+    healthy: &HashSet<PackId>,
+    on_disk: &HashMap<PackId, PathBuf>,
+    findings: &mut Findings,
+    progress: &dyn Progress,
+) -> u64 {
+    let mut ids: Vec<&PackId> = healthy.iter().collect();
+    ids.sort();
+    let results: Vec<(PackId, u64, Vec<Damage>)> = ids
+        .par_iter()
+        .map(|id| {
+            let (bytes, damage) = verify_pack_data(&on_disk[*id], id);
+            progress.advance(0, bytes);
+            (**id, bytes, damage)
+        })
+        .collect();
+    let mut verified = 0;
+    for (id, bytes, damage) in results {
+        verified += bytes;
+        for (what, chunk_ids) in damage {
+            findings.add(format!("pack {id}: {what}"), Some(id), chunk_ids);
+        }
+    }
+    verified
+}
+
 /// What is wrong, and the chunks it makes unreadable.
 type Damage = (String, Vec<ChunkId>);
 
 /// Hashes the whole pack and decodes every chunk. Returns bytes read and the damage.
-fn verify_pack_data(path: &std::path::Path, id: &PackId) -> (u64, Vec<Damage>) {
+fn verify_pack_data(path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),
@@ -226,7 +272,7 @@ fn verify_pack_data(path: &std::path::Path, id: &PackId) -> (u64, Vec<Damage>) {
 fn check_manifest(
     repo: &Repository,
     id: &SnapshotId,
-    chunks: &crate::index::ChunkTable,
+    chunks: &ChunkTable,
     findings: &mut Findings,
 ) -> Result<()> {
     let mut reader = match ManifestReader::open(&repo.snapshots_dir(), id) {

@@ -11,73 +11,68 @@ use cairn::restore::RestoreOptions;
 use cairn::{check, repair, Progress};
 use serde_json::json;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub fn run(cli: Cli) -> Result<Exit> {
-    let json = cli.json;
-    let wait = Duration::from_secs(cli.retry_lock);
-    let repo_path = || -> Result<PathBuf> {
-        cli.repo
-            .clone()
+/// What every command needs from the global flags.
+struct Globals {
+    repo: Option<PathBuf>,
+    json: bool,
+    lock_wait: Duration,
+}
+
+impl Globals {
+    fn repo_path(&self) -> Result<&Path> {
+        self.repo
+            .as_deref()
             .context("no repository given: use -r REPO or set CAIRN_REPO")
+    }
+
+    fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
+        let options = OpenOptions {
+            mode,
+            lock_wait: self.lock_wait,
+            command,
+        };
+        Ok(Repository::open(self.repo_path()?, &options)?)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    let g = Globals {
+        repo: cli.repo,
+        json: cli.json,
+        lock_wait: Duration::from_secs(cli.retry_lock),
     };
-    let open = |mode: LockMode, command: &str| -> Result<Repository> {
-        Ok(Repository::open(
-            &repo_path()?,
-            &OpenOptions {
-                mode,
-                lock_wait: wait,
-                command,
-            },
-        )?)
-    };
+    let json = g.json;
     let mut out = io::stdout().lock();
     match cli.command {
-        Command::Init => {
-            let path = repo_path()?;
-            let config = repo::init(&path)?;
-            let id = cairn::id::to_hex(&config.repository_id);
-            if json {
-                writeln!(out, "{}", json!({ "path": path, "id": id }))?;
-            } else {
-                writeln!(
-                    out,
-                    "created cairn repository {} at {}",
-                    &id[..12],
-                    path.display()
-                )?;
-            }
-            Ok(Exit::Success)
-        }
+        Command::Init => init(&g, &mut out),
         Command::Backup(args) => backup(
-            &open(LockMode::Exclusive, "cairn backup")?,
+            &g.open(LockMode::Exclusive, "cairn backup")?,
             args,
             json,
             &mut out,
         ),
         Command::Snapshots { set } => {
-            let repo = open(LockMode::Shared, "cairn snapshots")?;
-            let list = repo.snapshots()?;
+            let list = g.open(LockMode::Shared, "cairn snapshots")?.snapshots()?;
             for (id, e) in &list.unreadable {
                 eprintln!("warning: snapshot {id} is unreadable: {e}");
             }
-            let snapshots: Vec<SnapshotSummary> = list
-                .readable
-                .into_iter()
-                .filter(|s| set.as_ref().is_none_or(|set| &s.header.set == set))
-                .collect();
+            let in_set = |s: &SnapshotSummary| set.as_ref().is_none_or(|set| &s.header.set == set);
+            let snapshots: Vec<SnapshotSummary> =
+                list.readable.into_iter().filter(in_set).collect();
             print_snapshots(&snapshots, json, &mut out)?;
             Ok(Exit::Success)
         }
         Command::Ls { snapshot } => {
-            let repo = open(LockMode::Shared, "cairn ls")?;
+            let repo = g.open(LockMode::Shared, "cairn ls")?;
             ls(&repo, &repo.resolve(&snapshot)?, json, &mut out)?;
             Ok(Exit::Success)
         }
         Command::Cat { snapshot } => {
-            let repo = open(LockMode::Shared, "cairn cat")?;
+            let repo = g.open(LockMode::Shared, "cairn cat")?;
             cat(&repo, &repo.resolve(&snapshot)?, &mut out)?;
             Ok(Exit::Success)
         }
@@ -86,45 +81,17 @@ pub fn run(cli: Cli) -> Result<Exit> {
             target,
             overwrite,
         } => {
-            let repo = open(LockMode::Shared, "cairn restore")?;
-            let id = repo.resolve(&snapshot)?;
-            let bar = Bar::new("restoring");
-            let report = cairn::restore::restore(
+            let repo = g.open(LockMode::Shared, "cairn restore")?;
+            restore(
                 &repo,
-                &id,
-                &RestoreOptions {
-                    target: target.clone(),
-                    overwrite,
-                },
-                &bar,
-            )?;
-            bar.done();
-            for e in &report.errors {
-                eprintln!("error: {e}");
-            }
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "id": id, "files": report.files, "bytes": report.bytes, "errors": report.errors })
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "restored {} files, {} from snapshot {} to {}",
-                    report.files,
-                    size(report.bytes),
-                    &id.to_hex()[..12],
-                    target.display()
-                )?;
-            }
-            if !report.errors.is_empty() {
-                bail!("{} entries could not be restored", report.errors.len());
-            }
-            Ok(Exit::Success)
+                &snapshot,
+                RestoreOptions { target, overwrite },
+                json,
+                &mut out,
+            )
         }
         Command::Check { read_data } => {
-            let repo = open(LockMode::Shared, "cairn check")?;
+            let repo = g.open(LockMode::Shared, "cairn check")?;
             let bar = Bar::new("checking");
             let report = check::check(&repo, read_data, &bar)?;
             bar.done();
@@ -139,25 +106,75 @@ pub fn run(cli: Cli) -> Result<Exit> {
         }
         Command::Repair {
             what: RepairWhat::Index,
-        } => {
-            let bar = Bar::new("indexing");
-            let report = repair::rebuild_index(&repo_path()?, wait, &bar)?;
-            bar.done();
-            for skipped in &report.skipped {
-                eprintln!("warning: skipped {skipped}");
-            }
-            if json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "index rebuilt: {} packs, {} chunks, {} snapshots",
-                    report.packs, report.chunks, report.snapshots
-                )?;
-            }
-            Ok(Exit::Success)
-        }
+        } => repair_index(&g, &mut out),
     }
+}
+
+fn init(g: &Globals, out: &mut impl Write) -> Result<Exit> {
+    let path = g.repo_path()?;
+    let config = repo::init(path)?;
+    let id = cairn::id::to_hex(&config.repository_id);
+    if g.json {
+        writeln!(out, "{}", json!({ "path": path, "id": id }))?;
+    } else {
+        writeln!(
+            out,
+            "created cairn repository {} at {}",
+            &id[..12],
+            path.display()
+        )?;
+    }
+    Ok(Exit::Success)
+}
+
+fn restore(
+    repo: &Repository,
+    snapshot: &str,
+    options: RestoreOptions,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<Exit> {
+    let id = repo.resolve(snapshot)?;
+    let bar = Bar::new("restoring");
+    let report = cairn::restore::restore(repo, &id, &options, &bar)?;
+    bar.done();
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    if json {
+        let value = json!({ "id": id, "files": report.files, "bytes": report.bytes, "errors": report.errors });
+        writeln!(out, "{value}")?;
+    } else {
+        let short = &id.to_hex()[..12];
+        let (files, bytes, target) = (report.files, size(report.bytes), options.target.display());
+        writeln!(
+            out,
+            "restored {files} files, {bytes} from snapshot {short} to {target}"
+        )?;
+    }
+    if !report.errors.is_empty() {
+        bail!("{} entries could not be restored", report.errors.len());
+    }
+    Ok(Exit::Success)
+}
+
+fn repair_index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
+    let bar = Bar::new("indexing");
+    let report = repair::rebuild_index(g.repo_path()?, g.lock_wait, &bar)?;
+    bar.done();
+    for skipped in &report.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    if g.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        let (packs, chunks, snapshots) = (report.packs, report.chunks, report.snapshots);
+        writeln!(
+            out,
+            "index rebuilt: {packs} packs, {chunks} chunks, {snapshots} snapshots"
+        )?;
+    }
+    Ok(Exit::Success)
 }
 
 fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write) -> Result<Exit> {

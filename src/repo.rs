@@ -120,7 +120,7 @@ pub fn lock(root: &Path, options: &OpenOptions) -> Result<RepoLock> {
 
 impl Repository {
     pub fn open(root: &Path, options: &OpenOptions) -> Result<Repository> {
-        let lock = lock(root, options)?;
+        let mut lock = lock(root, options)?;
         let config = read_config(root)?;
         let writable = options.mode == LockMode::Exclusive;
         let index = match Index::open(&index_path(root), writable) {
@@ -133,7 +133,8 @@ impl Repository {
                     ..*options
                 };
                 drop(Repository::open(root, &exclusive)?);
-                return Repository::open(root, options);
+                lock = self::lock(root, options)?;
+                Index::open(&index_path(root), writable)?
             }
             other => other?,
         };

@@ -814,3 +814,30 @@ fn tree_harness_is_deterministic_and_strict() {
         "names/\\xff\\xfe",
     );
 }
+
+/// Regression: a chunk in a pack that has vanished must be traced to the files that
+/// use it (check once indexed lost chunks against a problem that did not exist).
+#[test]
+fn missing_pack_is_reported_with_the_files_it_held() {
+    let env = TestEnv::new();
+    let tree = generate_tree(&env.path("src"), &TreeSpec::small(5));
+    env.backup(&tree.root, &[]);
+    let packs = env.packs();
+    let pack = &packs[0];
+    let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
+    fs::remove_file(pack).unwrap();
+    let check = env.run(["check"]);
+    check
+        .failure()
+        .mentions(&pack_id)
+        .mentions("missing")
+        .mentions("affects snapshot");
+    let json = env.run(["--json", "check"]).failure().json();
+    let problem = &json["problems"][0];
+    assert!(
+        problem["affected"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{json}"
+    );
+}

@@ -294,23 +294,7 @@ pub fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-/// How cairn prints a raw path: UTF-8 as is, other bytes as `\xNN`, `\` doubled.
-pub fn display_path(path: &[u8]) -> String {
-    let mut out = String::new();
-    for piece in path.utf8_chunks() {
-        for c in piece.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
-        }
-        for b in piece.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+pub use cairn::manifest::display_path;
 
 /// True when this process runs with effective uid 0 (from /proc/self/status).
 pub fn running_as_root() -> bool {
