@@ -135,6 +135,10 @@ pub struct FileEntry {
     pub mtime: Timestamp,
     pub ctime: Timestamp,
     pub inode: u64,
+    /// `st_dev` at backup time: with `inode`, identifies hard links.
+    pub device: u64,
+    /// `st_nlink`: a regular file with more than one is restored as hard links.
+    pub links: u64,
     pub size: u64,
     pub role: FileRole,
     pub log_number: Option<u64>,
@@ -529,6 +533,8 @@ mod tests {
                 nanos: 6,
             },
             inode: 42,
+            device: 7,
+            links: 1,
             size: 3,
             role: FileRole::Plain,
             log_number: None,
@@ -652,6 +658,8 @@ mod tests {
             mtime: Timestamp { secs: -1, nanos: 3 },
             ctime: Timestamp { secs: 4, nanos: 5 },
             inode: 6,
+            device: 8,
+            links: 2,
             size: 0,
             role: FileRole::Log,
             log_number: Some(7),
@@ -676,6 +684,8 @@ mod tests {
         expected.extend(4i64.to_le_bytes());
         expected.extend(5u32.to_le_bytes());
         expected.extend(6u64.to_le_bytes()); // inode
+        expected.extend(8u64.to_le_bytes()); // device
+        expected.extend(2u64.to_le_bytes()); // links
         expected.extend(0u64.to_le_bytes()); // size
         expected.extend(2u32.to_le_bytes()); // FileRole::Log
         expected.push(1); // Some

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, Permissions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +56,8 @@ pub fn restore(
         overwrite: options.overwrite,
         is_root: nix::unistd::geteuid().is_root(),
         dirs: HashSet::new(),
+        linked: HashMap::new(),
+        linked_queued: HashSet::new(),
         batch: Vec::new(),
         batch_bytes: 0,
         base: options.target.clone(),
@@ -154,6 +156,11 @@ struct Restorer<'a> {
     /// Directories of this restore verified to be real directories (not symlinks):
     /// an entry is only ever created inside one of these.
     dirs: HashSet<Vec<u8>>,
+    /// Hard-linked files restored so far: (device, inode) at backup time -> the path
+    /// written and the inode it got here.
+    linked: HashMap<(u64, u64), (PathBuf, u64)>,
+    /// Hard-linked files whose first copy is in the current batch.
+    linked_queued: HashSet<(u64, u64)>,
     batch: Vec<Pending>,
     batch_bytes: u64,
     base: PathBuf,
@@ -168,6 +175,7 @@ impl Restorer<'_> {
         }
         self.base = target.join(name);
         self.dirs.clear();
+        self.linked.clear();
         match fs::symlink_metadata(&self.base) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(Error::Restore(format!(
@@ -190,6 +198,7 @@ impl Restorer<'_> {
         }
         let result = match &entry.kind {
             FileKind::Directory => self.directory(&entry, &path),
+            FileKind::Regular if entry.links > 1 => return self.hard_linked(entry, path),
             FileKind::Regular => return self.queue_file(entry, path),
             FileKind::Symlink { target } => self.clear(&path).and_then(|_| {
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), &path).at(&path)?;
@@ -246,6 +255,35 @@ impl Restorer<'_> {
             Err(_) => fs::create_dir(path).at(path)?,
         }
         self.dirs.insert(entry.path.clone());
+        Ok(())
+    }
+
+    /// The first path of a hard-linked file is written; later ones become links to it,
+    /// once it is complete and verified.
+    fn hard_linked(&mut self, entry: FileEntry, path: PathBuf) -> Result<()> {
+        let key = (entry.device, entry.inode);
+        if self.linked_queued.contains(&key) {
+            self.flush()?;
+        }
+        let Some((first, inode)) = self.linked.get(&key).cloned() else {
+            self.linked_queued.insert(key);
+            return self.queue_file(entry, path);
+        };
+        let result = match fs::symlink_metadata(&first) {
+            Ok(meta) if meta.is_file() && meta.ino() == inode => self
+                .clear(&path)
+                .and_then(|_| fs::hard_link(&first, &path).at(&path)),
+            _ => Err(Error::Restore(format!(
+                "{}: {} (its hard link) was replaced during the restore",
+                path.display(),
+                first.display()
+            ))),
+        };
+        match result {
+            Ok(()) => self.report.files += 1,
+            Err(e) => self.report.errors.push(e.to_string()),
+        }
+        self.progress.advance(1, 0);
         Ok(())
     }
 
@@ -334,6 +372,7 @@ impl Restorer<'_> {
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        self.linked_queued.clear();
         let mut tasks = Vec::new();
         for (file_index, pending) in batch.iter().enumerate() {
             let mut offset = 0u64;
@@ -367,6 +406,11 @@ impl Restorer<'_> {
                 Ok(()) => {
                     self.report.files += 1;
                     self.report.bytes += pending.entry.size;
+                    if pending.entry.links > 1 {
+                        let inode = pending.file.metadata().at(&pending.path)?.ino();
+                        let key = (pending.entry.device, pending.entry.inode);
+                        self.linked.insert(key, (pending.path.clone(), inode));
+                    }
                 }
                 Err(e) => {
                     let _ = fs::remove_file(&pending.path);

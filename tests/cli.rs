@@ -841,3 +841,24 @@ fn missing_pack_is_reported_with_the_files_it_held() {
         "{json}"
     );
 }
+
+#[test]
+fn hard_links_are_restored_as_links() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let src = env.path("links");
+    fs::create_dir_all(src.join("a/b")).unwrap();
+    fs::write(src.join("one"), vec![7u8; 300_000]).unwrap();
+    fs::hard_link(src.join("one"), src.join("a/two")).unwrap();
+    fs::hard_link(src.join("one"), src.join("a/b/three")).unwrap();
+    fs::write(src.join("single"), b"alone").unwrap();
+    let id = env.backup(&src, &[]);
+    let out = env.path("out");
+    env.restore(&id, &out);
+    assert_trees_equal(&src, &out);
+    let inode = |p: &str| fs::metadata(out.join(p)).unwrap().ino();
+    assert_eq!(inode("one"), inode("a/two"));
+    assert_eq!(inode("one"), inode("a/b/three"));
+    assert_eq!(fs::metadata(out.join("one")).unwrap().nlink(), 3);
+    assert_eq!(fs::metadata(out.join("single")).unwrap().nlink(), 1);
+}

@@ -13,8 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-const FULL: &str = "4c5e83fe52b580350cd485848571195c61ceb62db8ad2692acfc408e8ba976c1";
-const INCREMENTAL: &str = "1b1a3b63c6a12dd75ad03a99c7f1d6687a5d5b6e6633621414900d78478d1619";
+const FULL: &str = "f76b198eb8b3492eca35128c9d1b16ccdc74c2a302a24c09f3ad6fece05829b0";
+const INCREMENTAL: &str = "82b611aa2d50286d1fc92c64452e85669b3dd603a41e9fd547387315666e4695";
 const DATA_PACK: &str = "9a25c40b5f80be2efd82b85733783de3694667ce923f08c37ad7926d2ad71180";
 const SECOND_PACK: &str = "7975eb25a10a91dba2d3522d91f611e7496ca21190192c0452cc29fe50258839";
 
@@ -43,6 +43,7 @@ fn expected_files(snapshot: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     };
     vec![
         (b"caf\xe9.txt".to_vec(), b"non-utf8 name\n".to_vec()),
+        (b"dir/hard.txt".to_vec(), b"non-utf8 name\n".to_vec()),
         (b"dir/noise.bin".to_vec(), noise(600 * 1024, 42)),
         (b"dir/zeros.bin".to_vec(), vec![0u8; 100_000]),
         (b"hello.txt".to_vec(), hello.to_vec()),
@@ -152,6 +153,7 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
             vec![
                 &b"caf\xe9.txt"[..],
                 b"dir",
+                b"dir/hard.txt",
                 b"dir/noise.bin",
                 b"dir/zeros.bin",
                 b"empty",
@@ -159,8 +161,13 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
                 b"link"
             ]
         );
+        assert_eq!(files[0].links, 2);
         assert_eq!(
-            files[6].kind,
+            (files[2].device, files[2].inode),
+            (files[0].device, files[0].inode)
+        );
+        assert_eq!(
+            files[7].kind,
             FileKind::Symlink {
                 target: b"hello.txt".to_vec()
             }
@@ -217,6 +224,13 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
         assert_eq!(
             fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o777,
             0o640
+        );
+        let linked = fs::metadata(target.join("dir/hard.txt")).unwrap();
+        let first = fs::metadata(target.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))).unwrap();
+        assert_eq!(
+            linked.ino(),
+            first.ino(),
+            "the hard link is restored as one"
         );
     }
 }

@@ -158,6 +158,8 @@ pub fn entry_from(found: &Found) -> std::io::Result<FileEntry> {
             nanos: meta.ctime_nsec() as u32,
         },
         inode: meta.ino(),
+        device: meta.dev(),
+        links: meta.nlink(),
         role: FileRole::Plain,
         log_number: None,
         chunker: crate::config::CHUNKER_DEFAULT,

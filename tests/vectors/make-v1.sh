@@ -19,6 +19,7 @@ for _ in range(600 * 1024):
 sys.stdout.buffer.write(out)' > "$src/dir/noise.bin"
 printf 'non-utf8 name\n' > "$src/caf$(printf '\351').txt"
 ln -s hello.txt "$src/link"
+ln "$src/caf$(printf '\351').txt" "$src/dir/hard.txt"
 chmod 0640 "$src/hello.txt"; chmod 0755 "$src/dir"
 touch -h -d @1700000000 "$src"/* "$src"/dir/* "$src/link"
 touch -d @1700000000 "$src/dir" "$src/empty"
