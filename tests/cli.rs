@@ -852,7 +852,11 @@ fn hard_links_are_restored_as_links() {
     fs::hard_link(src.join("one"), src.join("a/two")).unwrap();
     fs::hard_link(src.join("one"), src.join("a/b/three")).unwrap();
     fs::write(src.join("single"), b"alone").unwrap();
-    let id = env.backup(&src, &[]);
+    let report = env.backup_json(&src, &[]);
+    // One inode is read once, however many names it has.
+    assert_eq!(report["bytes"], 3 * 300_000 + 5);
+    assert_eq!(report["bytes_read"], 300_000 + 5);
+    let id = report["id"].as_str().unwrap().to_string();
     let out = env.path("out");
     env.restore(&id, &out);
     assert_trees_equal(&src, &out);

@@ -8,13 +8,13 @@ use crate::error::{Error, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
 use crate::index::{ChunkTable, Index};
-use crate::manifest::{FileEntry, FileKind};
+use crate::manifest::{ChunkRef, FileEntry, FileKind};
 use crate::repo::Repository;
 use crate::stores::dir::{entry_from, Walked, Walker};
 use crate::Progress;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -79,6 +79,10 @@ struct Producer<'a> {
     batch: Vec<Item>,
     batch_bytes: usize,
     buffer: Vec<u8>,
+    /// The chunks of the file being read.
+    chunks: Vec<ChunkRef>,
+    /// Hard-linked files read in this backup, by (device, inode): each is read once.
+    hard_links: HashMap<(u64, u64), FileEntry>,
     bytes_read: u64,
     progress: &'a dyn Progress,
 }
@@ -101,6 +105,8 @@ pub fn run(
         batch: Vec::new(),
         batch_bytes: 0,
         buffer: vec![0u8; read_buffer_len(&params)],
+        chunks: Vec::new(),
+        hard_links: HashMap::new(),
         bytes_read: 0,
         progress,
     };
@@ -184,19 +190,29 @@ impl Producer<'_> {
             self.progress.advance(1, 0);
             return self.push(Item::Entry(entry));
         }
-        if let Some(parent) = parent {
-            if let Some(previous) = parent.find(&entry.path)? {
-                if unchanged(&previous, &entry) {
-                    entry.chunks = previous.chunks;
-                    self.progress.advance(1, entry.size);
-                    return self.push(Item::Entry(entry));
-                }
-            }
+        let previous = match parent {
+            Some(parent) => parent.find(&entry.path)?,
+            None => None,
+        };
+        let link = (entry.device, entry.inode);
+        let known = previous
+            .as_ref()
+            .or(self.hard_links.get(&link).filter(|_| entry.links > 1));
+        if let Some(known) = known.filter(|known| unchanged(known, &entry)) {
+            entry.chunks = known.chunks.clone();
+            self.progress.advance(1, entry.size);
+            return self.push(Item::Entry(entry));
         }
         let path = entry.path.clone();
+        let first_link = (entry.links > 1).then(|| entry.clone());
         self.push(Item::Begin(entry))?;
         match self.read_chunks(abs, params) {
             Ok(Ok(size)) => {
+                if let Some(mut first) = first_link {
+                    first.size = size;
+                    first.chunks = std::mem::take(&mut self.chunks);
+                    self.hard_links.insert(link, first);
+                }
                 self.progress.advance(1, 0);
                 self.push(Item::End { size })
             }
@@ -215,6 +231,7 @@ impl Producer<'_> {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
+        self.chunks.clear();
         let mut buffer = std::mem::take(&mut self.buffer);
         let result = self.cut_stream(&mut file, &mut buffer, params);
         self.buffer = buffer;
@@ -261,11 +278,9 @@ impl Producer<'_> {
                     },
                     None => Payload::Known,
                 };
-                self.push(Item::Chunk {
-                    id,
-                    len: range.len() as u32,
-                    payload,
-                })?;
+                let len = range.len() as u32;
+                self.chunks.push(ChunkRef { id, len });
+                self.push(Item::Chunk { id, len, payload })?;
             }
             self.bytes_read += start as u64;
             self.progress.advance(0, start as u64);
