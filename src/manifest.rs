@@ -276,6 +276,44 @@ pub fn validate_path(path: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Everything a reader must refuse in a file entry (format-spec/snapshots.md).
+pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
+    validate_path(&entry.path)?;
+    let name = display_path(&entry.path);
+    if entry.mtime.nanos >= 1_000_000_000 || entry.ctime.nanos >= 1_000_000_000 {
+        return Err(format!(
+            "{name}: timestamp with {} nanoseconds",
+            entry.mtime.nanos.max(entry.ctime.nanos)
+        ));
+    }
+    if entry.kind != FileKind::Regular && (!entry.chunks.is_empty() || entry.size != 0) {
+        return Err(format!("{name}: only regular files have content"));
+    }
+    if let Some(bad) = entry
+        .chunks
+        .iter()
+        .find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN)
+    {
+        return Err(format!("{name}: chunk {} of {} bytes", bad.id, bad.len));
+    }
+    let total: u64 = entry.chunks.iter().map(|c| c.len as u64).sum();
+    if total != entry.size {
+        return Err(format!(
+            "{name}: size {} but chunks of {total} bytes",
+            entry.size
+        ));
+    }
+    Ok(())
+}
+
+/// A component name becomes a directory name in a restore target.
+pub fn validate_component_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(format!("unsafe component name {name:?}"));
+    }
+    Ok(())
+}
+
 struct HashingWriter<W> {
     inner: W,
     hasher: blake3::Hasher,
@@ -399,6 +437,7 @@ pub struct ManifestReader {
     path: PathBuf,
     id: SnapshotId,
     expect: Expect,
+    components: std::collections::HashSet<String>,
 }
 
 impl ManifestReader {
@@ -419,6 +458,7 @@ impl ManifestReader {
             path,
             id: *id,
             expect: Expect::Header,
+            components: Default::default(),
         })
     }
 
@@ -451,10 +491,16 @@ impl ManifestReader {
             format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
         self.expect = match (self.expect, &record) {
             (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
-            (Expect::ComponentOrEnd, Record::Component(_)) => Expect::FileOrComponentEnd,
+            (Expect::ComponentOrEnd, Record::Component(c)) => {
+                validate_component_name(&c.name).map_err(|e| self.corrupt(e))?;
+                if !self.components.insert(c.name.clone()) {
+                    return Err(self.corrupt(format!("component {:?} appears twice", c.name)));
+                }
+                Expect::FileOrComponentEnd
+            }
             (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
             (Expect::FileOrComponentEnd, Record::File(entry)) => {
-                validate_path(&entry.path).map_err(|e| self.corrupt(e))?;
+                validate_entry(entry).map_err(|e| self.corrupt(e))?;
                 Expect::FileOrComponentEnd
             }
             (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,

@@ -1,0 +1,162 @@
+//! Restores of crafted manifests: whatever a manifest says, a restore stays inside its
+//! target, never follows a symlink, and never writes one file's content into another.
+
+mod support;
+
+use cairn::manifest::*;
+use cairn::SnapshotId;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use support::*;
+
+fn entry(path: &[u8], kind: FileKind, mode: u32) -> FileEntry {
+    FileEntry {
+        path: path.to_vec(),
+        kind,
+        mode,
+        uid: 4242,
+        gid: 4242,
+        mtime: Timestamp {
+            secs: 1000,
+            nanos: 0,
+        },
+        ctime: Timestamp {
+            secs: 1000,
+            nanos: 0,
+        },
+        inode: 1,
+        device: 1,
+        links: 1,
+        size: 0,
+        role: FileRole::Plain,
+        log_number: None,
+        chunker: 0,
+        chunks: Vec::new(),
+    }
+}
+
+/// Writes a one-component manifest of `files` straight into the repository.
+fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
+    let mut writer = ManifestWriter::create(&repo.join("tmp")).unwrap();
+    writer
+        .write(&Record::Snapshot(SnapshotHeader {
+            time: Timestamp::now(),
+            host: "h".into(),
+            set: "crafted".into(),
+            tags: vec![],
+            parent: None,
+            kind: SnapshotKind::Full,
+            client: "test".into(),
+        }))
+        .unwrap();
+    let component = ComponentHeader {
+        name: "c".into(),
+        store_type: "dir".into(),
+        source: b"/".to_vec(),
+    };
+    writer.write(&Record::Component(component)).unwrap();
+    for file in files {
+        writer.write(&Record::File(file)).unwrap();
+    }
+    writer
+        .write(&Record::ComponentEnd(ComponentTrailer {
+            files: 0,
+            bytes: 0,
+            first_log_number: None,
+            last_log_number: None,
+            consistency: Consistency::Unspecified,
+            passes: 1,
+            excluded: vec![],
+            vanished: vec![],
+        }))
+        .unwrap();
+    writer
+        .write(&Record::End(SnapshotTrailer {
+            finished: Timestamp::now(),
+            complete: true,
+            errors: vec![],
+            stats: BackupStats::default(),
+        }))
+        .unwrap();
+    writer.finish(&repo.join("snapshots")).unwrap()
+}
+
+#[test]
+fn entries_beneath_a_symlink_never_reach_its_target() {
+    let env = TestEnv::new();
+    let outside = env.path("outside");
+    fs::create_dir_all(outside.join("victimdir")).unwrap();
+    fs::write(outside.join("victimfile"), b"precious").unwrap();
+    let before = fs::metadata(outside.join("victimdir")).unwrap();
+    let link = FileKind::Symlink {
+        target: outside.as_os_str().as_encoded_bytes().to_vec(),
+    };
+    let id = craft(
+        &env.repo,
+        vec![
+            entry(b"a", link, 0o120777),
+            entry(b"a/victimdir", FileKind::Directory, 0o40777),
+            entry(b"a/victimfile", FileKind::Fifo, 0o10666),
+            entry(b"a/new", FileKind::Directory, 0o40777),
+        ],
+    );
+    let target = env.path("target");
+    env.run([
+        "restore",
+        &id.to_hex(),
+        "--target",
+        target.to_str().unwrap(),
+    ])
+    .failure()
+    .mentions("not restored");
+    let after = fs::metadata(outside.join("victimdir")).unwrap();
+    assert_eq!(
+        (after.mode(), after.uid(), after.mtime()),
+        (before.mode(), before.uid(), before.mtime())
+    );
+    assert_eq!(fs::read(outside.join("victimfile")).unwrap(), b"precious");
+    assert!(!outside.join("new").exists());
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 2);
+}
+
+#[test]
+fn hard_links_with_different_content_are_restored_apart() {
+    let env = TestEnv::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"AAA").unwrap();
+    fs::write(src.join("b"), b"BBB").unwrap();
+    let real = env.backup(&src, &[]);
+    let manifest = env.run(["cat", &real]).success().json();
+    let chunk_of = |name: &str| {
+        let files = manifest["components"][0]["files"].as_array().unwrap();
+        let file = files.iter().find(|f| f["path"] == name).unwrap();
+        ChunkRef {
+            id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(),
+            len: 3,
+        }
+    };
+    let linked = |path: &[u8], chunk: ChunkRef| FileEntry {
+        links: 2,
+        inode: 77,
+        device: 5,
+        size: 3,
+        chunks: vec![chunk],
+        ..entry(path, FileKind::Regular, 0o100644)
+    };
+    let id = craft(
+        &env.repo,
+        vec![linked(b"a", chunk_of("a")), linked(b"b", chunk_of("b"))],
+    );
+    let target = env.path("target");
+    env.run([
+        "restore",
+        &id.to_hex(),
+        "--target",
+        target.to_str().unwrap(),
+    ])
+    .success();
+    assert_eq!(fs::read(target.join("a")).unwrap(), b"AAA");
+    assert_eq!(fs::read(target.join("b")).unwrap(), b"BBB");
+}
