@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    // Not named `source`: the message already includes it, and a source would be
+    // printed a second time by error-chain printers.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
 
     #[error("{}: corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
@@ -38,10 +40,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, error: io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error,
         }
     }
 

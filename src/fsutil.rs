@@ -19,17 +19,17 @@ pub fn temp_path(tmp_dir: &Path, what: &str) -> PathBuf {
 }
 
 /// Makes `file` (written at `temp`) durable under `dest`, creating `dest`'s directory
-/// when needed. The directory is fsynced so the rename itself survives a crash.
+/// when needed. The directory and its parent are fsynced every time, not only when
+/// this process created the directory: another process may have created it and been
+/// killed before its fsync.
 pub fn persist(file: File, temp: &Path, dest: &Path) -> Result<()> {
     file.sync_all().at(temp)?;
     drop(file);
     let dir = dest.parent().expect("destination has a directory");
-    if !dir.exists() {
-        fs::create_dir_all(dir).at(dir)?;
-        fsync_dir(dir.parent().expect("repository subdirectory"))?;
-    }
+    fs::create_dir_all(dir).at(dir)?;
     fs::rename(temp, dest).at(dest)?;
-    fsync_dir(dir)
+    fsync_dir(dir)?;
+    fsync_dir(dir.parent().expect("repository subdirectory"))
 }
 
 /// Writes `bytes` durably to `dest` by way of a temporary file in `tmp_dir`.

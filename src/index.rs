@@ -183,6 +183,20 @@ impl Index {
         })
     }
 
+    /// Forgets packs that are gone from disk, and every chunk location in them, so that
+    /// no backup deduplicates against lost data. Scans the chunk table.
+    pub fn remove_packs(&self, gone: &std::collections::HashSet<PackId>) -> Result<()> {
+        self.write(|txn| {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            chunks.retain(|_, location| !gone.contains(&PackId(location.0)))?;
+            let mut packs = txn.open_table(PACKS)?;
+            for pack in gone {
+                packs.remove(pack.0)?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
         let bytes = format::encode(summary);
         self.write(|txn| {

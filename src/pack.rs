@@ -12,7 +12,9 @@
 //! The file is named by the BLAKE3 of all its bytes.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC};
+use crate::format::{
+    self, MAX_CHUNK_LEN, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC,
+};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use std::fs::File;
@@ -263,11 +265,16 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
         .map(|bytes| {
             let entry = PackEntry::decode(bytes)
                 .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec"))?;
-            let end = entry.offset + entry.stored_len as u64;
-            if entry.offset < format::FILE_HEADER_LEN as u64 || end > table_offset {
+            let end = entry.offset.checked_add(entry.stored_len as u64);
+            let inside = entry.offset >= format::FILE_HEADER_LEN as u64
+                && end.is_some_and(|end| end <= table_offset);
+            if !inside
+                || entry.raw_len > MAX_CHUNK_LEN
+                || entry.stored_len > max_stored_len(entry.raw_len)
+            {
                 return Err(Error::corrupt(
                     path,
-                    format!("chunk {} lies outside the pack", entry.id),
+                    format!("chunk {} lies outside the pack or is too large", entry.id),
                 ));
             }
             Ok(entry)
@@ -275,8 +282,20 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
         .collect()
 }
 
+/// A stored frame is never larger than the raw chunk (cairn stores raw when
+/// compression does not help); a little slack admits other encoders' frames.
+fn max_stored_len(raw_len: u32) -> u32 {
+    raw_len.saturating_add(raw_len / 64).saturating_add(1024)
+}
+
 /// Reads one chunk's stored bytes.
 pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
+    if stored_len > max_stored_len(MAX_CHUNK_LEN) {
+        return Err(Error::corrupt(
+            path,
+            format!("a chunk of {stored_len} stored bytes at offset {offset}"),
+        ));
+    }
     let mut stored = vec![0u8; stored_len as usize];
     file.read_exact_at(&mut stored, offset).at(path)?;
     Ok(stored)
@@ -290,6 +309,11 @@ pub fn decode_chunk(
     raw_len: u32,
     stored: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
+    if raw_len > MAX_CHUNK_LEN {
+        return Err(format!(
+            "chunk {id}: {raw_len} bytes is more than any chunk"
+        ));
+    }
     let raw = match codec {
         Codec::Raw => stored,
         Codec::Zstd => zstd::bulk::decompress(&stored, raw_len as usize)
@@ -363,5 +387,32 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         assert!(read_table(&File::open(&path).unwrap(), &path).is_err());
+    }
+
+    /// Regression: an offset near 2^64 with a valid table hash once overflowed.
+    #[test]
+    fn table_entries_outside_the_pack_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        writer
+            .add(&compress(ChunkId::of(b"x"), b"x".to_vec(), 3))
+            .unwrap();
+        let pack = writer.finish(dir.path()).unwrap();
+        let path = pack_path(dir.path(), &pack.id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let table_start = bytes.len() - PACK_FOOTER_LEN - PACK_ENTRY_LEN;
+        for (offset, raw_len) in [(u64::MAX - 5, 1u32), (16, MAX_CHUNK_LEN + 1)] {
+            bytes[table_start + 32..table_start + 40].copy_from_slice(&offset.to_le_bytes());
+            bytes[table_start + 44..table_start + 48].copy_from_slice(&raw_len.to_le_bytes());
+            let table_hash = blake3::hash(&bytes[table_start..table_start + PACK_ENTRY_LEN]);
+            let footer = bytes.len() - PACK_FOOTER_LEN;
+            bytes[footer..footer + 32].copy_from_slice(table_hash.as_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let err = read_table(&File::open(&path).unwrap(), &path).unwrap_err();
+            assert!(
+                err.to_string().contains("outside the pack or is too large"),
+                "{err}"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::index::Index;
 use crate::lock::{self, LockMode, RepoLock};
 use crate::manifest::{self, ManifestReader, SnapshotSummary};
 use crate::pack;
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -178,14 +179,19 @@ impl Repository {
         fs::create_dir_all(&tmp).at(&tmp)?;
         for entry in fs::read_dir(&tmp).at(&tmp)? {
             let path = entry.at(&tmp)?.path();
-            fs::remove_file(&path).at(&path)?;
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path).at(&path)?;
+            } else {
+                fs::remove_file(&path).at(&path)?;
+            }
         }
         Ok(())
     }
 
-    /// Brings the index up to date with what is on disk after an interrupted writer:
-    /// a manifest written but not yet indexed, a pack renamed but not yet indexed.
-    /// Damaged files are left alone here; `check` reports them.
+    /// Brings the index up to date with what is on disk: a manifest or pack that an
+    /// interrupted writer renamed but did not index, and packs that have disappeared
+    /// (their chunks must not be deduplicated against). Damaged files are left alone
+    /// here; `check` reports them.
     fn sync_index(&self) -> Result<()> {
         let view = self.index.view()?;
         let indexed_snapshots = view.snapshot_ids()?;
@@ -202,18 +208,22 @@ impl Repository {
         for id in indexed_snapshots.iter().filter(|id| !on_disk.contains(id)) {
             self.index.remove_snapshot(id)?;
         }
-        let indexed_packs: std::collections::HashSet<PackId> =
+        let indexed_packs: HashSet<PackId> =
             view.packs()?.into_iter().map(|(id, _, _)| id).collect();
-        for (id, path) in self.pack_files()? {
-            if !indexed_packs.contains(&id) {
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
-                if let Ok(entries) = pack::read_table(&file, &path) {
-                    let size = file.metadata().at(&path)?.len();
-                    self.index.add_pack(&id, size, &entries)?;
+        let on_disk = self.pack_files()?;
+        for (id, path) in &on_disk {
+            if !indexed_packs.contains(id) {
+                let Ok(file) = File::open(path) else { continue };
+                if let Ok(entries) = pack::read_table(&file, path) {
+                    let size = file.metadata().at(path)?.len();
+                    self.index.add_pack(id, size, &entries)?;
                 }
             }
+        }
+        let present: HashSet<PackId> = on_disk.into_iter().map(|(id, _)| id).collect();
+        let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
+        if !gone.is_empty() {
+            self.index.remove_packs(&gone)?;
         }
         Ok(())
     }

@@ -866,3 +866,23 @@ fn hard_links_are_restored_as_links() {
     assert_eq!(fs::metadata(out.join("one")).unwrap().nlink(), 3);
     assert_eq!(fs::metadata(out.join("single")).unwrap().nlink(), 1);
 }
+
+/// Regression: with its packs gone, the next backup must not reuse chunk lists that
+/// point at lost data; it reads the files again, which also makes the old snapshot whole.
+#[test]
+fn lost_packs_are_stored_again_by_the_next_backup() {
+    let env = TestEnv::new();
+    let tree = generate_tree(&env.path("src"), &TreeSpec::small(6));
+    let first = env.backup(&tree.root, &[]);
+    for pack in env.packs() {
+        fs::remove_file(pack).unwrap();
+    }
+    env.run(["check"]).failure();
+    let report = env.backup_json(&tree.root, &[]);
+    assert_eq!(report["kind"], "incremental");
+    assert_eq!(report["bytes_read"], report["bytes"], "{report}");
+    env.run(["check", "--read-data"]).success();
+    let out = env.path("out");
+    env.restore(&first, &out);
+    assert_trees_equal(&tree.root, &out);
+}

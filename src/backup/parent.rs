@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{FileEntry, FileKind, ManifestReader, Record};
+use crate::manifest::{self, FileEntry, FileKind, ManifestReader, Record};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use std::cmp::Ordering;
@@ -16,13 +16,17 @@ pub struct ParentFiles {
 
 impl ParentFiles {
     /// Positions at the files of component `name`; a parent without it offers none.
+    /// The whole manifest is verified first: its chunk ids are copied into the new
+    /// snapshot, and the reader would check the hash only at its end.
     pub fn open(repo: &Repository, id: &SnapshotId, name: &str) -> Result<ParentFiles> {
-        let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
         let mut files = ParentFiles {
             reader: None,
             next: None,
             id: *id,
         };
+        let dir = repo.snapshots_dir();
+        manifest::verify_file(&dir, id).map_err(|e| files.unreadable(e))?;
+        let mut reader = ManifestReader::open(&dir, id).map_err(|e| files.unreadable(e))?;
         while let Some(record) = reader.next_record().map_err(|e| files.unreadable(e))? {
             if matches!(&record, Record::Component(c) if c.name == name) {
                 files.reader = Some(reader);

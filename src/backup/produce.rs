@@ -51,8 +51,9 @@ impl<'a> InFlight<'a> {
         })
     }
 
-    /// Returns the sequence number of `id` if it is new, `None` if it is known.
-    fn claim(&mut self, id: ChunkId) -> Result<Option<u64>> {
+    /// Takes a fresh index view once the store stage has committed more packs, and
+    /// forgets the in-flight chunks those hold.
+    fn refresh(&mut self) -> Result<()> {
         let committed = self.committed.load(Ordering::Acquire);
         if committed > self.seen_committed {
             self.table = self.index.view()?.chunks()?;
@@ -62,7 +63,18 @@ impl<'a> InFlight<'a> {
             }
             self.seen_committed = committed;
         }
-        if self.ids.contains(&id) || self.table.contains(&id)? {
+        Ok(())
+    }
+
+    /// Whether the repository has `id` or this backup is storing it.
+    fn has(&mut self, id: &ChunkId) -> Result<bool> {
+        self.refresh()?;
+        Ok(self.ids.contains(id) || self.table.contains(id)?)
+    }
+
+    /// Returns the sequence number of `id` if it is new, `None` if it is known.
+    fn claim(&mut self, id: ChunkId) -> Result<Option<u64>> {
+        if self.has(&id)? {
             return Ok(None);
         }
         let seq = self.next_seq;
@@ -82,7 +94,10 @@ struct Producer<'a> {
     /// The chunks of the file being read.
     chunks: Vec<ChunkRef>,
     /// Hard-linked files read in this backup, by (device, inode): each is read once.
-    hard_links: HashMap<(u64, u64), FileEntry>,
+    /// Hard-linked files read in this backup, by (device, inode), with the number of
+    /// their names still to come: each inode is read once, and forgotten once all its
+    /// names are seen.
+    hard_links: HashMap<(u64, u64), (FileEntry, u64)>,
     bytes_read: u64,
     progress: &'a dyn Progress,
 }
@@ -195,13 +210,20 @@ impl Producer<'_> {
             None => None,
         };
         let link = (entry.device, entry.inode);
-        let known = previous
-            .as_ref()
-            .or(self.hard_links.get(&link).filter(|_| entry.links > 1));
+        let first_name = if entry.links > 1 {
+            self.other_name_of(link)
+        } else {
+            None
+        };
+        let known = previous.as_ref().or(first_name.as_ref());
         if let Some(known) = known.filter(|known| unchanged(known, &entry)) {
-            entry.chunks = known.chunks.clone();
-            self.progress.advance(1, entry.size);
-            return self.push(Item::Entry(entry));
+            let chunks = known.chunks.clone();
+            // Reuse only what the repository still holds; otherwise read the file again.
+            if self.all_present(&chunks)? {
+                entry.chunks = chunks;
+                self.progress.advance(1, entry.size);
+                return self.push(Item::Entry(entry));
+            }
         }
         let path = entry.path.clone();
         let first_link = (entry.links > 1).then(|| entry.clone());
@@ -211,7 +233,8 @@ impl Producer<'_> {
                 if let Some(mut first) = first_link {
                     first.size = size;
                     first.chunks = std::mem::take(&mut self.chunks);
-                    self.hard_links.insert(link, first);
+                    let names_to_come = first.links - 1;
+                    self.hard_links.insert(link, (first, names_to_come));
                 }
                 self.progress.advance(1, 0);
                 self.push(Item::End { size })
@@ -222,6 +245,26 @@ impl Producer<'_> {
             }),
             Err(fatal) => Err(fatal),
         }
+    }
+
+    /// The entry of an inode already read under another name in this backup.
+    fn other_name_of(&mut self, link: (u64, u64)) -> Option<FileEntry> {
+        let (first, names_to_come) = self.hard_links.get_mut(&link)?;
+        *names_to_come = names_to_come.saturating_sub(1);
+        if *names_to_come == 0 {
+            self.hard_links.remove(&link).map(|(first, _)| first)
+        } else {
+            Some(first.clone())
+        }
+    }
+
+    fn all_present(&mut self, chunks: &[ChunkRef]) -> Result<bool> {
+        for chunk in chunks {
+            if !self.inflight.has(&chunk.id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Reads one file in multiples of `READ_UNIT` and emits its chunks. The outer error
