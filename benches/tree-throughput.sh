@@ -3,7 +3,9 @@
 # plus repository size and peak memory. Usage:
 #   benches/tree-throughput.sh [CORPUS_DIR] [BYTES]
 # CORPUS_DIR is built once from /usr (regular files in sorted order, up to BYTES, default
-# 1.5 GB) and reused. The page cache is warm after the first pass: figures are for
+# 1.5 GB) and reused. RESTORE_DIR (default: a temporary directory beside the repository)
+# is where the restore writes; use a tmpfs such as /dev/shm to time cairn rather than
+# the disk's writeback. The page cache is warm after the first pass: figures are for
 # CPU-bound work, as on a machine that backs up what it just wrote.
 set -euo pipefail
 corpus=${1:-/tmp/cairn-corpus}
@@ -22,7 +24,8 @@ fi
 bytes=$(du -sb "$corpus" | cut -f1)
 files=$(find "$corpus" | wc -l)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+restored=$(mktemp -d -p "${RESTORE_DIR:-$work}")
+trap 'rm -rf "$work" "$restored"' EXIT
 
 # Runs a command, prints "<seconds> <peak RSS KiB>".
 measure() {
@@ -36,9 +39,9 @@ find "$corpus" -type f -exec cat {} + >/dev/null 2>&1 || true
 "$cairn" -r "$work/repo" init >/dev/null
 read -r t1 m1 < <(measure "$cairn" -r "$work/repo" backup "$corpus")
 read -r t2 m2 < <(measure "$cairn" -r "$work/repo" backup "$corpus")
-read -r t3 m3 < <(measure "$cairn" -r "$work/repo" restore latest --target "$work/restored")
+read -r t3 m3 < <(measure "$cairn" -r "$work/repo" restore latest --target "$restored")
 repo=$(du -sb "$work/repo" | cut -f1)
-diff -r --no-dereference "$corpus" "$work/restored" >/dev/null && same=identical || same=DIFFERENT
+diff -r --no-dereference "$corpus" "$restored" >/dev/null && same=identical || same=DIFFERENT
 
 printf 'tree: %s files, %s bytes (%s)\n' "$files" "$bytes" "$corpus"
 printf '%-18s %8s %8s %10s\n' step seconds MB/s 'peak RSS'
