@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Times cairn, restic (default settings) and borg (-e none, zstd,3) side by side on the
+# same corpora in one run, rotating the order of the tools each round, and prints the
+# medians and cairn's ratios. Usage:
+#   benches/compare.sh [ROUNDS] CORPUS_DIR...
+# Needs Debian's restic and borgbackup. RESTORE_DIR (default /dev/shm) receives the
+# restores: a tmpfs times the tools rather than the disk's writeback.
+set -euo pipefail
+rounds=${1:-3}
+shift
+[ $# -gt 0 ] || { echo "usage: $0 [ROUNDS] CORPUS_DIR..." >&2; exit 2; }
+cd "$(dirname "$0")/.."
+cargo build --release -q
+cairn=$PWD/target/release/cairn
+for tool in restic borg; do
+  command -v $tool >/dev/null || { echo "$tool is not installed (apt-get install restic borgbackup)" >&2; exit 1; }
+done
+export RESTIC_PASSWORD=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+work=$(mktemp -d)
+restore_root=${RESTORE_DIR:-/dev/shm}
+results=$work/results.tsv
+trap 'rm -rf "$work" "$restore_root"/cairn-bench-*' EXIT
+
+# measure LABEL CMD...: appends "corpus tool step seconds peak_kib" to the results.
+measure() {
+  local step=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || {
+    echo "$tool $step failed:" >&2; cat "$work/stderr" >&2; exit 1; }
+  read -r seconds kib < "$work/time"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$step" "$seconds" "$kib" >> "$results"
+}
+
+run_tool() {
+  local repo=$work/repo-$tool out
+  out=$(mktemp -d -p "$restore_root" cairn-bench-XXXX)
+  rm -rf "$repo"
+  case $tool in
+    cairn)
+      "$cairn" -r "$repo" init >/dev/null
+      measure initial "$cairn" -r "$repo" backup "$corpus"
+      measure no-change "$cairn" -r "$repo" backup "$corpus"
+      measure restore "$cairn" -r "$repo" restore latest --target "$out" ;;
+    restic)
+      restic -q -r "$repo" init >/dev/null
+      measure initial restic -q -r "$repo" backup "$corpus"
+      measure no-change restic -q -r "$repo" backup "$corpus"
+      measure restore restic -q -r "$repo" restore latest --target "$out" ;;
+    borg)
+      borg init -e none "$repo"
+      measure initial borg create --compression zstd,3 "$repo::a" "$corpus"
+      measure no-change borg create --compression zstd,3 "$repo::b" "$corpus"
+      measure restore bash -c 'cd "$1" && borg extract "$2::b"' _ "$out" "$repo" ;;
+  esac
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" repo-bytes "$(du -sb "$repo" | cut -f1)" 0 >> "$results"
+  rm -rf "$out" "$repo"
+}
+
+tools=(cairn restic borg)
+for corpus in "$@"; do
+  corpus=$(realpath "$corpus")
+  name=$(basename "$corpus")
+  find "$corpus" -type f -exec cat {} + >/dev/null 2>&1 || true
+  for ((round = 0; round < rounds; round++)); do
+    for ((i = 0; i < ${#tools[@]}; i++)); do
+      tool=${tools[(i + round) % ${#tools[@]}]}
+      echo "corpus $name round $((round + 1))/$rounds: $tool" >&2
+      run_tool
+    done
+  done
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" - bytes "$(du -sb "$corpus" | cut -f1)" 0 >> "$results"
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys, collections
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+values = collections.defaultdict(list)
+for corpus, tool, step, a, b in rows:
+    values[(corpus, tool, step)].append((float(a), int(b)))
+for corpus in dict.fromkeys(r[0] for r in rows):
+    size = values[(corpus, "-", "bytes")][0][0]
+    print(f"\n{corpus}: {size / 1e9:.2f} GB; medians of {len(values[(corpus, 'cairn', 'initial')])} rounds")
+    print(f"{'step':<12}{'tool':<8}{'seconds':>9}{'MB/s':>9}{'peak MiB':>10}  cairn's advantage")
+    for step in ("initial", "no-change", "restore"):
+        med = {}
+        for tool in ("cairn", "restic", "borg"):
+            runs = values[(corpus, tool, step)]
+            secs = statistics.median(r[0] for r in runs)
+            mib = statistics.median(r[1] for r in runs) / 1024
+            med[tool] = (secs, mib)
+            note = ""
+            if tool != "cairn":
+                note = f"time x{secs / med['cairn'][0]:.2f}, memory x{mib / med['cairn'][1]:.2f}"
+            print(f"{step:<12}{tool:<8}{secs:>9.2f}{size / secs / 1e6:>9.0f}{mib:>10.0f}  {note}")
+    sizes = {t: statistics.median(r[0] for r in values[(corpus, t, 'repo-bytes')]) for t in ("cairn", "restic", "borg")}
+    print("repository  " + ", ".join(f"{t} {s / 1e6:.0f} MB ({100 * s / size:.1f}%)" for t, s in sizes.items()))
+PY
