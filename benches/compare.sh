@@ -2,8 +2,10 @@
 # Times cairn, restic (default settings) and borg (-e none, zstd,3) side by side on the
 # same corpora in one run, rotating the order of the tools each round, and prints the
 # medians and cairn's ratios. Usage:
-#   benches/compare.sh [ROUNDS] CORPUS_DIR...
-# Needs Debian's restic and borgbackup. RESTORE_DIR (default /dev/shm) receives the
+#   benches/compare.sh [ROUNDS] CORPUS_DIR[=CHANGED_DIR]...
+# With a CHANGED_DIR (same files, some changed: see make-bdb-corpus.py), each tool also
+# backs up the changed copy over the original path as an incremental, and the table shows
+# its time and how much the repository grew. Needs Debian's restic and borgbackup. RESTORE_DIR (default /dev/shm) receives the
 # restores: a tmpfs times the tools rather than the disk's writeback.
 set -euo pipefail
 rounds=${1:-3}
@@ -30,34 +32,53 @@ measure() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$step" "$seconds" "$kib" >> "$results"
 }
 
-run_tool() {
-  local repo=$work/repo-$tool out
-  out=$(mktemp -d -p "$restore_root" cairn-bench-XXXX)
-  rm -rf "$repo"
+backup() {
   case $tool in
-    cairn)
-      "$cairn" -r "$repo" init >/dev/null
-      measure initial "$cairn" -r "$repo" backup "$corpus"
-      measure no-change "$cairn" -r "$repo" backup "$corpus"
-      measure restore "$cairn" -r "$repo" restore latest --target "$out" ;;
-    restic)
-      restic -q -r "$repo" init >/dev/null
-      measure initial restic -q -r "$repo" backup "$corpus"
-      measure no-change restic -q -r "$repo" backup "$corpus"
-      measure restore restic -q -r "$repo" restore latest --target "$out" ;;
-    borg)
-      borg init -e none "$repo"
-      measure initial borg create --compression zstd,3 "$repo::a" "$corpus"
-      measure no-change borg create --compression zstd,3 "$repo::b" "$corpus"
-      measure restore bash -c 'cd "$1" && borg extract "$2::b"' _ "$out" "$repo" ;;
+    cairn) measure "$1" "$cairn" -r "$repo" backup "$data" ;;
+    restic) measure "$1" restic -q -r "$repo" backup "$data" ;;
+    borg) measure "$1" borg create --compression zstd,3 "$repo::$1" "$data" ;;
   esac
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" repo-bytes "$(du -sb "$repo" | cut -f1)" 0 >> "$results"
-  rm -rf "$out" "$repo"
+}
+
+record_size() {
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$1" "$(du -sb "$repo" | cut -f1)" 0 >> "$results"
+}
+
+# One tool on one corpus: the data is copied to a fixed path (in tmpfs, untimed) so that
+# every tool sees the same path for its incremental.
+run_tool() {
+  local out
+  repo=$work/repo-$tool
+  out=$(mktemp -d -p "$restore_root" cairn-bench-XXXX)
+  rm -rf "$repo" "$data"
+  cp -a "$corpus" "$data"
+  case $tool in
+    cairn) "$cairn" -r "$repo" init >/dev/null ;;
+    restic) restic -q -r "$repo" init >/dev/null ;;
+    borg) borg init -e none "$repo" ;;
+  esac
+  backup initial
+  record_size repo-bytes
+  if [ -n "$changed" ]; then
+    rsync -a --delete "$changed/" "$data/"
+    backup incremental
+    record_size repo-after-incremental
+  fi
+  backup no-change
+  case $tool in
+    cairn) measure restore "$cairn" -r "$repo" restore latest --target "$out" ;;
+    restic) measure restore restic -q -r "$repo" restore latest --target "$out" ;;
+    borg) measure restore bash -c 'cd "$1" && borg extract "$2::no-change"' _ "$out" "$repo" ;;
+  esac
+  rm -rf "$out" "$repo" "$data"
 }
 
 tools=(cairn restic borg)
-for corpus in "$@"; do
-  corpus=$(realpath "$corpus")
+data=$restore_root/cairn-bench-data
+for spec in "$@"; do
+  corpus=$(realpath "${spec%%=*}")
+  changed=
+  [ "$spec" != "${spec#*=}" ] && changed=$(realpath "${spec#*=}")
   name=$(basename "$corpus")
   find "$corpus" -type f -exec cat {} + >/dev/null 2>&1 || true
   for ((round = 0; round < rounds; round++)); do
@@ -80,7 +101,9 @@ for corpus in dict.fromkeys(r[0] for r in rows):
     size = values[(corpus, "-", "bytes")][0][0]
     print(f"\n{corpus}: {size / 1e9:.2f} GB; medians of {len(values[(corpus, 'cairn', 'initial')])} rounds")
     print(f"{'step':<12}{'tool':<8}{'seconds':>9}{'MB/s':>9}{'peak MiB':>10}  cairn's advantage")
-    for step in ("initial", "no-change", "restore"):
+    for step in ("initial", "incremental", "no-change", "restore"):
+        if not values[(corpus, "cairn", step)]:
+            continue
         med = {}
         for tool in ("cairn", "restic", "borg"):
             runs = values[(corpus, tool, step)]
@@ -93,4 +116,8 @@ for corpus in dict.fromkeys(r[0] for r in rows):
             print(f"{step:<12}{tool:<8}{secs:>9.2f}{size / secs / 1e6:>9.0f}{mib:>10.0f}  {note}")
     sizes = {t: statistics.median(r[0] for r in values[(corpus, t, 'repo-bytes')]) for t in ("cairn", "restic", "borg")}
     print("repository  " + ", ".join(f"{t} {s / 1e6:.0f} MB ({100 * s / size:.1f}%)" for t, s in sizes.items()))
+    if values[(corpus, "cairn", "repo-after-incremental")]:
+        grown = {t: statistics.median(r[0] for r in values[(corpus, t, 'repo-after-incremental')]) - sizes[t]
+                 for t in ("cairn", "restic", "borg")}
+        print("incremental growth  " + ", ".join(f"{t} +{g / 1e6:.1f} MB" for t, g in grown.items()))
 PY
