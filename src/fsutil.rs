@@ -25,11 +25,19 @@ pub fn temp_path(tmp_dir: &Path, what: &str) -> PathBuf {
 pub fn persist(file: File, temp: &Path, dest: &Path) -> Result<()> {
     file.sync_all().at(temp)?;
     drop(file);
-    let dir = dest.parent().expect("destination has a directory");
+    let dir = parent_of(dest);
     fs::create_dir_all(dir).at(dir)?;
     fs::rename(temp, dest).at(dest)?;
     fsync_dir(dir)?;
-    fsync_dir(dir.parent().expect("repository subdirectory"))
+    fsync_dir(parent_of(dir))
+}
+
+/// The directory holding `path`; `.` for a bare relative name.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 /// Writes `bytes` durably to `dest` by way of a temporary file in `tmp_dir`.

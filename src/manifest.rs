@@ -276,15 +276,20 @@ pub fn validate_path(path: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Timestamps beyond about 35,000 years either side of 1970 are corruption.
+const MAX_TIME_SECS: u64 = 1 << 40;
+
 /// Everything a reader must refuse in a file entry (format-spec/snapshots.md).
 pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
     validate_path(&entry.path)?;
     let name = display_path(&entry.path);
-    if entry.mtime.nanos >= 1_000_000_000 || entry.ctime.nanos >= 1_000_000_000 {
-        return Err(format!(
-            "{name}: timestamp with {} nanoseconds",
-            entry.mtime.nanos.max(entry.ctime.nanos)
-        ));
+    for time in [entry.mtime, entry.ctime] {
+        if time.nanos >= 1_000_000_000 || time.secs.unsigned_abs() > MAX_TIME_SECS {
+            return Err(format!(
+                "{name}: impossible timestamp {}.{:09}",
+                time.secs, time.nanos
+            ));
+        }
     }
     if entry.kind != FileKind::Regular && (!entry.chunks.is_empty() || entry.size != 0) {
         return Err(format!("{name}: only regular files have content"));

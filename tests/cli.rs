@@ -886,3 +886,28 @@ fn lost_packs_are_stored_again_by_the_next_backup() {
     env.restore(&first, &out);
     assert_trees_equal(&tree.root, &out);
 }
+
+/// Regression: `persist` once fsynced the parent of `repo`, which is "" for `-r repo`.
+#[test]
+fn relative_repository_paths_work() {
+    let env = TestEnv::without_repo();
+    let dir = env.path("cwd");
+    fs::create_dir_all(dir.join("data")).unwrap();
+    fs::write(dir.join("data/f"), b"x").unwrap();
+    let cairn = |args: &[&str]| {
+        let out = std::process::Command::new(cairn_bin())
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cairn(&["-r", "repo", "init"]);
+    cairn(&["-r", "repo", "backup", "data"]);
+    cairn(&["-r", "repo", "restore", "latest", "--target", "out"]);
+    assert_eq!(fs::read(dir.join("out/f")).unwrap(), b"x");
+}

@@ -160,3 +160,82 @@ fn hard_links_with_different_content_are_restored_apart() {
     assert_eq!(fs::read(target.join("a")).unwrap(), b"AAA");
     assert_eq!(fs::read(target.join("b")).unwrap(), b"BBB");
 }
+
+/// Regression: with --overwrite, a path named twice once replaced what the restore had
+/// just written (and a later hard link could then reach the wrong content).
+#[test]
+fn a_path_named_twice_is_restored_once() {
+    let env = TestEnv::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"AAA").unwrap();
+    fs::write(src.join("c"), b"CCC").unwrap();
+    let real = env.backup(&src, &[]);
+    let manifest = env.run(["cat", &real]).success().json();
+    let file = |name: &str| {
+        let files = manifest["components"][0]["files"].as_array().unwrap();
+        let file = files.iter().find(|f| f["path"] == name).unwrap();
+        let chunk = ChunkRef {
+            id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(),
+            len: 3,
+        };
+        FileEntry {
+            size: 3,
+            chunks: vec![chunk],
+            ..entry(name.as_bytes(), FileKind::Regular, 0o100644)
+        }
+    };
+    let id = craft(
+        &env.repo,
+        vec![
+            file("a"),
+            entry(b"a", FileKind::Directory, 0o40755),
+            file("c"),
+            entry(b"a", FileKind::Fifo, 0o10644),
+        ],
+    );
+    let target = env.path("target");
+    fs::create_dir_all(&target).unwrap();
+    fs::write(target.join("old"), b"old").unwrap();
+    let restore = env.run([
+        "restore",
+        &id.to_hex(),
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    restore.failure().mentions("appears twice");
+    assert_eq!(fs::read(target.join("a")).unwrap(), b"AAA");
+}
+
+/// Regression: directory modes were applied in no particular order, so a parent that
+/// forbids entry (mode 0600) could stop its child's metadata being set.
+#[test]
+fn directory_modes_are_applied_deepest_first() {
+    let env = TestEnv::new();
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let top = format!("p{i}");
+        files.push(entry(top.as_bytes(), FileKind::Directory, 0o40600));
+        files.push(entry(
+            format!("{top}/q").as_bytes(),
+            FileKind::Directory,
+            0o40750,
+        ));
+    }
+    let id = craft(&env.repo, files);
+    let target = env.path("target");
+    env.run([
+        "restore",
+        &id.to_hex(),
+        "--target",
+        target.to_str().unwrap(),
+    ])
+    .success();
+    for i in 0..8 {
+        let top = target.join(format!("p{i}"));
+        assert_eq!(fs::metadata(&top).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(fs::metadata(top.join("q")).unwrap().mode() & 0o7777, 0o750);
+        assert_eq!(fs::metadata(top.join("q")).unwrap().mtime(), 1000);
+    }
+}

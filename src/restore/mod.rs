@@ -53,6 +53,8 @@ pub fn restore(
         is_root: nix::unistd::geteuid().is_root(),
         base: options.target.clone(),
         dirs: HashMap::new(),
+        restored: HashSet::new(),
+        skipping: false,
         linked: HashMap::new(),
         linked_queued: HashSet::new(),
         deferred_links: Vec::new(),
@@ -67,6 +69,7 @@ pub fn restore(
             Record::Component(c) if per_component => {
                 restorer.enter_component(&options.target, &c.name)?
             }
+            Record::File(_) if restorer.skipping => {}
             Record::File(entry) => restorer.entry(entry)?,
             _ => {}
         }
@@ -106,6 +109,11 @@ struct Linked {
     content: blake3::Hash,
 }
 
+fn path_key(path: &[u8]) -> u128 {
+    let hash = blake3::hash(path);
+    u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
+}
+
 fn content_id(entry: &FileEntry) -> blake3::Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&entry.size.to_le_bytes());
@@ -125,6 +133,12 @@ struct Restorer<'a> {
     /// Directories of the current component that this restore made or verified to be
     /// real directories, with their metadata, applied once their contents are in place.
     dirs: HashMap<Vec<u8>, FileEntry>,
+    /// Every non-directory path of the current component restored so far, as a
+    /// 128-bit hash (small, for trees of millions of files): a manifest that names a
+    /// path twice must not make a restore replace what it wrote itself.
+    restored: HashSet<u128>,
+    /// Set when the current component's directory cannot be made: its entries are skipped.
+    skipping: bool,
     /// Hard-linked files restored so far, by (device, inode) at backup time.
     linked: HashMap<(u64, u64), Linked>,
     /// Hard-linked files whose first name is in the current batch.
@@ -141,21 +155,31 @@ impl Restorer<'_> {
     fn enter_component(&mut self, target: &Path, name: &str) -> Result<()> {
         self.finish_component()?;
         self.base = target.join(name);
-        match fs::symlink_metadata(&self.base) {
+        let made = match fs::symlink_metadata(&self.base) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(Error::Restore(format!(
                 "{} exists and is not a directory",
                 self.base.display()
             ))),
             Err(_) => fs::create_dir(&self.base).at(&self.base),
+        };
+        self.skipping = made.is_err();
+        if let Err(e) = made {
+            self.report
+                .errors
+                .push(format!("{e}; component {name} not restored"));
         }
+        Ok(())
     }
 
     /// Writes what is queued, then sets directory metadata: last, because creating
     /// their contents changed their times, and their final modes may forbid writing.
     fn finish_component(&mut self) -> Result<()> {
         self.flush()?;
-        for (_, entry) in std::mem::take(&mut self.dirs) {
+        // Deepest first: a parent's final mode may forbid reaching its children.
+        let mut dirs: Vec<FileEntry> = std::mem::take(&mut self.dirs).into_values().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.path.iter().filter(|&&b| b == b'/').count()));
+        for entry in dirs {
             let path = self.path_of(&entry);
             let applied = File::options()
                 .read(true)
@@ -168,6 +192,7 @@ impl Restorer<'_> {
             }
         }
         self.linked.clear();
+        self.restored.clear();
         Ok(())
     }
 
@@ -180,6 +205,9 @@ impl Restorer<'_> {
         if let Err(message) = self.check_place(&entry) {
             self.report.errors.push(message);
             return Ok(());
+        }
+        if entry.kind != FileKind::Directory {
+            self.restored.insert(path_key(&entry.path));
         }
         let result = match &entry.kind {
             FileKind::Directory => self.directory(entry, &path),
@@ -220,7 +248,7 @@ impl Restorer<'_> {
                 ));
             }
         }
-        if self.dirs.contains_key(&entry.path) {
+        if self.dirs.contains_key(&entry.path) || self.restored.contains(&path_key(&entry.path)) {
             return Err(format!(
                 "{name}: appears twice in the snapshot; not restored again"
             ));
