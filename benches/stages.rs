@@ -42,10 +42,7 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("stages");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(data.len() as u64));
-    for (name, params) in [
-        ("default", ChunkerParams::DEFAULT),
-        ("fine", ChunkerParams::FINE),
-    ] {
+    for (name, params) in [("default", ChunkerParams::DEFAULT), ("fine", ChunkerParams::FINE)] {
         group.bench_function(format!("cut/{name}"), |b| {
             b.iter(|| chunker::cut(black_box(&data), &params, true))
         });
@@ -60,16 +57,11 @@ fn stages(c: &mut Criterion) {
     });
     group.bench_function("zstd3", |b| {
         b.iter(|| {
-            chunks
-                .iter()
-                .map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len())
-                .sum::<usize>()
+            chunks.iter().map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len()).sum::<usize>()
         })
     });
-    let frames: Vec<pack::Frame> = chunks
-        .iter()
-        .map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3))
-        .collect();
+    let frames: Vec<pack::Frame> =
+        chunks.iter().map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
     let dir = tempfile::tempdir().unwrap();
     group.bench_function("pack_write", |b| {
         b.iter(|| {
@@ -108,19 +100,13 @@ fn stages(c: &mut Criterion) {
             codec: pack::Codec::Raw,
         })
         .collect();
-    index
-        .add_pack(&cairn::PackId([1; 32]), 1, &entries)
-        .unwrap();
+    index.add_pack(&cairn::PackId([1; 32]), 1, &entries).unwrap();
     let table = index.view().unwrap().chunks().unwrap();
     let mut lookups = c.benchmark_group("index");
     lookups.throughput(Throughput::Elements(1000));
     lookups.bench_function("lookup_1000_of_100k", |b| {
         b.iter_batched(
-            || {
-                (0..1000u32)
-                    .map(|i| ChunkId::of(&(i * 97).to_le_bytes()))
-                    .collect::<Vec<_>>()
-            },
+            || (0..1000u32).map(|i| ChunkId::of(&(i * 97).to_le_bytes())).collect::<Vec<_>>(),
             |ids| ids.iter().filter(|id| table.contains(id).unwrap()).count(),
             BatchSize::SmallInput,
         )

@@ -54,18 +54,9 @@ struct Findings {
 }
 
 impl Findings {
-    fn add(
-        &mut self,
-        what: String,
-        pack: Option<PackId>,
-        chunks: impl IntoIterator<Item = ChunkId>,
-    ) {
+    fn add(&mut self, what: String, pack: Option<PackId>, chunks: impl IntoIterator<Item = ChunkId>) {
         let n = self.problems.len();
-        self.problems.push(Problem {
-            what,
-            pack,
-            affected: Vec::new(),
-        });
+        self.problems.push(Problem { what, pack, affected: Vec::new() });
         for id in chunks {
             self.damaged.entry(id).or_insert(n);
         }
@@ -77,11 +68,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let mut findings = Findings::default();
     let view = repo.index.view()?;
     let chunks = view.chunks()?;
-    let indexed: HashMap<PackId, u64> = view
-        .packs()?
-        .into_iter()
-        .map(|(id, size, _)| (id, size))
-        .collect();
+    let indexed: HashMap<PackId, u64> = view.packs()?.into_iter().map(|(id, size, _)| (id, size)).collect();
     let on_disk: HashMap<PackId, PathBuf> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
     report.chunks = view.chunk_count()?;
@@ -91,8 +78,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         ));
     }
 
-    let (healthy, matched) =
-        check_pack_tables(&indexed, &on_disk, &chunks, &mut findings, progress)?;
+    let (healthy, matched) = check_pack_tables(&indexed, &on_disk, &chunks, &mut findings, progress)?;
     if matched != report.chunks {
         let lost = trace_unmatched_chunks(&chunks, &healthy, &mut findings)?;
         if matched + lost < report.chunks {
@@ -153,10 +139,7 @@ fn check_pack_tables(
                 && location.raw_len == entry.raw_len
                 && location.codec == entry.codec;
             if !agrees {
-                let what = format!(
-                    "pack {id}: index entry of chunk {} disagrees with the pack",
-                    entry.id
-                );
+                let what = format!("pack {id}: index entry of chunk {} disagrees with the pack", entry.id);
                 findings.add(what, Some(*id), [entry.id]);
             }
         }
@@ -168,10 +151,7 @@ fn read_table_of_size(path: &Path, size: u64) -> Result<Vec<PackEntry>> {
     let file = File::open(path).map_err(Error::from_io(path))?;
     let actual = file.metadata().map_err(Error::from_io(path))?.len();
     if actual != size {
-        return Err(Error::corrupt(
-            path,
-            format!("{actual} bytes, the index says {size}"),
-        ));
+        return Err(Error::corrupt(path, format!("{actual} bytes, the index says {size}")));
     }
     pack::read_table(&file, path)
 }
@@ -298,10 +278,9 @@ fn check_manifest(
         for chunk in &entry.chunks {
             if let Some(&problem) = findings.damaged.get(&chunk.id) {
                 if affected_seen.insert((problem, entry.path.clone())) {
-                    findings.problems[problem].affected.push(Affected {
-                        snapshot: *id,
-                        path: display_path(&entry.path),
-                    });
+                    findings.problems[problem]
+                        .affected
+                        .push(Affected { snapshot: *id, path: display_path(&entry.path) });
                 }
                 continue;
             }
@@ -324,10 +303,9 @@ fn check_manifest(
                     );
                     let problem = findings.problems.len() - 1;
                     affected_seen.insert((problem, entry.path.clone()));
-                    findings.problems[problem].affected.push(Affected {
-                        snapshot: *id,
-                        path: display_path(&entry.path),
-                    });
+                    findings.problems[problem]
+                        .affected
+                        .push(Affected { snapshot: *id, path: display_path(&entry.path) });
                 }
             }
         }

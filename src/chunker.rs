@@ -15,28 +15,16 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// For whole files of any kind; chosen by measurement (format-spec/chunking.md).
-    pub const DEFAULT: ChunkerParams = ChunkerParams {
-        min_size: 256 << 10,
-        avg_size: 1 << 20,
-        max_size: 4 << 20,
-        normalization: 1,
-    };
+    pub const DEFAULT: ChunkerParams =
+        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20, normalization: 1 };
     /// For streams and files edited in place by insertion (dumps): a third of the
     /// re-stored bytes of DEFAULT after scattered edits, for 2% more stored size.
-    pub const MEDIUM: ChunkerParams = ChunkerParams {
-        min_size: 64 << 10,
-        avg_size: 256 << 10,
-        max_size: 1 << 20,
-        normalization: 1,
-    };
+    pub const MEDIUM: ChunkerParams =
+        ChunkerParams { min_size: 64 << 10, avg_size: 256 << 10, max_size: 1 << 20, normalization: 1 };
     /// For page-structured files updated in place (database containers): small enough
     /// that one changed page costs little more than its own bytes.
-    pub const FINE: ChunkerParams = ChunkerParams {
-        min_size: 4 << 10,
-        avg_size: 16 << 10,
-        max_size: 64 << 10,
-        normalization: 1,
-    };
+    pub const FINE: ChunkerParams =
+        ChunkerParams { min_size: 4 << 10, avg_size: 16 << 10, max_size: 64 << 10, normalization: 1 };
 
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020 as f;
@@ -69,15 +57,10 @@ impl ChunkerParams {
 /// so cutting buffer by buffer gives exactly the cuts of the whole file at once, as long
 /// as each buffer holds at least `max_size` bytes or reaches the end of the file.
 pub fn cut(data: &[u8], params: &ChunkerParams, at_eof: bool) -> Vec<usize> {
-    let mut lengths: Vec<usize> = FastCDC::with_level(
-        data,
-        params.min_size,
-        params.avg_size,
-        params.max_size,
-        params.level(),
-    )
-    .map(|chunk| chunk.length)
-    .collect();
+    let mut lengths: Vec<usize> =
+        FastCDC::with_level(data, params.min_size, params.avg_size, params.max_size, params.level())
+            .map(|chunk| chunk.length)
+            .collect();
     if !at_eof {
         lengths.pop();
     }
@@ -116,12 +99,7 @@ mod tests {
 
     #[test]
     fn cutting_buffer_by_buffer_equals_cutting_at_once() {
-        let params = ChunkerParams {
-            min_size: 2048,
-            avg_size: 8192,
-            max_size: 32768,
-            normalization: 1,
-        };
+        let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768, normalization: 1 };
         let data = noise(1 << 20, 7);
         let whole = cut(&data, &params, true);
         let mut pieces = Vec::new();
@@ -140,11 +118,6 @@ mod tests {
         ChunkerParams::DEFAULT.validate().unwrap();
         ChunkerParams::FINE.validate().unwrap();
         ChunkerParams::MEDIUM.validate().unwrap();
-        assert!(ChunkerParams {
-            min_size: 8,
-            ..ChunkerParams::DEFAULT
-        }
-        .validate()
-        .is_err());
+        assert!(ChunkerParams { min_size: 8, ..ChunkerParams::DEFAULT }.validate().is_err());
     }
 }

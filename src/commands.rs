@@ -24,45 +24,29 @@ struct Globals {
 
 impl Globals {
     fn repo_path(&self) -> Result<&Path> {
-        self.repo
-            .as_deref()
-            .context("no repository given: use -r REPO or set CAIRN_REPO")
+        self.repo.as_deref().context("no repository given: use -r REPO or set CAIRN_REPO")
     }
 
     fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
-        let options = OpenOptions {
-            mode,
-            lock_wait: self.lock_wait,
-            command,
-        };
+        let options = OpenOptions { mode, lock_wait: self.lock_wait, command };
         Ok(Repository::open(self.repo_path()?, &options)?)
     }
 }
 
 pub fn run(cli: Cli) -> Result<Exit> {
-    let g = Globals {
-        repo: cli.repo,
-        json: cli.json,
-        lock_wait: Duration::from_secs(cli.retry_lock),
-    };
+    let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock) };
     let json = g.json;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Init => init(&g, &mut out),
-        Command::Backup(args) => backup(
-            &g.open(LockMode::Exclusive, "cairn backup")?,
-            args,
-            json,
-            &mut out,
-        ),
+        Command::Backup(args) => backup(&g.open(LockMode::Exclusive, "cairn backup")?, args, json, &mut out),
         Command::Snapshots { set } => {
             let list = g.open(LockMode::Shared, "cairn snapshots")?.snapshots()?;
             for (id, e) in &list.unreadable {
                 eprintln!("warning: snapshot {id} is unreadable: {e}");
             }
             let in_set = |s: &SnapshotSummary| set.as_ref().is_none_or(|set| &s.header.set == set);
-            let snapshots: Vec<SnapshotSummary> =
-                list.readable.into_iter().filter(in_set).collect();
+            let snapshots: Vec<SnapshotSummary> = list.readable.into_iter().filter(in_set).collect();
             print_snapshots(&snapshots, json, &mut out)?;
             Ok(Exit::Success)
         }
@@ -76,19 +60,9 @@ pub fn run(cli: Cli) -> Result<Exit> {
             cat(&repo, &repo.resolve(&snapshot)?, &mut out)?;
             Ok(Exit::Success)
         }
-        Command::Restore {
-            snapshot,
-            target,
-            overwrite,
-        } => {
+        Command::Restore { snapshot, target, overwrite } => {
             let repo = g.open(LockMode::Shared, "cairn restore")?;
-            restore(
-                &repo,
-                &snapshot,
-                RestoreOptions { target, overwrite },
-                json,
-                &mut out,
-            )
+            restore(&repo, &snapshot, RestoreOptions { target, overwrite }, json, &mut out)
         }
         Command::Check { read_data } => {
             let repo = g.open(LockMode::Shared, "cairn check")?;
@@ -97,16 +71,11 @@ pub fn run(cli: Cli) -> Result<Exit> {
             bar.done();
             print_check(&report, json, &mut out)?;
             if !report.is_sound() {
-                bail!(
-                    "the repository is damaged: {} problems",
-                    report.problems.len()
-                );
+                bail!("the repository is damaged: {} problems", report.problems.len());
             }
             Ok(Exit::Success)
         }
-        Command::Repair {
-            what: RepairWhat::Index,
-        } => repair_index(&g, &mut out),
+        Command::Repair { what: RepairWhat::Index } => repair_index(&g, &mut out),
     }
 }
 
@@ -117,12 +86,7 @@ fn init(g: &Globals, out: &mut impl Write) -> Result<Exit> {
     if g.json {
         writeln!(out, "{}", json!({ "path": path, "id": id }))?;
     } else {
-        writeln!(
-            out,
-            "created cairn repository {} at {}",
-            &id[..12],
-            path.display()
-        )?;
+        writeln!(out, "created cairn repository {} at {}", &id[..12], path.display())?;
     }
     Ok(Exit::Success)
 }
@@ -142,15 +106,13 @@ fn restore(
         eprintln!("error: {e}");
     }
     if json {
-        let value = json!({ "id": id, "files": report.files, "bytes": report.bytes, "errors": report.errors });
+        let value =
+            json!({ "id": id, "files": report.files, "bytes": report.bytes, "errors": report.errors });
         writeln!(out, "{value}")?;
     } else {
         let short = &id.to_hex()[..12];
         let (files, bytes, target) = (report.files, size(report.bytes), options.target.display());
-        writeln!(
-            out,
-            "restored {files} files, {bytes} from snapshot {short} to {target}"
-        )?;
+        writeln!(out, "restored {files} files, {bytes} from snapshot {short} to {target}")?;
     }
     if !report.errors.is_empty() {
         bail!("{} entries could not be restored", report.errors.len());
@@ -169,17 +131,13 @@ fn repair_index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
         let (packs, chunks, snapshots) = (report.packs, report.chunks, report.snapshots);
-        writeln!(
-            out,
-            "index rebuilt: {packs} packs, {chunks} chunks, {snapshots} snapshots"
-        )?;
+        writeln!(out, "index rebuilt: {packs} packs, {chunks} chunks, {snapshots} snapshots")?;
     }
     Ok(Exit::Success)
 }
 
 fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write) -> Result<Exit> {
-    let absolute =
-        std::path::absolute(&args.path).with_context(|| format!("{}", args.path.display()))?;
+    let absolute = std::path::absolute(&args.path).with_context(|| format!("{}", args.path.display()))?;
     if let Err(e) = std::fs::symlink_metadata(&absolute) {
         bail!("{}: {e}", args.path.display());
     }
@@ -262,12 +220,7 @@ fn print_snapshots(snapshots: &[SnapshotSummary], json: bool, out: &mut impl Wri
         "id", "time", "kind", "files", "size", "set"
     )?;
     for s in snapshots {
-        let kind = format!(
-            "{:?}{}",
-            s.header.kind,
-            if s.trailer.complete { "" } else { "!" }
-        )
-        .to_lowercase();
+        let kind = format!("{:?}{}", s.header.kind, if s.trailer.complete { "" } else { "!" }).to_lowercase();
         writeln!(
             out,
             "{:<12}  {:<20}  {:<11}  {:>8}  {:>10}  {:<24}  {}",
@@ -328,37 +281,22 @@ fn ls(repo: &Repository, id: &cairn::SnapshotId, json: bool, out: &mut impl Writ
 /// The manifest as one JSON object, streamed record by record.
 fn cat(repo: &Repository, id: &cairn::SnapshotId, out: &mut impl Write) -> Result<()> {
     let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    write!(
-        out,
-        "{{\"id\":\"{id}\",\"format_version\":{}",
-        cairn::format::FORMAT_VERSION
-    )?;
+    write!(out, "{{\"id\":\"{id}\",\"format_version\":{}", cairn::format::FORMAT_VERSION)?;
     let mut first_file = true;
     let mut first_component = true;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Snapshot(h) => write!(
-                out,
-                ",\"snapshot\":{},\"components\":[",
-                serde_json::to_string(&h)?
-            )?,
+            Record::Snapshot(h) => {
+                write!(out, ",\"snapshot\":{},\"components\":[", serde_json::to_string(&h)?)?
+            }
             Record::Component(c) => {
                 let sep = if first_component { "" } else { "," };
-                write!(
-                    out,
-                    "{sep}{{\"component\":{},\"files\":[",
-                    serde_json::to_string(&c)?
-                )?;
+                write!(out, "{sep}{{\"component\":{},\"files\":[", serde_json::to_string(&c)?)?;
                 first_component = false;
                 first_file = true;
             }
             Record::File(f) => {
-                write!(
-                    out,
-                    "{}{}",
-                    if first_file { "" } else { "," },
-                    serde_json::to_string(&f)?
-                )?;
+                write!(out, "{}{}", if first_file { "" } else { "," }, serde_json::to_string(&f)?)?;
                 first_file = false;
             }
             Record::ComponentEnd(t) => write!(out, "],\"end\":{}}}", serde_json::to_string(&t)?)?,
@@ -380,12 +318,7 @@ fn print_check(report: &check::CheckReport, json: bool, out: &mut impl Write) ->
     for problem in &report.problems {
         writeln!(out, "error: {}", problem.what)?;
         for affected in &problem.affected {
-            writeln!(
-                out,
-                "  affects snapshot {} file {}",
-                &affected.snapshot.to_hex()[..12],
-                affected.path
-            )?;
+            writeln!(out, "  affects snapshot {} file {}", &affected.snapshot.to_hex()[..12], affected.path)?;
         }
     }
     let read = if report.bytes_verified > 0 {
@@ -460,10 +393,7 @@ impl Bar {
         );
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Bar {
-            bar,
-            files: AtomicU64::new(0),
-        }
+        Bar { bar, files: AtomicU64::new(0) }
     }
 
     fn done(&self) {

@@ -43,15 +43,8 @@ impl Config {
         Config {
             repository_id,
             created: Timestamp::now(),
-            chunkers: vec![
-                ChunkerParams::DEFAULT,
-                ChunkerParams::FINE,
-                ChunkerParams::MEDIUM,
-            ],
-            compression: Compression {
-                algorithm: COMPRESSION_ZSTD,
-                level: 3,
-            },
+            chunkers: vec![ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM],
+            compression: Compression { algorithm: COMPRESSION_ZSTD, level: 3 },
             pack_target: format::DEFAULT_PACK_TARGET,
         }
     }
@@ -67,10 +60,7 @@ impl Config {
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Config> {
         let bad = |what: String| Error::corrupt(path, what);
         if bytes.len() < FILE_HEADER_LEN + 32 {
-            return Err(bad(format!(
-                "{} bytes is too short for a config",
-                bytes.len()
-            )));
+            return Err(bad(format!("{} bytes is too short for a config", bytes.len())));
         }
         format::check_file_header(bytes, CONFIG_MAGIC).map_err(bad)?;
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -90,16 +80,10 @@ impl Config {
             params.validate()?;
         }
         if self.compression.algorithm != COMPRESSION_ZSTD {
-            return Err(format!(
-                "unknown compression algorithm {}",
-                self.compression.algorithm
-            ));
+            return Err(format!("unknown compression algorithm {}", self.compression.algorithm));
         }
         if !zstd::compression_level_range().contains(&self.compression.level) {
-            return Err(format!(
-                "zstd level {} is out of range",
-                self.compression.level
-            ));
+            return Err(format!("zstd level {} is out of range", self.compression.level));
         }
         Ok(())
     }
@@ -120,9 +104,6 @@ mod tests {
         let path = Path::new("config");
         assert_eq!(Config::decode(&bytes, path).unwrap(), config);
         bytes[20] ^= 1;
-        assert!(Config::decode(&bytes, path)
-            .unwrap_err()
-            .to_string()
-            .contains("checksum"));
+        assert!(Config::decode(&bytes, path).unwrap_err().to_string().contains("checksum"));
     }
 }

@@ -41,10 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, error: io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            error,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), error }
     }
 
     /// For `map_err`: `.map_err(Error::from_io(&path))`.
@@ -53,17 +50,11 @@ impl Error {
     }
 
     pub fn corrupt(path: impl AsRef<Path>, what: impl Into<String>) -> Self {
-        Error::Corrupt {
-            path: path.as_ref().to_path_buf(),
-            what: what.into(),
-        }
+        Error::Corrupt { path: path.as_ref().to_path_buf(), what: what.into() }
     }
 
     pub fn index(path: impl AsRef<Path>, what: impl std::fmt::Display) -> Self {
-        Error::Index {
-            path: path.as_ref().to_path_buf(),
-            what: what.to_string(),
-        }
+        Error::Index { path: path.as_ref().to_path_buf(), what: what.to_string() }
     }
 }
 

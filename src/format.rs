@@ -49,8 +49,7 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
 
 /// Decodes `bytes` completely: trailing bytes are corruption, not slack.
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) =
-        bincode::decode_from_slice(bytes, bincode_config()).map_err(|e| e.to_string())?;
+    let (value, used) = bincode::decode_from_slice(bytes, bincode_config()).map_err(|e| e.to_string())?;
     if used != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - used));
     }
@@ -68,10 +67,7 @@ pub fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN] {
 /// Checks a file head; returns the version it names.
 pub fn check_file_header(head: &[u8], magic: [u8; 8]) -> Result<u32, String> {
     if head.len() < FILE_HEADER_LEN || head[..8] != magic {
-        return Err(format!(
-            "bad magic (expected {:?})",
-            String::from_utf8_lossy(&magic)
-        ));
+        return Err(format!("bad magic (expected {:?})", String::from_utf8_lossy(&magic)));
     }
     let version = read_u32(&head[8..12]);
     if version == 0 || version > FORMAT_VERSION {
@@ -104,33 +100,16 @@ mod tests {
 
     #[test]
     fn bincode_layout_is_what_the_spec_says() {
-        let bytes = encode(&Sample {
-            a: 1,
-            b: Some(2),
-            c: vec![9],
-            d: [7, 8],
-        });
-        let expected: Vec<u8> = [
-            &1u32.to_le_bytes()[..],
-            &[1],
-            &2u64.to_le_bytes(),
-            &1u64.to_le_bytes(),
-            &[9],
-            &[7, 8],
-        ]
-        .concat();
+        let bytes = encode(&Sample { a: 1, b: Some(2), c: vec![9], d: [7, 8] });
+        let expected: Vec<u8> =
+            [&1u32.to_le_bytes()[..], &[1], &2u64.to_le_bytes(), &1u64.to_le_bytes(), &[9], &[7, 8]].concat();
         assert_eq!(bytes, expected);
         assert_eq!(decode::<Sample>(&bytes).unwrap().b, Some(2));
     }
 
     #[test]
     fn decode_rejects_trailing_and_short_bytes() {
-        let mut bytes = encode(&Sample {
-            a: 1,
-            b: None,
-            c: vec![],
-            d: [0, 0],
-        });
+        let mut bytes = encode(&Sample { a: 1, b: None, c: vec![], d: [0, 0] });
         assert!(decode::<Sample>(&bytes[..bytes.len() - 1]).is_err());
         bytes.push(0);
         assert!(decode::<Sample>(&bytes).is_err());

@@ -7,8 +7,8 @@ use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use crate::pack::{Codec, PackEntry};
 use redb::{
-    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
 };
 use std::path::{Path, PathBuf};
 
@@ -63,25 +63,16 @@ pub struct IndexView<'a> {
 
 fn location_from(path: &Path, value: StoredLocation) -> Result<Location> {
     let (pack, offset, stored_len, raw_len, codec) = value;
-    let codec = Codec::from_byte(codec)
-        .ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
-    Ok(Location {
-        pack: PackId(pack),
-        offset,
-        stored_len,
-        raw_len,
-        codec,
-    })
+    let codec =
+        Codec::from_byte(codec).ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
+    Ok(Location { pack: PackId(pack), offset, stored_len, raw_len, codec })
 }
 
 impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
         let db = builder().create(path).map_err(|e| Error::index(path, e))?;
-        let index = Index {
-            db: Db::Write(db),
-            path: path.to_path_buf(),
-        };
+        let index = Index { db: Db::Write(db), path: path.to_path_buf() };
         index.write(|txn| {
             txn.open_table(CHUNKS)?;
             txn.open_table(PACKS)?;
@@ -97,16 +88,10 @@ impl Index {
     /// `IndexNeedsRecovery`: a writable open recovers it.
     pub fn open(path: &Path, writable: bool) -> Result<Index> {
         if !path.exists() {
-            return Err(Error::index(
-                path,
-                "missing: run `cairn repair index` to rebuild it from the packs",
-            ));
+            return Err(Error::index(path, "missing: run `cairn repair index` to rebuild it from the packs"));
         }
         let unusable = |e: &dyn std::fmt::Display| {
-            Error::index(
-                path,
-                format!("{e} (run `cairn repair index` to rebuild it from the packs)"),
-            )
+            Error::index(path, format!("{e} (run `cairn repair index` to rebuild it from the packs)"))
         };
         let db = if writable {
             Db::Write(builder().open(path).map_err(|e| unusable(&e))?)
@@ -114,23 +99,16 @@ impl Index {
             match builder().open_read_only(path) {
                 Ok(db) => Db::Read(db),
                 Err(redb::DatabaseError::RepairAborted) => {
-                    return Err(Error::IndexNeedsRecovery {
-                        path: path.to_path_buf(),
-                    })
+                    return Err(Error::IndexNeedsRecovery { path: path.to_path_buf() })
                 }
                 Err(e) => return Err(unusable(&e)),
             }
         };
-        let index = Index {
-            db,
-            path: path.to_path_buf(),
-        };
+        let index = Index { db, path: path.to_path_buf() };
         let version = {
             let view = index.view()?;
             let meta = view.txn.open_table(META).map_err(|e| unusable(&e))?;
-            meta.get("version")
-                .map_err(|e| unusable(&e))?
-                .map(|v| v.value())
+            meta.get("version").map_err(|e| unusable(&e))?.map(|v| v.value())
         };
         if version != Some(INDEX_VERSION) {
             return Err(unusable(&"unknown index version"));
@@ -148,16 +126,10 @@ impl Index {
             Db::Read(db) => db.begin_read(),
         }
         .map_err(|e| Error::index(&self.path, e))?;
-        Ok(IndexView {
-            txn,
-            path: &self.path,
-        })
+        Ok(IndexView { txn, path: &self.path })
     }
 
-    fn write(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
-    ) -> Result<()> {
+    fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<()> {
         let Db::Write(db) = &self.db else {
             return Err(Error::index(&self.path, "opened read-only"));
         };
@@ -200,8 +172,7 @@ impl Index {
     pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
         let bytes = format::encode(summary);
         self.write(|txn| {
-            txn.open_table(SNAPSHOTS)?
-                .insert(summary.id.0, bytes.as_slice())?;
+            txn.open_table(SNAPSHOTS)?.insert(summary.id.0, bytes.as_slice())?;
             Ok(())
         })
     }
@@ -223,14 +194,10 @@ fn insert_pack(
     let mut chunks = txn.open_table(CHUNKS)?;
     for e in entries {
         if chunks.get(e.id.0)?.is_none() {
-            chunks.insert(
-                e.id.0,
-                (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8),
-            )?;
+            chunks.insert(e.id.0, (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
         }
     }
-    txn.open_table(PACKS)?
-        .insert(pack.0, (size, entries.len() as u32))?;
+    txn.open_table(PACKS)?.insert(pack.0, (size, entries.len() as u32))?;
     Ok(())
 }
 
@@ -241,17 +208,11 @@ impl IndexView<'_> {
 
     pub fn chunks(&self) -> Result<ChunkTable> {
         let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
-        Ok(ChunkTable {
-            table,
-            path: self.path.to_path_buf(),
-        })
+        Ok(ChunkTable { table, path: self.path.to_path_buf() })
     }
 
     pub fn chunk_count(&self) -> Result<u64> {
-        self.txn
-            .open_table(CHUNKS)
-            .and_then(|t| Ok(t.len()?))
-            .map_err(|e| self.err(e))
+        self.txn.open_table(CHUNKS).and_then(|t| Ok(t.len()?)).map_err(|e| self.err(e))
     }
 
     /// Every indexed pack with its size and chunk count.
@@ -271,9 +232,7 @@ impl IndexView<'_> {
         let Some(bytes) = table.get(id.0).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        format::decode(bytes.value())
-            .map(Some)
-            .map_err(|e| self.err(format!("snapshot {id}: {e}")))
+        format::decode(bytes.value()).map(Some).map_err(|e| self.err(format!("snapshot {id}: {e}")))
     }
 
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
@@ -294,22 +253,14 @@ pub struct ChunkTable {
 
 impl ChunkTable {
     pub fn get(&self, id: &ChunkId) -> Result<Option<Location>> {
-        match self
-            .table
-            .get(id.0)
-            .map_err(|e| Error::index(&self.path, e))?
-        {
+        match self.table.get(id.0).map_err(|e| Error::index(&self.path, e))? {
             Some(v) => location_from(&self.path, v.value()).map(Some),
             None => Ok(None),
         }
     }
 
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self
-            .table
-            .get(id.0)
-            .map_err(|e| Error::index(&self.path, e))?
-            .is_some())
+        Ok(self.table.get(id.0).map_err(|e| Error::index(&self.path, e))?.is_some())
     }
 
     /// Visits every chunk in id order without holding them all in memory.
@@ -332,24 +283,9 @@ mod tests {
         let path = dir.path().join("index.redb");
         let index = Index::create(&path).unwrap();
         let id = ChunkId::of(b"x");
-        let entry = PackEntry {
-            id,
-            offset: 16,
-            stored_len: 1,
-            raw_len: 1,
-            codec: Codec::Raw,
-        };
+        let entry = PackEntry { id, offset: 16, stored_len: 1, raw_len: 1, codec: Codec::Raw };
         index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
-        index
-            .add_pack(
-                &PackId::of(b"p2"),
-                100,
-                &[PackEntry {
-                    offset: 99,
-                    ..entry
-                }],
-            )
-            .unwrap();
+        index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
         drop(index);
         let index = Index::open(&path, false).unwrap();
         let view = index.view().unwrap();
@@ -363,9 +299,7 @@ mod tests {
     #[test]
     fn missing_index_names_the_repair() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Index::open(&dir.path().join("index.redb"), true)
-            .err()
-            .unwrap();
+        let err = Index::open(&dir.path().join("index.redb"), true).err().unwrap();
         assert!(err.to_string().contains("cairn repair index"));
     }
 }

@@ -20,13 +20,8 @@ pub struct RepoLock {
 
 /// Takes the lock, retrying until `wait` has passed; then fails naming the holder.
 pub fn acquire(path: &Path, mode: LockMode, wait: Duration, command: &str) -> Result<RepoLock> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)?;
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
     let deadline = Instant::now() + wait;
     loop {
         let attempt = match mode {
@@ -39,10 +34,7 @@ pub fn acquire(path: &Path, mode: LockMode, wait: Duration, command: &str) -> Re
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: repo_of(path),
-                    holder: holder(&mut file),
-                });
+                return Err(Error::Locked { path: repo_of(path), holder: holder(&mut file) });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
         }
@@ -94,19 +86,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
         let first = acquire(&path, LockMode::Exclusive, Duration::ZERO, "cairn backup").unwrap();
-        let err = acquire(
-            &path,
-            LockMode::Shared,
-            Duration::from_millis(150),
-            "cairn ls",
-        )
-        .err()
-        .unwrap();
+        let err = acquire(&path, LockMode::Shared, Duration::from_millis(150), "cairn ls").err().unwrap();
         let message = err.to_string();
-        assert!(
-            message.contains(&format!("pid {}", std::process::id())),
-            "{message}"
-        );
+        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
         assert!(message.contains("cairn backup"), "{message}");
         drop(first);
         let _a = acquire(&path, LockMode::Shared, Duration::ZERO, "a").unwrap();

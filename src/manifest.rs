@@ -19,9 +19,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Seconds and nanoseconds since the Unix epoch, UTC.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -29,13 +27,8 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
     }
 
     /// UTC in RFC 3339, e.g. `2026-11-21T20:18:45Z` (civil date from days, Hinnant).
@@ -51,12 +44,7 @@ impl Timestamp {
         let day = doy - (153 * mp + 2) / 5 + 1;
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
-        format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
+        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
     }
 }
 
@@ -266,9 +254,7 @@ fn serialize_paths<S: serde::Serializer>(paths: &[Vec<u8>], s: S) -> Result<S::O
 pub fn validate_path(path: &[u8]) -> Result<(), String> {
     let bad = path.is_empty()
         || path.contains(&0)
-        || path
-            .split(|&b| b == b'/')
-            .any(|part| part.is_empty() || part == b"." || part == b"..");
+        || path.split(|&b| b == b'/').any(|part| part.is_empty() || part == b"." || part == b"..");
     if bad {
         Err(format!("unsafe path {:?} in manifest", display_path(path)))
     } else {
@@ -285,28 +271,18 @@ pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
     let name = display_path(&entry.path);
     for time in [entry.mtime, entry.ctime] {
         if time.nanos >= 1_000_000_000 || time.secs.unsigned_abs() > MAX_TIME_SECS {
-            return Err(format!(
-                "{name}: impossible timestamp {}.{:09}",
-                time.secs, time.nanos
-            ));
+            return Err(format!("{name}: impossible timestamp {}.{:09}", time.secs, time.nanos));
         }
     }
     if entry.kind != FileKind::Regular && (!entry.chunks.is_empty() || entry.size != 0) {
         return Err(format!("{name}: only regular files have content"));
     }
-    if let Some(bad) = entry
-        .chunks
-        .iter()
-        .find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN)
-    {
+    if let Some(bad) = entry.chunks.iter().find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN) {
         return Err(format!("{name}: chunk {} of {} bytes", bad.id, bad.len));
     }
     let total: u64 = entry.chunks.iter().map(|c| c.len as u64).sum();
     if total != entry.size {
-        return Err(format!(
-            "{name}: size {} but chunks of {total} bytes",
-            entry.size
-        ));
+        return Err(format!("{name}: size {} but chunks of {total} bytes", entry.size));
     }
     Ok(())
 }
@@ -358,21 +334,15 @@ impl ManifestWriter {
     pub fn create(tmp_dir: &Path) -> Result<ManifestWriter> {
         let temp = fsutil::temp_path(tmp_dir, "snapshot");
         let file = File::create(&temp).at(&temp)?;
-        let mut out = HashingWriter {
-            inner: BufWriter::new(file),
-            hasher: blake3::Hasher::new(),
-        };
-        out.write_all(&format::file_header(SNAPSHOT_MAGIC))
-            .at(&temp)?;
+        let mut out = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
+        out.write_all(&format::file_header(SNAPSHOT_MAGIC)).at(&temp)?;
         let encoder = zstd::stream::write::Encoder::new(out, 3).at(&temp)?;
         Ok(ManifestWriter { encoder, temp })
     }
 
     pub fn write(&mut self, record: &Record) -> Result<()> {
         let bytes = format::encode(record);
-        self.encoder
-            .write_all(&(bytes.len() as u32).to_le_bytes())
-            .at(&self.temp)?;
+        self.encoder.write_all(&(bytes.len() as u32).to_le_bytes()).at(&self.temp)?;
         self.encoder.write_all(&bytes).at(&self.temp)
     }
 
@@ -380,10 +350,7 @@ impl ManifestWriter {
     pub fn finish(self, snapshots_dir: &Path) -> Result<SnapshotId> {
         let out = self.encoder.finish().at(&self.temp)?;
         let id = SnapshotId::from(out.hasher.finalize());
-        let file = out
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let file = out.inner.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
         fsutil::persist(file, &self.temp, &snapshot_path(snapshots_dir, &id))?;
         Ok(id)
     }
@@ -393,12 +360,7 @@ impl ManifestWriter {
 pub fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<SnapshotId>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(snapshots_dir).at(snapshots_dir)? {
-        if let Some(id) = entry
-            .at(snapshots_dir)?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse().ok())
-        {
+        if let Some(id) = entry.at(snapshots_dir)?.file_name().to_str().and_then(|n| n.parse().ok()) {
             out.push(id);
         }
     }
@@ -414,15 +376,10 @@ pub fn snapshot_path(snapshots_dir: &Path, id: &SnapshotId) -> PathBuf {
 pub fn verify_file(snapshots_dir: &Path, id: &SnapshotId) -> Result<()> {
     let path = snapshot_path(snapshots_dir, id);
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(File::open(&path).at(&path)?)
-        .at(&path)?;
+    hasher.update_reader(File::open(&path).at(&path)?).at(&path)?;
     let actual = SnapshotId::from(hasher.finalize());
     if actual != *id {
-        return Err(Error::corrupt(
-            &path,
-            format!("content hash is {actual}, not its name"),
-        ));
+        return Err(Error::corrupt(&path, format!("content hash is {actual}, not its name")));
     }
     Ok(())
 }
@@ -449,22 +406,12 @@ impl ManifestReader {
     pub fn open(snapshots_dir: &Path, id: &SnapshotId) -> Result<ManifestReader> {
         let path = snapshot_path(snapshots_dir, id);
         let file = File::open(&path).at(&path)?;
-        let mut raw = HashingReader {
-            inner: BufReader::new(file),
-            hasher: blake3::Hasher::new(),
-        };
+        let mut raw = HashingReader { inner: BufReader::new(file), hasher: blake3::Hasher::new() };
         let mut head = [0u8; format::FILE_HEADER_LEN];
-        raw.read_exact(&mut head)
-            .map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
+        raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
         format::check_file_header(&head, SNAPSHOT_MAGIC).map_err(|e| Error::corrupt(&path, e))?;
         let decoder = zstd::stream::read::Decoder::new(raw).at(&path)?;
-        Ok(ManifestReader {
-            decoder,
-            path,
-            id: *id,
-            expect: Expect::Header,
-            components: Default::default(),
-        })
+        Ok(ManifestReader { decoder, path, id: *id, expect: Expect::Header, components: Default::default() })
     }
 
     fn corrupt(&self, what: impl Into<String>) -> Error {
@@ -477,23 +424,17 @@ impl ManifestReader {
             return Ok(None);
         }
         let mut len = [0u8; 4];
-        self.decoder
-            .read_exact(&mut len)
-            .map_err(|e| self.corrupt(format!("record length: {e}")))?;
+        self.decoder.read_exact(&mut len).map_err(|e| self.corrupt(format!("record length: {e}")))?;
         let len = u32::from_le_bytes(len);
         if len > MAX_RECORD_LEN {
             return Err(self.corrupt(format!("record of {len} bytes")));
         }
         let mut bytes = Vec::new();
-        (&mut self.decoder)
-            .take(len as u64)
-            .read_to_end(&mut bytes)
-            .at(&self.path)?;
+        (&mut self.decoder).take(len as u64).read_to_end(&mut bytes).at(&self.path)?;
         if bytes.len() != len as usize {
             return Err(self.corrupt("truncated record"));
         }
-        let record: Record =
-            format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
+        let record: Record = format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
         self.expect = match (self.expect, &record) {
             (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
             (Expect::ComponentOrEnd, Record::Component(c)) => {
@@ -509,9 +450,7 @@ impl ManifestReader {
                 Expect::FileOrComponentEnd
             }
             (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,
-            (expect, _) => {
-                return Err(self.corrupt(format!("record out of order (expected {expect:?})")))
-            }
+            (expect, _) => return Err(self.corrupt(format!("record out of order (expected {expect:?})"))),
         };
         if self.expect == Expect::Eof {
             self.verify_end()?;
@@ -550,12 +489,7 @@ impl ManifestReader {
                 }
                 Record::End(trailer) => {
                     let header = header.take().expect("reader checks record order");
-                    return Ok(SnapshotSummary {
-                        id: self.id,
-                        header,
-                        components,
-                        trailer,
-                    });
+                    return Ok(SnapshotSummary { id: self.id, header, components, trailer });
                 }
             }
         }
@@ -575,14 +509,8 @@ mod tests {
             mode: 0o100644,
             uid: 1000,
             gid: 1000,
-            mtime: Timestamp {
-                secs: 1_700_000_000,
-                nanos: 5,
-            },
-            ctime: Timestamp {
-                secs: 1_700_000_001,
-                nanos: 6,
-            },
+            mtime: Timestamp { secs: 1_700_000_000, nanos: 5 },
+            ctime: Timestamp { secs: 1_700_000_001, nanos: 6 },
             inode: 42,
             device: 7,
             links: 1,
@@ -590,10 +518,7 @@ mod tests {
             role: FileRole::Plain,
             log_number: None,
             chunker: 0,
-            chunks: vec![ChunkRef {
-                id: ChunkId::of(b"abc"),
-                len: 3,
-            }],
+            chunks: vec![ChunkRef { id: ChunkId::of(b"abc"), len: 3 }],
         }
     }
 
@@ -652,10 +577,7 @@ mod tests {
             read.push(r);
         }
         assert_eq!(read, records);
-        let summary = ManifestReader::open(dir.path(), &id)
-            .unwrap()
-            .summary()
-            .unwrap();
+        let summary = ManifestReader::open(dir.path(), &id).unwrap().summary().unwrap();
         assert_eq!(summary.components.len(), 1);
     }
 
@@ -680,16 +602,7 @@ mod tests {
 
     #[test]
     fn unsafe_paths_are_rejected() {
-        for bad in [
-            &b""[..],
-            b"/etc",
-            b"a/../b",
-            b"..",
-            b"a//b",
-            b"./a",
-            b"a/",
-            b"a\0b",
-        ] {
+        for bad in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"./a", b"a/", b"a\0b"] {
             assert!(validate_path(bad).is_err(), "{bad:?}");
         }
         validate_path(b"a/b/\xff.c").unwrap();
@@ -700,9 +613,7 @@ mod tests {
     fn file_record_bytes_match_the_spec() {
         let entry = FileEntry {
             path: b"d/\xff".to_vec(),
-            kind: FileKind::Symlink {
-                target: b"t".to_vec(),
-            },
+            kind: FileKind::Symlink { target: b"t".to_vec() },
             mode: 0o120777,
             uid: 1,
             gid: 2,
@@ -715,10 +626,7 @@ mod tests {
             role: FileRole::Log,
             log_number: Some(7),
             chunker: 1,
-            chunks: vec![ChunkRef {
-                id: ChunkId([0xab; 32]),
-                len: 9,
-            }],
+            chunks: vec![ChunkRef { id: ChunkId([0xab; 32]), len: 9 }],
         };
         let mut expected = Vec::new();
         expected.extend(2u32.to_le_bytes()); // Record::File
@@ -750,30 +658,10 @@ mod tests {
 
     #[test]
     fn rfc3339_dates() {
-        assert_eq!(
-            Timestamp { secs: 0, nanos: 0 }.to_rfc3339(),
-            "1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            Timestamp {
-                secs: 951_782_400,
-                nanos: 0
-            }
-            .to_rfc3339(),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            Timestamp {
-                secs: 1_795_292_325,
-                nanos: 0
-            }
-            .to_rfc3339(),
-            "2026-11-21T20:18:45Z"
-        );
-        assert_eq!(
-            Timestamp { secs: -1, nanos: 0 }.to_rfc3339(),
-            "1969-12-31T23:59:59Z"
-        );
+        assert_eq!(Timestamp { secs: 0, nanos: 0 }.to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp { secs: 951_782_400, nanos: 0 }.to_rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(Timestamp { secs: 1_795_292_325, nanos: 0 }.to_rfc3339(), "2026-11-21T20:18:45Z");
+        assert_eq!(Timestamp { secs: -1, nanos: 0 }.to_rfc3339(), "1969-12-31T23:59:59Z");
     }
 
     #[test]

@@ -12,9 +12,7 @@
 //! The file is named by the BLAKE3 of all its bytes.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{
-    self, MAX_CHUNK_LEN, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC,
-};
+use crate::format::{self, MAX_CHUNK_LEN, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use std::fs::File;
@@ -64,18 +62,8 @@ pub fn compress(id: ChunkId, raw: Vec<u8>, level: i32) -> Frame {
         slot.as_mut().and_then(|(_, c)| c.compress(&raw).ok())
     });
     match compressed {
-        Some(bytes) if bytes.len() < raw.len() => Frame {
-            id,
-            raw_len,
-            codec: Codec::Zstd,
-            bytes,
-        },
-        _ => Frame {
-            id,
-            raw_len,
-            codec: Codec::Raw,
-            bytes: raw,
-        },
+        Some(bytes) if bytes.len() < raw.len() => Frame { id, raw_len, codec: Codec::Zstd, bytes },
+        _ => Frame { id, raw_len, codec: Codec::Raw, bytes: raw },
     }
 }
 
@@ -176,17 +164,10 @@ impl PackWriter {
         self.write(&table)?;
         self.write(&footer)?;
         let id = PackId::from(self.hasher.finalize());
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&self.temp, e.into_error()))?;
+        let file = self.out.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
         let dest = pack_path(packs_dir, &id);
         fsutil::persist(file, &self.temp, &dest)?;
-        Ok(FinishedPack {
-            id,
-            size: self.len,
-            entries: self.entries,
-        })
+        Ok(FinishedPack { id, size: self.len, entries: self.entries })
     }
 }
 
@@ -212,11 +193,7 @@ pub fn list_packs(packs_dir: &Path) -> Result<Vec<(PackId, PathBuf)>> {
         }
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
-            if let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse().ok())
-            {
+            if let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) {
                 out.push((id, path));
             }
         }
@@ -230,17 +207,13 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     let size = file.metadata().at(path)?.len();
     let min = (format::FILE_HEADER_LEN + PACK_FOOTER_LEN) as u64;
     if size < min {
-        return Err(Error::corrupt(
-            path,
-            format!("{size} bytes is too short for a pack"),
-        ));
+        return Err(Error::corrupt(path, format!("{size} bytes is too short for a pack")));
     }
     let mut head = [0u8; format::FILE_HEADER_LEN];
     file.read_exact_at(&mut head, 0).at(path)?;
     format::check_file_header(&head, PACK_MAGIC).map_err(|e| Error::corrupt(path, e))?;
     let mut footer = [0u8; PACK_FOOTER_LEN];
-    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64)
-        .at(path)?;
+    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
     if footer[44..52] != PACK_FOOTER_MAGIC {
         return Err(Error::corrupt(path, "no pack footer (truncated?)"));
     }
@@ -250,10 +223,7 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     if table_offset < format::FILE_HEADER_LEN as u64
         || table_offset.checked_add(table_len) != Some(size - PACK_FOOTER_LEN as u64)
     {
-        return Err(Error::corrupt(
-            path,
-            "pack footer does not match the file size",
-        ));
+        return Err(Error::corrupt(path, "pack footer does not match the file size"));
     }
     let mut table = vec![0u8; table_len as usize];
     file.read_exact_at(&mut table, table_offset).at(path)?;
@@ -266,12 +236,9 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
             let entry = PackEntry::decode(bytes)
                 .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec"))?;
             let end = entry.offset.checked_add(entry.stored_len as u64);
-            let inside = entry.offset >= format::FILE_HEADER_LEN as u64
-                && end.is_some_and(|end| end <= table_offset);
-            if !inside
-                || entry.raw_len > MAX_CHUNK_LEN
-                || entry.stored_len > max_stored_len(entry.raw_len)
-            {
+            let inside =
+                entry.offset >= format::FILE_HEADER_LEN as u64 && end.is_some_and(|end| end <= table_offset);
+            if !inside || entry.raw_len > MAX_CHUNK_LEN || entry.stored_len > max_stored_len(entry.raw_len) {
                 return Err(Error::corrupt(
                     path,
                     format!("chunk {} lies outside the pack or is too large", entry.id),
@@ -291,10 +258,7 @@ fn max_stored_len(raw_len: u32) -> u32 {
 /// Reads one chunk's stored bytes.
 pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
     if stored_len > max_stored_len(MAX_CHUNK_LEN) {
-        return Err(Error::corrupt(
-            path,
-            format!("a chunk of {stored_len} stored bytes at offset {offset}"),
-        ));
+        return Err(Error::corrupt(path, format!("a chunk of {stored_len} stored bytes at offset {offset}")));
     }
     let mut stored = vec![0u8; stored_len as usize];
     file.read_exact_at(&mut stored, offset).at(path)?;
@@ -303,16 +267,9 @@ pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Re
 
 /// Decodes stored bytes back into the chunk and verifies them against `id`: nothing
 /// unverified ever leaves this function.
-pub fn decode_chunk(
-    id: &ChunkId,
-    codec: Codec,
-    raw_len: u32,
-    stored: Vec<u8>,
-) -> Result<Vec<u8>, String> {
+pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -> Result<Vec<u8>, String> {
     if raw_len > MAX_CHUNK_LEN {
-        return Err(format!(
-            "chunk {id}: {raw_len} bytes is more than any chunk"
-        ));
+        return Err(format!("chunk {id}: {raw_len} bytes is more than any chunk"));
     }
     let raw = match codec {
         Codec::Raw => stored,
@@ -320,10 +277,7 @@ pub fn decode_chunk(
             .map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?,
     };
     if raw.len() != raw_len as usize {
-        return Err(format!(
-            "chunk {id}: {} bytes, expected {raw_len}",
-            raw.len()
-        ));
+        return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
     }
     if ChunkId::of(&raw) != *id {
         return Err(format!("chunk {id}: content does not match its id"));
@@ -341,9 +295,7 @@ mod tests {
         let chunks: Vec<Vec<u8>> = vec![vec![0u8; 10_000], b"incompressible?".to_vec(), vec![]];
         let mut writer = PackWriter::create(dir.path()).unwrap();
         for raw in &chunks {
-            writer
-                .add(&compress(ChunkId::of(raw), raw.clone(), 3))
-                .unwrap();
+            writer.add(&compress(ChunkId::of(raw), raw.clone(), 3)).unwrap();
         }
         let pack = writer.finish(dir.path()).unwrap();
         let path = pack_path(dir.path(), &pack.id);
@@ -357,10 +309,7 @@ mod tests {
         assert_eq!(table[1].codec, Codec::Raw);
         for (entry, raw) in table.iter().zip(&chunks) {
             let stored = read_stored(&file, &path, entry.offset, entry.stored_len).unwrap();
-            assert_eq!(
-                &decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(),
-                raw
-            );
+            assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(), raw);
         }
     }
 
@@ -394,9 +343,7 @@ mod tests {
     fn table_entries_outside_the_pack_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = PackWriter::create(dir.path()).unwrap();
-        writer
-            .add(&compress(ChunkId::of(b"x"), b"x".to_vec(), 3))
-            .unwrap();
+        writer.add(&compress(ChunkId::of(b"x"), b"x".to_vec(), 3)).unwrap();
         let pack = writer.finish(dir.path()).unwrap();
         let path = pack_path(dir.path(), &pack.id);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -409,10 +356,7 @@ mod tests {
             bytes[footer..footer + 32].copy_from_slice(table_hash.as_bytes());
             std::fs::write(&path, &bytes).unwrap();
             let err = read_table(&File::open(&path).unwrap(), &path).unwrap_err();
-            assert!(
-                err.to_string().contains("outside the pack or is too large"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("outside the pack or is too large"), "{err}");
         }
     }
 }

@@ -22,18 +22,10 @@ pub struct RepairReport {
     pub skipped: Vec<String>,
 }
 
-pub fn rebuild_index(
-    root: &Path,
-    lock_wait: Duration,
-    progress: &dyn Progress,
-) -> Result<RepairReport> {
+pub fn rebuild_index(root: &Path, lock_wait: Duration, progress: &dyn Progress) -> Result<RepairReport> {
     let _lock = repo::lock(
         root,
-        &OpenOptions {
-            mode: LockMode::Exclusive,
-            lock_wait,
-            command: "cairn repair index",
-        },
+        &OpenOptions { mode: LockMode::Exclusive, lock_wait, command: "cairn repair index" },
     )?;
     repo::read_config(root)?;
     let tmp = root.join("tmp");
@@ -74,9 +66,7 @@ pub fn rebuild_index(
     }
     report.chunks = index.view()?.chunk_count()?;
     drop(index);
-    File::open(&temp_index)
-        .and_then(|f| f.sync_all())
-        .at(&temp_index)?;
+    File::open(&temp_index).and_then(|f| f.sync_all()).at(&temp_index)?;
     let dest = repo::index_path(root);
     fs::rename(&temp_index, &dest).at(&dest)?;
     fsutil::fsync_dir(root)?;

@@ -61,10 +61,7 @@ pub fn init(root: &Path) -> Result<Config> {
     if root.exists() {
         let mut entries = fs::read_dir(root).at(root)?;
         if entries.next().is_some() {
-            return Err(Error::Repository {
-                path: root.into(),
-                what: "exists and is not empty".into(),
-            });
+            return Err(Error::Repository { path: root.into(), what: "exists and is not empty".into() });
         }
     } else {
         fs::create_dir_all(root).at(root)?;
@@ -82,9 +79,7 @@ pub fn init(root: &Path) -> Result<Config> {
 
 fn random_id(root: &Path) -> Result<[u8; 32]> {
     let mut id = [0u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut id))
-        .at("/dev/urandom")?;
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
     // Mixed with the path and time in case /dev/urandom is not what it claims.
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id);
@@ -111,12 +106,7 @@ pub fn lock(root: &Path, options: &OpenOptions) -> Result<RepoLock> {
     if !config_path(root).exists() {
         read_config(root)?;
     }
-    lock::acquire(
-        &root.join("lock"),
-        options.mode,
-        options.lock_wait,
-        options.command,
-    )
+    lock::acquire(&root.join("lock"), options.mode, options.lock_wait, options.command)
 }
 
 impl Repository {
@@ -129,22 +119,14 @@ impl Repository {
                 // A writer was killed. Recovering the index needs a writable open, so
                 // take the exclusive lock for that moment, then read as asked.
                 drop(lock);
-                let exclusive = OpenOptions {
-                    mode: LockMode::Exclusive,
-                    ..*options
-                };
+                let exclusive = OpenOptions { mode: LockMode::Exclusive, ..*options };
                 drop(Repository::open(root, &exclusive)?);
                 lock = self::lock(root, options)?;
                 Index::open(&index_path(root), writable)?
             }
             other => other?,
         };
-        let repo = Repository {
-            root: root.to_path_buf(),
-            config,
-            index,
-            _lock: lock,
-        };
+        let repo = Repository { root: root.to_path_buf(), config, index, _lock: lock };
         if writable {
             repo.clear_tmp()?;
             repo.sync_index()?;
@@ -198,8 +180,7 @@ impl Repository {
         let on_disk = self.snapshot_ids()?;
         for id in &on_disk {
             if view.snapshot_summary(id)?.is_none() {
-                if let Ok(summary) =
-                    ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary())
+                if let Ok(summary) = ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary())
                 {
                     self.index.add_snapshot(&summary)?;
                 }
@@ -208,8 +189,7 @@ impl Repository {
         for id in indexed_snapshots.iter().filter(|id| !on_disk.contains(id)) {
             self.index.remove_snapshot(id)?;
         }
-        let indexed_packs: HashSet<PackId> =
-            view.packs()?.into_iter().map(|(id, _, _)| id).collect();
+        let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
         let on_disk = self.pack_files()?;
         for (id, path) in &on_disk {
             if !indexed_packs.contains(id) {
@@ -261,11 +241,7 @@ impl Repository {
 
     /// The newest readable snapshot of `set`, the parent of an incremental backup.
     pub fn latest_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
-        Ok(self
-            .snapshots()?
-            .readable
-            .into_iter()
-            .rfind(|s| s.header.set == set))
+        Ok(self.snapshots()?.readable.into_iter().rfind(|s| s.header.set == set))
     }
 
     /// A full id, a unique prefix of one, or `latest`.
@@ -279,16 +255,11 @@ impl Repository {
                 .ok_or_else(|| Error::Snapshot("the repository has no snapshots".into()));
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Snapshot(format!(
-                "{spec:?} is not a snapshot id, prefix or `latest`"
-            )));
+            return Err(Error::Snapshot(format!("{spec:?} is not a snapshot id, prefix or `latest`")));
         }
         let spec_lower = spec.to_ascii_lowercase();
-        let matches: Vec<SnapshotId> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_lower))
-            .collect();
+        let matches: Vec<SnapshotId> =
+            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lower)).collect();
         match matches.as_slice() {
             [id] => Ok(*id),
             [] => Err(Error::Snapshot(format!("no snapshot matches {spec:?}"))),

@@ -14,18 +14,11 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn restore_args<'a>(snapshot: &'a str, target: &'a Path) -> Vec<&'a OsStr> {
-    vec![
-        OsStr::new("restore"),
-        OsStr::new(snapshot),
-        OsStr::new("--target"),
-        target.as_os_str(),
-    ]
+    vec![OsStr::new("restore"), OsStr::new(snapshot), OsStr::new("--target"), target.as_os_str()]
 }
 
 fn num(v: &Value, field: &str) -> u64 {
-    v[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
+    v[field].as_u64().unwrap_or_else(|| panic!("{field} is not a number in {v}"))
 }
 
 /// index.redb is a cache whose file size redb manages: across commits it alternates
@@ -33,10 +26,7 @@ fn num(v: &Value, field: &str) -> u64 {
 /// repository's data (packs, manifests, config).
 #[track_caller]
 fn assert_index_bounded(before: u64, after: u64) {
-    assert!(
-        after <= before.max(1 << 20) * 2,
-        "index.redb grew from {before} to {after} bytes"
-    );
+    assert!(after <= before.max(1 << 20) * 2, "index.redb grew from {before} to {after} bytes");
 }
 
 #[test]
@@ -54,9 +44,7 @@ fn round_trip_is_byte_exact() {
     fs::create_dir_all(busy.join("modes")).unwrap();
     fs::write(busy.join("stray"), b"not from the snapshot").unwrap();
     fs::write(busy.join("modes/private"), b"stale content").unwrap();
-    env.run(restore_args(&id, &busy))
-        .expect_code(1)
-        .mentions("--overwrite");
+    env.run(restore_args(&id, &busy)).expect_code(1).mentions("--overwrite");
     assert_eq!(
         fs::read(busy.join("modes/private")).unwrap(),
         b"stale content",
@@ -70,10 +58,7 @@ fn round_trip_is_byte_exact() {
     if let Some(diff) = tree_difference_except(&tree.root, &busy, &skip_stray) {
         panic!("restore --overwrite: {diff}");
     }
-    assert_eq!(
-        fs::read(busy.join("stray")).unwrap(),
-        b"not from the snapshot"
-    );
+    assert_eq!(fs::read(busy.join("stray")).unwrap(), b"not from the snapshot");
 }
 
 #[test]
@@ -96,16 +81,8 @@ fn incremental_backup_reads_only_changed_files() {
     assert_index_bounded(index_before, env.index_size());
     let bytes = num(&second, "bytes");
     assert_eq!(bytes, tree.bytes);
-    assert!(
-        num(&second, "new_bytes") * 100 < bytes,
-        "new_bytes {} of {bytes}",
-        second["new_bytes"]
-    );
-    assert!(
-        num(&second, "stored_bytes") * 100 < bytes,
-        "stored_bytes {} of {bytes}",
-        second["stored_bytes"]
-    );
+    assert!(num(&second, "new_bytes") * 100 < bytes, "new_bytes {} of {bytes}", second["new_bytes"]);
+    assert!(num(&second, "stored_bytes") * 100 < bytes, "stored_bytes {} of {bytes}", second["stored_bytes"]);
     assert_eq!(num(&second, "bytes_read"), 0, "{second}");
     assert!(
         growth * 100 < tree.bytes,
@@ -186,11 +163,7 @@ fn damaged_pack_is_found_and_contained() {
     let pack = &packs[0];
     let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
     let table = pack_table(pack);
-    let first = table
-        .iter()
-        .min_by_key(|e| e.offset)
-        .expect("a pack holds chunks")
-        .clone();
+    let first = table.iter().min_by_key(|e| e.offset).expect("a pack holds chunks").clone();
     assert!(first.offset >= 16, "{first:?}");
     flip_byte(pack, first.offset + u64::from(first.stored_len) / 2);
 
@@ -231,11 +204,7 @@ fn damaged_pack_is_found_and_contained() {
     for rel in &affected {
         let restored = out.join(rel);
         if let Ok(data) = fs::read(&restored) {
-            assert_eq!(
-                data,
-                fs::read(tree.root.join(rel)).unwrap(),
-                "{rel} was restored with wrong content"
-            );
+            assert_eq!(data, fs::read(tree.root.join(rel)).unwrap(), "{rel} was restored with wrong content");
         }
     }
     // ... and every other file is restored exactly.
@@ -271,11 +240,7 @@ fn missing_index_is_reported_and_rebuilt() {
     let repair = env.run(["repair", "index"]);
     repair.success();
     assert!(env.repo.join("index.redb").exists());
-    assert_eq!(
-        env.snapshots(),
-        listed,
-        "snapshots changed across the repair"
-    );
+    assert_eq!(env.snapshots(), listed, "snapshots changed across the repair");
 
     let out = env.path("out2");
     env.restore("latest", &out);
@@ -294,9 +259,7 @@ fn snapshot_resolution() {
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     // An empty repository has no `latest`.
-    env.run(["ls", "latest"])
-        .expect_code(1)
-        .mentions("no snapshots");
+    env.run(["ls", "latest"]).expect_code(1).mentions("no snapshots");
 
     // 17 snapshots: two of them must share their first hex digit.
     let mut ids = Vec::new();
@@ -304,26 +267,17 @@ fn snapshot_resolution() {
         fs::write(src.join("file"), format!("version {i}")).unwrap();
         ids.push(env.backup(&src, &[]));
     }
-    let listed: Vec<String> = env
-        .snapshots()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
+    let listed: Vec<String> = env.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(listed, ids, "snapshots are listed oldest first");
 
     let resolved = |spec: &str| -> String {
-        env.run(["cat", spec]).success().json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        env.run(["cat", spec]).success().json()["id"].as_str().unwrap().to_string()
     };
     assert_eq!(resolved("latest"), ids[16]);
     for id in &ids {
         assert_eq!(&resolved(id), id);
         // The shortest unique prefix, in either case.
-        let n = (1..=64)
-            .find(|&n| ids.iter().filter(|o| o.starts_with(&id[..n])).count() == 1)
-            .unwrap();
+        let n = (1..=64).find(|&n| ids.iter().filter(|o| o.starts_with(&id[..n])).count() == 1).unwrap();
         assert_eq!(&resolved(&id[..n]), id);
         assert_eq!(&resolved(&id[..n].to_ascii_uppercase()), id);
     }
@@ -352,33 +306,16 @@ fn snapshot_resolution() {
         .map(|d| format!("{d:02x}"))
         .find(|p| !ids.iter().any(|id| id.starts_with(p.as_str())))
         .unwrap();
-    env.run(["ls", unknown.as_str()])
-        .expect_code(1)
-        .mentions(&unknown)
-        .mentions("no snapshot");
-    env.run(["cat", "zz"])
-        .expect_code(1)
-        .mentions("not a snapshot id");
-    let full_unknown = "0".repeat(63)
-        + if ids.iter().any(|i| i == &"0".repeat(64)) {
-            "1"
-        } else {
-            "0"
-        };
-    env.run(["cat", full_unknown.as_str()])
-        .expect_code(1)
-        .mentions("no snapshot");
+    env.run(["ls", unknown.as_str()]).expect_code(1).mentions(&unknown).mentions("no snapshot");
+    env.run(["cat", "zz"]).expect_code(1).mentions("not a snapshot id");
+    let full_unknown = "0".repeat(63) + if ids.iter().any(|i| i == &"0".repeat(64)) { "1" } else { "0" };
+    env.run(["cat", full_unknown.as_str()]).expect_code(1).mentions("no snapshot");
 }
 
 #[test]
 fn json_outputs() {
     let env = TestEnv::without_repo();
-    let init = run_raw([
-        OsStr::new("--json"),
-        OsStr::new("-r"),
-        env.repo.as_os_str(),
-        OsStr::new("init"),
-    ]);
+    let init = run_raw([OsStr::new("--json"), OsStr::new("-r"), env.repo.as_os_str(), OsStr::new("init")]);
     let init = init.success().json();
     assert!(is_snapshot_id(init["id"].as_str().unwrap()), "{init}");
     assert!(init["path"].is_string(), "{init}");
@@ -396,10 +333,7 @@ fn json_outputs() {
         "new_chunks",
         "errors",
     ] {
-        assert!(
-            backup.get(field).is_some(),
-            "backup --json lacks {field}: {backup}"
-        );
+        assert!(backup.get(field).is_some(), "backup --json lacks {field}: {backup}");
     }
     let id = backup["id"].as_str().unwrap().to_string();
     assert!(is_snapshot_id(&id));
@@ -416,10 +350,7 @@ fn json_outputs() {
     assert_eq!(list.len(), 1);
     let s = &list[0];
     for field in ["id", "time", "set", "tags", "parent", "kind", "components"] {
-        assert!(
-            s.get(field).is_some(),
-            "snapshots --json lacks {field}: {s}"
-        );
+        assert!(s.get(field).is_some(), "snapshots --json lacks {field}: {s}");
     }
     assert_eq!(s["id"], id.as_str());
     assert!(s["time"].is_string());
@@ -486,22 +417,13 @@ fn error_messages() {
     for args in [vec!["snapshots"], vec!["check"], vec!["ls", "latest"]] {
         let mut all = vec![OsStr::new("-r"), not_repo.as_os_str()];
         all.extend(args.iter().map(OsStr::new));
-        run_raw(all)
-            .expect_code(1)
-            .mentions("not a cairn repository");
+        run_raw(all).expect_code(1).mentions("not a cairn repository");
     }
-    assert!(
-        !not_repo.join("lock").exists(),
-        "opening a non-repository must not create files in it"
-    );
+    assert!(!not_repo.join("lock").exists(), "opening a non-repository must not create files in it");
     // A path that does not exist at all.
-    run_raw([
-        OsStr::new("-r"),
-        missing.as_os_str(),
-        OsStr::new("snapshots"),
-    ])
-    .expect_code(1)
-    .mentions("not a cairn repository");
+    run_raw([OsStr::new("-r"), missing.as_os_str(), OsStr::new("snapshots")])
+        .expect_code(1)
+        .mentions("not a cairn repository");
     assert!(!missing.exists());
 
     // No repository at all.
@@ -519,9 +441,7 @@ fn error_messages() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("a"), b"a").unwrap();
     let id = env.backup(&src, &[]);
-    env.run(restore_args(&id, &not_repo.join("file")))
-        .expect_code(1)
-        .mentions("not a directory");
+    env.run(restore_args(&id, &not_repo.join("file"))).expect_code(1).mentions("not a directory");
 }
 
 #[test]
@@ -539,16 +459,12 @@ fn unreadable_file_gives_incomplete_snapshot() {
     let cairn = |args: &[&OsStr]| -> Run {
         let mut cmd = if as_root {
             let mut c = std::process::Command::new(which("setpriv").unwrap_or(setpriv.into()));
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(cairn_bin());
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cairn_bin());
             c
         } else {
             std::process::Command::new(cairn_bin())
         };
-        cmd.env_remove("CAIRN_REPO")
-            .arg("-r")
-            .arg(&env.repo)
-            .args(args);
+        cmd.env_remove("CAIRN_REPO").arg("-r").arg(&env.repo).args(args);
         let out = cmd.output().expect("run cairn");
         Run {
             code: out.status.code().unwrap_or(-1),
@@ -559,11 +475,7 @@ fn unreadable_file_gives_incomplete_snapshot() {
     };
 
     let src = env.path("src");
-    for (rel, data) in [
-        ("a.txt", &b"alpha"[..]),
-        ("sub/b.txt", b"bravo"),
-        ("z.txt", b"zulu"),
-    ] {
+    for (rel, data) in [("a.txt", &b"alpha"[..]), ("sub/b.txt", b"bravo"), ("z.txt", b"zulu")] {
         let path = src.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, data).unwrap();
@@ -594,20 +506,13 @@ fn unreadable_file_gives_incomplete_snapshot() {
     assert!(errors[0].to_string().contains("secret"), "{v}");
 
     let out = env.path("out");
-    let restore = cairn(&[
-        OsStr::new("restore"),
-        OsStr::new(id.as_str()),
-        OsStr::new("--target"),
-        out.as_os_str(),
-    ]);
+    let restore =
+        cairn(&[OsStr::new("restore"), OsStr::new(id.as_str()), OsStr::new("--target"), out.as_os_str()]);
     restore.success();
     assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
     assert_eq!(fs::read(out.join("sub/b.txt")).unwrap(), b"bravo");
     assert_eq!(fs::read(out.join("z.txt")).unwrap(), b"zulu");
-    assert!(
-        !out.join("sub/secret").exists(),
-        "an unread file was restored"
-    );
+    assert!(!out.join("sub/secret").exists(), "an unread file was restored");
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -626,24 +531,16 @@ fn lock_held_by_another_process() {
     fs::write(src.join("f"), b"data").unwrap();
 
     let pid = std::process::id();
-    let mut lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(env.repo.join("lock"))
-        .unwrap();
+    let mut lock = fs::OpenOptions::new().read(true).write(true).open(env.repo.join("lock")).unwrap();
     lock.try_lock().expect("take the lock");
     lock.set_len(0).unwrap();
     write!(lock, "pid {pid} on test (cairn backup, since unix time 0)").unwrap();
     lock.flush().unwrap();
 
     let holder = format!("pid {pid}");
-    env.run([OsStr::new("backup"), src.as_os_str()])
-        .expect_code(11)
-        .mentions(&holder);
+    env.run([OsStr::new("backup"), src.as_os_str()]).expect_code(11).mentions(&holder);
     env.run(["snapshots"]).expect_code(11).mentions(&holder);
-    env.run(["repair", "index"])
-        .expect_code(11)
-        .mentions(&holder);
+    env.run(["repair", "index"]).expect_code(11).mentions(&holder);
     assert_eq!(env.snapshot_files(), 0);
 
     // With --retry-lock the command waits for the lock to be released.
@@ -653,24 +550,13 @@ fn lock_held_by_another_process() {
         drop(lock);
     });
     let started = Instant::now();
-    let run = env.run([
-        OsStr::new("--retry-lock"),
-        OsStr::new("5"),
-        OsStr::new("backup"),
-        src.as_os_str(),
-    ]);
+    let run = env.run([OsStr::new("--retry-lock"), OsStr::new("5"), OsStr::new("backup"), src.as_os_str()]);
     let waited = started.elapsed();
     releaser.join().unwrap();
     run.success();
     assert!(is_snapshot_id(&run.snapshot_id()));
-    assert!(
-        waited >= Duration::from_millis(900),
-        "did not wait: {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(5),
-        "waited too long: {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(900), "did not wait: {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited too long: {waited:?}");
     assert_eq!(env.snapshots().len(), 1);
 }
 
@@ -680,11 +566,9 @@ fn corrupt_index_is_reported_and_rebuilt() {
     let tree = generate_tree(&env.path("src"), &TreeSpec::small(8));
     let id = env.backup(&tree.root, &[]);
     fs::write(env.repo.join("index.redb"), b"not a redb database").unwrap();
-    for run in [
-        env.run(["snapshots"]),
-        env.run(["check"]),
-        env.run([OsStr::new("backup"), tree.root.as_os_str()]),
-    ] {
+    for run in
+        [env.run(["snapshots"]), env.run(["check"]), env.run([OsStr::new("backup"), tree.root.as_os_str()])]
+    {
         run.expect_code(1).mentions("index.redb");
     }
     env.run(["repair", "index"]).success();
@@ -704,12 +588,7 @@ fn damaged_manifest_does_not_block_other_snapshots() {
     // Damage the second manifest and rebuild the index, as an operator would.
     let manifest = env.repo.join("snapshots").join(&bad);
     let len = fs::metadata(&manifest).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&manifest)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&manifest).unwrap().set_len(len / 2).unwrap();
     env.run(["repair", "index"]).success().mentions(&bad);
     env.run(["check"]).expect_code(1).mentions(&bad);
 
@@ -737,18 +616,10 @@ fn tree_harness_is_deterministic_and_strict() {
     let has = |p: &[u8]| paths.iter().any(|x| x == p);
     assert!(has(b"names/caf\xe9.txt") && has(b"names/dir-\x80\x81/inner"));
     assert!(paths.iter().any(|p| p.ends_with(b"l11/bottom.txt")));
-    for p in [
-        "links/absolute",
-        "links/dangling",
-        "links/relative",
-        "emptydirs/b/c",
-    ] {
+    for p in ["links/absolute", "links/dangling", "links/relative", "emptydirs/b/c"] {
         assert!(has(p.as_bytes()), "{p}");
     }
-    assert_eq!(
-        fs::read_link(a.root.join("links/dangling")).unwrap(),
-        Path::new("no/such/file")
-    );
+    assert_eq!(fs::read_link(a.root.join("links/dangling")).unwrap(), Path::new("no/such/file"));
     let mode = |p: &str| fs::metadata(a.root.join(p)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode("modes/readonly"), 0o444);
     assert_eq!(mode("emptydirs/b"), 0o1777);
@@ -770,11 +641,7 @@ fn tree_harness_is_deterministic_and_strict() {
         &|c| {
             let p = c.join("links/relative");
             let m = fs::symlink_metadata(&p).unwrap();
-            touch(
-                &p,
-                filetime::FileTime::from_last_modification_time(&m).unix_seconds(),
-                1,
-            );
+            touch(&p, filetime::FileTime::from_last_modification_time(&m).unix_seconds(), 1);
         },
         "links/relative",
     );
@@ -805,10 +672,7 @@ fn tree_harness_is_deterministic_and_strict() {
         },
         "links/dangling",
     );
-    differs(
-        &|c| fs::remove_dir(c.join("emptydirs/b/c")).unwrap(),
-        "emptydirs/b",
-    );
+    differs(&|c| fs::remove_dir(c.join("emptydirs/b/c")).unwrap(), "emptydirs/b");
     differs(
         &|c| fs::write(c.join("names").join(OsStr::from_bytes(b"\xff\xfe")), b"x").unwrap(),
         "names/\\xff\\xfe",
@@ -827,19 +691,10 @@ fn missing_pack_is_reported_with_the_files_it_held() {
     let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
     fs::remove_file(pack).unwrap();
     let check = env.run(["check"]);
-    check
-        .failure()
-        .mentions(&pack_id)
-        .mentions("missing")
-        .mentions("affects snapshot");
+    check.failure().mentions(&pack_id).mentions("missing").mentions("affects snapshot");
     let json = env.run(["--json", "check"]).failure().json();
     let problem = &json["problems"][0];
-    assert!(
-        problem["affected"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty()),
-        "{json}"
-    );
+    assert!(problem["affected"].as_array().is_some_and(|a| !a.is_empty()), "{json}");
 }
 
 #[test]
@@ -895,16 +750,8 @@ fn relative_repository_paths_work() {
     fs::create_dir_all(dir.join("data")).unwrap();
     fs::write(dir.join("data/f"), b"x").unwrap();
     let cairn = |args: &[&str]| {
-        let out = std::process::Command::new(cairn_bin())
-            .current_dir(&dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = std::process::Command::new(cairn_bin()).current_dir(&dir).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     cairn(&["-r", "repo", "init"]);
     cairn(&["-r", "repo", "backup", "data"]);

@@ -40,11 +40,7 @@ fn change_tree(tree: &Tree, round: u64) {
         modify_file(&tree.root.join(rel), 5000 + round * 10 + k);
     }
     let mut rng = Rng::new(9000 + round);
-    fs::write(
-        tree.root.join(format!("added-{round}.bin")),
-        rng.random_bytes(2 << 20),
-    )
-    .unwrap();
+    fs::write(tree.root.join(format!("added-{round}.bin")), rng.random_bytes(2 << 20)).unwrap();
 }
 
 /// Arguments of an incremental or a `--full` backup of the tree.
@@ -74,10 +70,7 @@ fn killed_backups_leave_the_repository_sound() {
         env.run(backup_args(&tree, full)).success();
         took[k] = t.elapsed();
     }
-    eprintln!(
-        "uninterrupted rounds: incremental {:?}, full {:?}",
-        took[0], took[1]
-    );
+    eprintln!("uninterrupted rounds: incremental {:?}, full {:?}", took[0], took[1]);
 
     let fractions = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97];
     let mut interrupted = 0;
@@ -104,11 +97,7 @@ fn killed_backups_leave_the_repository_sound() {
         }
         eprintln!(
             "round {round} (full: {full}): killed after {delay:?}{}",
-            if finished_first.is_some() {
-                ", but it had finished"
-            } else {
-                ""
-            }
+            if finished_first.is_some() { ", but it had finished" } else { "" }
         );
     }
     assert!(
@@ -143,10 +132,7 @@ fn killed_backups_leave_the_repository_sound() {
     // What the killed backups left is cleaned up or sound.
     env.run(["check", "--read-data"]).success();
     let tmp: Vec<_> = fs::read_dir(env.repo.join("tmp")).unwrap().collect();
-    assert!(
-        tmp.is_empty(),
-        "tmp/ not cleaned by the next writer: {tmp:?}"
-    );
+    assert!(tmp.is_empty(), "tmp/ not cleaned by the next writer: {tmp:?}");
     eprintln!(
         "{interrupted} of {} backups interrupted; {:.1}s in all",
         fractions.len(),

@@ -17,14 +17,8 @@ fn entry(path: &[u8], kind: FileKind, mode: u32) -> FileEntry {
         mode,
         uid: 4242,
         gid: 4242,
-        mtime: Timestamp {
-            secs: 1000,
-            nanos: 0,
-        },
-        ctime: Timestamp {
-            secs: 1000,
-            nanos: 0,
-        },
+        mtime: Timestamp { secs: 1000, nanos: 0 },
+        ctime: Timestamp { secs: 1000, nanos: 0 },
         inode: 1,
         device: 1,
         links: 1,
@@ -50,11 +44,7 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
             client: "test".into(),
         }))
         .unwrap();
-    let component = ComponentHeader {
-        name: "c".into(),
-        store_type: "dir".into(),
-        source: b"/".to_vec(),
-    };
+    let component = ComponentHeader { name: "c".into(), store_type: "dir".into(), source: b"/".to_vec() };
     writer.write(&Record::Component(component)).unwrap();
     for file in files {
         writer.write(&Record::File(file)).unwrap();
@@ -89,9 +79,7 @@ fn entries_beneath_a_symlink_never_reach_its_target() {
     fs::create_dir_all(outside.join("victimdir")).unwrap();
     fs::write(outside.join("victimfile"), b"precious").unwrap();
     let before = fs::metadata(outside.join("victimdir")).unwrap();
-    let link = FileKind::Symlink {
-        target: outside.as_os_str().as_encoded_bytes().to_vec(),
-    };
+    let link = FileKind::Symlink { target: outside.as_os_str().as_encoded_bytes().to_vec() };
     let id = craft(
         &env.repo,
         vec![
@@ -102,19 +90,11 @@ fn entries_beneath_a_symlink_never_reach_its_target() {
         ],
     );
     let target = env.path("target");
-    env.run([
-        "restore",
-        &id.to_hex(),
-        "--target",
-        target.to_str().unwrap(),
-    ])
-    .failure()
-    .mentions("not restored");
+    env.run(["restore", &id.to_hex(), "--target", target.to_str().unwrap()])
+        .failure()
+        .mentions("not restored");
     let after = fs::metadata(outside.join("victimdir")).unwrap();
-    assert_eq!(
-        (after.mode(), after.uid(), after.mtime()),
-        (before.mode(), before.uid(), before.mtime())
-    );
+    assert_eq!((after.mode(), after.uid(), after.mtime()), (before.mode(), before.uid(), before.mtime()));
     assert_eq!(fs::read(outside.join("victimfile")).unwrap(), b"precious");
     assert!(!outside.join("new").exists());
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 2);
@@ -132,10 +112,7 @@ fn hard_links_with_different_content_are_restored_apart() {
     let chunk_of = |name: &str| {
         let files = manifest["components"][0]["files"].as_array().unwrap();
         let file = files.iter().find(|f| f["path"] == name).unwrap();
-        ChunkRef {
-            id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(),
-            len: 3,
-        }
+        ChunkRef { id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(), len: 3 }
     };
     let linked = |path: &[u8], chunk: ChunkRef| FileEntry {
         links: 2,
@@ -145,18 +122,9 @@ fn hard_links_with_different_content_are_restored_apart() {
         chunks: vec![chunk],
         ..entry(path, FileKind::Regular, 0o100644)
     };
-    let id = craft(
-        &env.repo,
-        vec![linked(b"a", chunk_of("a")), linked(b"b", chunk_of("b"))],
-    );
+    let id = craft(&env.repo, vec![linked(b"a", chunk_of("a")), linked(b"b", chunk_of("b"))]);
     let target = env.path("target");
-    env.run([
-        "restore",
-        &id.to_hex(),
-        "--target",
-        target.to_str().unwrap(),
-    ])
-    .success();
+    env.run(["restore", &id.to_hex(), "--target", target.to_str().unwrap()]).success();
     assert_eq!(fs::read(target.join("a")).unwrap(), b"AAA");
     assert_eq!(fs::read(target.join("b")).unwrap(), b"BBB");
 }
@@ -175,15 +143,8 @@ fn a_path_named_twice_is_restored_once() {
     let file = |name: &str| {
         let files = manifest["components"][0]["files"].as_array().unwrap();
         let file = files.iter().find(|f| f["path"] == name).unwrap();
-        let chunk = ChunkRef {
-            id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(),
-            len: 3,
-        };
-        FileEntry {
-            size: 3,
-            chunks: vec![chunk],
-            ..entry(name.as_bytes(), FileKind::Regular, 0o100644)
-        }
+        let chunk = ChunkRef { id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(), len: 3 };
+        FileEntry { size: 3, chunks: vec![chunk], ..entry(name.as_bytes(), FileKind::Regular, 0o100644) }
     };
     let id = craft(
         &env.repo,
@@ -197,13 +158,7 @@ fn a_path_named_twice_is_restored_once() {
     let target = env.path("target");
     fs::create_dir_all(&target).unwrap();
     fs::write(target.join("old"), b"old").unwrap();
-    let restore = env.run([
-        "restore",
-        &id.to_hex(),
-        "--target",
-        target.to_str().unwrap(),
-        "--overwrite",
-    ]);
+    let restore = env.run(["restore", &id.to_hex(), "--target", target.to_str().unwrap(), "--overwrite"]);
     restore.failure().mentions("appears twice");
     assert_eq!(fs::read(target.join("a")).unwrap(), b"AAA");
 }
@@ -217,21 +172,11 @@ fn directory_modes_are_applied_deepest_first() {
     for i in 0..8 {
         let top = format!("p{i}");
         files.push(entry(top.as_bytes(), FileKind::Directory, 0o40600));
-        files.push(entry(
-            format!("{top}/q").as_bytes(),
-            FileKind::Directory,
-            0o40750,
-        ));
+        files.push(entry(format!("{top}/q").as_bytes(), FileKind::Directory, 0o40750));
     }
     let id = craft(&env.repo, files);
     let target = env.path("target");
-    env.run([
-        "restore",
-        &id.to_hex(),
-        "--target",
-        target.to_str().unwrap(),
-    ])
-    .success();
+    env.run(["restore", &id.to_hex(), "--target", target.to_str().unwrap()]).success();
     for i in 0..8 {
         let top = target.join(format!("p{i}"));
         assert_eq!(fs::metadata(&top).unwrap().mode() & 0o7777, 0o600);

@@ -36,11 +36,7 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
 
 /// Expected content of each regular file, per snapshot.
 fn expected_files(snapshot: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let hello: &[u8] = if snapshot == FULL {
-        b"hello, cairn\n"
-    } else {
-        b"hello again, cairn\n"
-    };
+    let hello: &[u8] = if snapshot == FULL { b"hello, cairn\n" } else { b"hello again, cairn\n" };
     vec![
         (b"caf\xe9.txt".to_vec(), b"non-utf8 name\n".to_vec()),
         (b"dir/hard.txt".to_vec(), b"non-utf8 name\n".to_vec()),
@@ -70,18 +66,8 @@ fn config_bytes_decode_to_the_v1_parameters() {
     assert_eq!(&bytes[..8], b"CAIRNCFG");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
     let config = Config::decode(&bytes, &path).unwrap();
-    assert_eq!(
-        config.chunkers,
-        vec![
-            ChunkerParams::DEFAULT,
-            ChunkerParams::FINE,
-            ChunkerParams::MEDIUM
-        ]
-    );
-    assert_eq!(
-        (config.compression.algorithm, config.compression.level),
-        (1, 3)
-    );
+    assert_eq!(config.chunkers, vec![ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM]);
+    assert_eq!((config.compression.algorithm, config.compression.level), (1, 3));
     assert_eq!(config.pack_target, 32 << 20);
 }
 
@@ -91,20 +77,13 @@ fn packs_are_named_by_their_hash_and_their_tables_decode() {
     let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
     assert_eq!(ids, vec![SECOND_PACK.to_string(), DATA_PACK.to_string()]);
     for (id, path) in &packs {
-        assert_eq!(
-            PackId::of(&fs::read(path).unwrap()),
-            *id,
-            "{}",
-            path.display()
-        );
+        assert_eq!(PackId::of(&fs::read(path).unwrap()), *id, "{}", path.display());
     }
     let (_, path) = &packs[1];
     let file = fs::File::open(path).unwrap();
     let table = pack::read_table(&file, path).unwrap();
-    let summary: Vec<(u64, u32, u32, Codec)> = table
-        .iter()
-        .map(|e| (e.offset, e.stored_len, e.raw_len, e.codec))
-        .collect();
+    let summary: Vec<(u64, u32, u32, Codec)> =
+        table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec)).collect();
     assert_eq!(summary, PINNED_TABLE);
     for entry in &table {
         let stored = pack::read_stored(&file, path, entry.offset, entry.stored_len).unwrap();
@@ -122,20 +101,16 @@ const PINNED_TABLE: &[(u64, u32, u32, Codec)] = &[
 #[test]
 fn manifests_decode_to_the_snapshots_that_were_taken() {
     let dir = vectors().join("snapshots");
-    for (id, kind, parent) in [
-        (FULL, SnapshotKind::Full, None),
-        (INCREMENTAL, SnapshotKind::Incremental, Some(FULL)),
-    ] {
+    for (id, kind, parent) in
+        [(FULL, SnapshotKind::Full, None), (INCREMENTAL, SnapshotKind::Incremental, Some(FULL))]
+    {
         let id: SnapshotId = id.parse().unwrap();
         let mut reader = ManifestReader::open(&dir, &id).unwrap();
         let mut files = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
             match record {
                 Record::Snapshot(h) => {
-                    assert_eq!(
-                        (h.set.as_str(), h.host.as_str(), h.kind),
-                        ("vectors", "vector-host", kind)
-                    );
+                    assert_eq!((h.set.as_str(), h.host.as_str(), h.kind), ("vectors", "vector-host", kind));
                     assert_eq!(h.tags, vec!["v1".to_string()]);
                     assert_eq!(h.parent.map(|p| p.to_hex()), parent.map(String::from));
                 }
@@ -162,16 +137,8 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
             ]
         );
         assert_eq!(files[0].links, 2);
-        assert_eq!(
-            (files[2].device, files[2].inode),
-            (files[0].device, files[0].inode)
-        );
-        assert_eq!(
-            files[7].kind,
-            FileKind::Symlink {
-                target: b"hello.txt".to_vec()
-            }
-        );
+        assert_eq!((files[2].device, files[2].inode), (files[0].device, files[0].inode));
+        assert_eq!(files[7].kind, FileKind::Symlink { target: b"hello.txt".to_vec() });
         assert_eq!(files[1].mtime.secs, 1_700_000_000);
         // The chunk lists are what today's chunker cuts from the same bytes.
         let params = ChunkerParams::DEFAULT;
@@ -195,13 +162,7 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
     let repo = work.path().join("repo");
     copy_dir(&vectors(), &repo);
     let cairn = |args: &[&str]| {
-        Command::cargo_bin("cairn")
-            .unwrap()
-            .arg("-r")
-            .arg(&repo)
-            .args(args)
-            .assert()
-            .success()
+        Command::cargo_bin("cairn").unwrap().arg("-r").arg(&repo).args(args).assert().success()
     };
     cairn(&["repair", "index"]);
     cairn(&["check", "--read-data"]);
@@ -212,25 +173,12 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
             let file = target.join(std::ffi::OsStr::from_bytes(&path));
             assert_eq!(fs::read(&file).unwrap(), content, "{}", file.display());
         }
-        assert_eq!(
-            fs::read_link(target.join("link")).unwrap(),
-            Path::new("hello.txt")
-        );
+        assert_eq!(fs::read_link(target.join("link")).unwrap(), Path::new("hello.txt"));
         assert!(fs::read_dir(target.join("empty")).unwrap().next().is_none());
-        assert_eq!(
-            fs::metadata(target.join("dir")).unwrap().mtime(),
-            1_700_000_000
-        );
-        assert_eq!(
-            fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(fs::metadata(target.join("dir")).unwrap().mtime(), 1_700_000_000);
+        assert_eq!(fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o777, 0o640);
         let linked = fs::metadata(target.join("dir/hard.txt")).unwrap();
         let first = fs::metadata(target.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))).unwrap();
-        assert_eq!(
-            linked.ino(),
-            first.ino(),
-            "the hard link is restored as one"
-        );
+        assert_eq!(linked.ino(), first.ino(), "the hard link is restored as one");
     }
 }

@@ -18,8 +18,8 @@ mod store;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
-    ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader,
-    SnapshotKind, SnapshotSummary, Timestamp,
+    ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader, SnapshotKind,
+    SnapshotSummary, Timestamp,
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
@@ -101,7 +101,7 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let root = source.canonicalize().map_err(|e| Error::io(source, e))?;
-    let name = component_name(&root)?;
+    let name = component_name(&root);
     let parent = match options.full {
         true => None,
         false => repo.latest_in_set(&options.set)?,
@@ -112,11 +112,7 @@ pub fn backup(
         set: options.set.clone(),
         tags: options.tags.clone(),
         parent: parent.as_ref().map(|p| p.id),
-        kind: if parent.is_some() {
-            SnapshotKind::Incremental
-        } else {
-            SnapshotKind::Full
-        },
+        kind: if parent.is_some() { SnapshotKind::Incremental } else { SnapshotKind::Full },
         client: crate::CLIENT.to_string(),
     };
     let component = ComponentHeader {
@@ -137,13 +133,10 @@ pub fn backup(
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
-        let producer =
-            s.spawn(|| produce::run(repo, &root, parent_files, &committed, to_compress, progress));
+        let producer = s.spawn(|| produce::run(repo, &root, parent_files, &committed, to_compress, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
-                batch
-                    .par_iter_mut()
-                    .for_each(|item| compress_item(item, level));
+                batch.par_iter_mut().for_each(|item| compress_item(item, level));
                 if to_store.send(batch).is_err() {
                     break;
                 }
@@ -156,20 +149,12 @@ pub fn backup(
     let stored = stored?;
     let produced = produced?;
 
-    let component = ComponentSummary {
-        header: component,
-        trailer: stored.component_trailer(),
-    };
+    let component = ComponentSummary { header: component, trailer: stored.component_trailer() };
     manifest.write(&Record::ComponentEnd(component.trailer.clone()))?;
     let trailer = stored.snapshot_trailer(produced);
     manifest.write(&Record::End(trailer.clone()))?;
     let id = manifest.finish(&repo.snapshots_dir())?;
-    let summary = SnapshotSummary {
-        id,
-        header,
-        components: vec![component],
-        trailer,
-    };
+    let summary = SnapshotSummary { id, header, components: vec![component], trailer };
     repo.index.add_snapshot(&summary)?;
     Ok(BackupReport { summary })
 }
@@ -177,18 +162,12 @@ pub fn backup(
 fn compress_item(item: &mut Item, level: i32) {
     if let Item::Chunk { id, payload, .. } = item {
         if let Payload::Raw { seq, bytes } = std::mem::replace(payload, Payload::Known) {
-            *payload = Payload::Compressed {
-                seq,
-                frame: pack::compress(*id, bytes, level),
-            };
+            *payload = Payload::Compressed { seq, frame: pack::compress(*id, bytes, level) };
         }
     }
 }
 
-/// A component is named after the last element of its path.
-fn component_name(root: &Path) -> Result<String> {
-    match root.file_name() {
-        Some(name) => Ok(name.to_string_lossy().into_owned()),
-        None => Ok("root".to_string()),
-    }
+/// A component is named after the last element of its path (`/` is "root").
+fn component_name(root: &Path) -> String {
+    root.file_name().map_or_else(|| "root".to_string(), |name| name.to_string_lossy().into_owned())
 }

@@ -19,11 +19,7 @@ impl ParentFiles {
     /// The whole manifest is verified first: its chunk ids are copied into the new
     /// snapshot, and the reader would check the hash only at its end.
     pub fn open(repo: &Repository, id: &SnapshotId, name: &str) -> Result<ParentFiles> {
-        let mut files = ParentFiles {
-            reader: None,
-            next: None,
-            id: *id,
-        };
+        let mut files = ParentFiles { reader: None, next: None, id: *id };
         let dir = repo.snapshots_dir();
         manifest::verify_file(&dir, id).map_err(|e| files.unreadable(e))?;
         let mut reader = ManifestReader::open(&dir, id).map_err(|e| files.unreadable(e))?;
@@ -38,10 +34,7 @@ impl ParentFiles {
     }
 
     fn unreadable(&self, e: Error) -> Error {
-        Error::Snapshot(format!(
-            "parent snapshot {} is unreadable ({e}); back up with --full",
-            self.id
-        ))
+        Error::Snapshot(format!("parent snapshot {} is unreadable ({e}); back up with --full", self.id))
     }
 
     fn advance(&mut self) -> Result<()> {

@@ -110,10 +110,7 @@ pub fn run(
     out: Sender<Vec<Item>>,
     progress: &dyn Progress,
 ) -> Result<Produced> {
-    let params = *repo
-        .config
-        .chunker(crate::config::CHUNKER_DEFAULT)
-        .expect("validated config");
+    let params = *repo.config.chunker(crate::config::CHUNKER_DEFAULT).expect("validated config");
     let mut p = Producer {
         inflight: InFlight::new(&repo.index, committed)?,
         out,
@@ -141,22 +138,13 @@ pub fn run(
         }
     } else {
         // A single file: a component holding just that file under its own name.
-        let rel = root
-            .file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default();
-        let found = crate::stores::dir::Found {
-            rel,
-            abs: root.to_path_buf(),
-            meta: root_meta,
-        };
+        let rel = root.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        let found = crate::stores::dir::Found { rel, abs: root.to_path_buf(), meta: root_meta };
         let entry = entry_from(&found).map_err(|e| Error::io(root, e))?;
         p.file(entry, root, &params, parent.as_mut())?;
     }
     p.flush()?;
-    Ok(Produced {
-        bytes_read: p.bytes_read,
-    })
+    Ok(Produced { bytes_read: p.bytes_read })
 }
 
 /// Enough for two maximal chunks, in whole read units: every full buffer holds at
@@ -168,11 +156,7 @@ fn read_buffer_len(params: &ChunkerParams) -> usize {
 
 impl Producer<'_> {
     fn push(&mut self, item: Item) -> Result<()> {
-        if let Item::Chunk {
-            payload: Payload::Raw { bytes, .. },
-            ..
-        } = &item
-        {
+        if let Item::Chunk { payload: Payload::Raw { bytes, .. }, .. } = &item {
             self.batch_bytes += bytes.len();
         }
         self.batch.push(item);
@@ -189,9 +173,7 @@ impl Producer<'_> {
         self.batch_bytes = 0;
         let batch = std::mem::take(&mut self.batch);
         // A closed queue means the store stage failed; it reports why.
-        self.out
-            .send(batch)
-            .map_err(|_| Error::Invalid("backup stopped".into()))
+        self.out.send(batch).map_err(|_| Error::Invalid("backup stopped".into()))
     }
 
     fn file(
@@ -210,11 +192,7 @@ impl Producer<'_> {
             None => None,
         };
         let link = (entry.device, entry.inode);
-        let first_name = if entry.links > 1 {
-            self.other_name_of(link)
-        } else {
-            None
-        };
+        let first_name = if entry.links > 1 { self.other_name_of(link) } else { None };
         let known = previous.as_ref().or(first_name.as_ref());
         if let Some(known) = known.filter(|known| unchanged(known, &entry)) {
             let chunks = known.chunks.clone();
@@ -239,10 +217,8 @@ impl Producer<'_> {
                 self.progress.advance(1, 0);
                 self.push(Item::End { size })
             }
-            Ok(Err(io_error)) => self.push(Item::Failed {
-                path,
-                message: format!("cannot read {}: {io_error}", abs.display()),
-            }),
+            Ok(Err(io_error)) => self
+                .push(Item::Failed { path, message: format!("cannot read {}: {io_error}", abs.display()) }),
             Err(fatal) => Err(fatal),
         }
     }
@@ -309,16 +285,10 @@ impl Producer<'_> {
                 ranges.push(start..start + len);
                 start += len;
             }
-            let ids: Vec<ChunkId> = ranges
-                .par_iter()
-                .map(|r| ChunkId::of(&data[r.clone()]))
-                .collect();
+            let ids: Vec<ChunkId> = ranges.par_iter().map(|r| ChunkId::of(&data[r.clone()])).collect();
             for (range, id) in ranges.iter().zip(ids) {
                 let payload = match self.inflight.claim(id)? {
-                    Some(seq) => Payload::Raw {
-                        seq,
-                        bytes: data[range.clone()].to_vec(),
-                    },
+                    Some(seq) => Payload::Raw { seq, bytes: data[range.clone()].to_vec() },
                     None => Payload::Known,
                 };
                 let len = range.len() as u32;

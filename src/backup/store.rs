@@ -5,8 +5,8 @@ use super::produce::Produced;
 use super::{Item, Payload};
 use crate::error::Result;
 use crate::manifest::{
-    display_path, BackupStats, ChunkRef, ComponentTrailer, Consistency, FileEntry, FileError,
-    FileKind, ManifestWriter, Record, SnapshotTrailer, Timestamp,
+    BackupStats, ChunkRef, ComponentTrailer, Consistency, FileEntry, FileError, FileKind, ManifestWriter,
+    Record, SnapshotTrailer, Timestamp,
 };
 use crate::pack::{compress, PackWriter};
 use crate::repo::Repository;
@@ -69,9 +69,7 @@ impl Packer<'_> {
     fn finish(&mut self) -> Result<()> {
         if let Some(pack) = self.pack.take() {
             let done = pack.finish(&self.repo.packs_dir())?;
-            self.repo
-                .index
-                .add_pack(&done.id, done.size, &done.entries)?;
+            self.repo.index.add_pack(&done.id, done.size, &done.entries)?;
             self.committed.store(self.pack_seq_end, Ordering::Release);
         }
         Ok(())
@@ -84,12 +82,7 @@ pub fn run(
     manifest: &mut ManifestWriter,
     committed: &AtomicU64,
 ) -> Result<Stored> {
-    let mut packer = Packer {
-        repo,
-        pack: None,
-        pack_seq_end: 0,
-        committed,
-    };
+    let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
     let mut stats = BackupStats::default();
     let mut errors = Vec::new();
     let mut current: Option<FileEntry> = None;
@@ -131,11 +124,6 @@ pub fn run(
                     if current.as_ref().is_some_and(|c| c.path == path) {
                         current = None;
                     }
-                    let message = if message.is_empty() {
-                        display_path(&path)
-                    } else {
-                        message
-                    };
                     errors.push(FileError { path, message });
                 }
             }

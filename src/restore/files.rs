@@ -42,12 +42,7 @@ pub struct Written {
 /// Creates the file (mode 0600 until its data is complete: nobody reads a secret
 /// half-restored) and finds every chunk. `path` must not exist.
 pub fn create(entry: FileEntry, path: PathBuf, chunks: &ChunkTable) -> Result<Pending> {
-    let file = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .at(&path)?;
+    let file = File::options().write(true).create_new(true).mode(0o600).open(&path).at(&path)?;
     let prepared = (|| {
         file.set_len(entry.size).at(&path)?;
         let mut locations = Vec::with_capacity(entry.chunks.len());
@@ -60,11 +55,8 @@ pub fn create(entry: FileEntry, path: PathBuf, chunks: &ChunkTable) -> Result<Pe
                 ))
             })?;
             if location.raw_len != chunk.len {
-                let what = format!(
-                    "{}: chunk {} has the wrong length in the index",
-                    path.display(),
-                    chunk.id
-                );
+                let what =
+                    format!("{}: chunk {} has the wrong length in the index", path.display(), chunk.id);
                 return Err(Error::Restore(what));
             }
             locations.push(location);
@@ -72,13 +64,7 @@ pub fn create(entry: FileEntry, path: PathBuf, chunks: &ChunkTable) -> Result<Pe
         Ok(locations)
     })();
     match prepared {
-        Ok(locations) => Ok(Pending {
-            entry,
-            path,
-            file,
-            locations,
-            error: Mutex::new(None),
-        }),
+        Ok(locations) => Ok(Pending { entry, path, file, locations, error: Mutex::new(None) }),
         Err(e) => {
             let _ = fs::remove_file(&path);
             Err(e)
@@ -124,10 +110,7 @@ pub fn write_all(
         while first < pending.locations.len() {
             let end = (first + TASK_CHUNKS).min(pending.locations.len());
             tasks.push((file_index, first..end, offset));
-            offset += pending.locations[first..end]
-                .iter()
-                .map(|l| l.raw_len as u64)
-                .sum::<u64>();
+            offset += pending.locations[first..end].iter().map(|l| l.raw_len as u64).sum::<u64>();
             first = end;
         }
     }
@@ -144,12 +127,7 @@ pub fn write_all(
                 Some(e) => Err(e),
                 None => Ok(()),
             };
-            Written {
-                entry: p.entry,
-                path: p.path,
-                file: p.file,
-                result,
-            }
+            Written { entry: p.entry, path: p.path, file: p.file, result }
         })
         .collect()
 }
@@ -162,10 +140,7 @@ fn write_chunks(
     mut offset: u64,
     progress: &dyn Progress,
 ) -> Result<(), String> {
-    for (location, chunk) in pending.locations[range.clone()]
-        .iter()
-        .zip(&pending.entry.chunks[range])
-    {
+    for (location, chunk) in pending.locations[range.clone()].iter().zip(&pending.entry.chunks[range]) {
         let pack_path = repo.pack_path(&location.pack);
         let file = packs.get(repo, &location.pack).map_err(|e| e.to_string())?;
         let stored = pack::read_stored(&file, &pack_path, location.offset, location.stored_len)
@@ -174,10 +149,7 @@ fn write_chunks(
             .map_err(|e| format!("{e} (pack {})", location.pack))?;
         // The file was sized up front: runs of zeros stay holes.
         if raw.iter().any(|&b| b != 0) {
-            pending
-                .file
-                .write_all_at(&raw, offset)
-                .map_err(|e| format!("write: {e}"))?;
+            pending.file.write_all_at(&raw, offset).map_err(|e| format!("write: {e}"))?;
         }
         offset += raw.len() as u64;
         progress.advance(0, raw.len() as u64);

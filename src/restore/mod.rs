@@ -66,9 +66,7 @@ pub fn restore(
     let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Component(c) if per_component => {
-                restorer.enter_component(&options.target, &c.name)?
-            }
+            Record::Component(c) if per_component => restorer.enter_component(&options.target, &c.name)?,
             Record::File(_) if restorer.skipping => {}
             Record::File(entry) => restorer.entry(entry)?,
             _ => {}
@@ -83,18 +81,13 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
         Ok(meta) if meta.is_dir() => {
             let empty = fs::read_dir(target).at(target)?.next().is_none();
             if !empty && !overwrite {
-                let what = format!(
-                    "target {} is not empty (use --overwrite to restore into it)",
-                    target.display()
-                );
+                let what =
+                    format!("target {} is not empty (use --overwrite to restore into it)", target.display());
                 return Err(Error::Restore(what));
             }
             Ok(())
         }
-        Ok(_) => Err(Error::Restore(format!(
-            "target {} exists and is not a directory",
-            target.display()
-        ))),
+        Ok(_) => Err(Error::Restore(format!("target {} exists and is not a directory", target.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(target).at(target),
         Err(e) => Err(Error::io(target, e)),
     }
@@ -157,17 +150,12 @@ impl Restorer<'_> {
         self.base = target.join(name);
         let made = match fs::symlink_metadata(&self.base) {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(Error::Restore(format!(
-                "{} exists and is not a directory",
-                self.base.display()
-            ))),
+            Ok(_) => Err(Error::Restore(format!("{} exists and is not a directory", self.base.display()))),
             Err(_) => fs::create_dir(&self.base).at(&self.base),
         };
         self.skipping = made.is_err();
         if let Err(e) = made {
-            self.report
-                .errors
-                .push(format!("{e}; component {name} not restored"));
+            self.report.errors.push(format!("{e}; component {name} not restored"));
         }
         Ok(())
     }
@@ -243,15 +231,11 @@ impl Restorer<'_> {
         let name = display_path(&entry.path);
         if let Some(slash) = entry.path.iter().rposition(|&b| b == b'/') {
             if !self.dirs.contains_key(&entry.path[..slash]) {
-                return Err(format!(
-                    "{name}: its directory is not in the snapshot before it; not restored"
-                ));
+                return Err(format!("{name}: its directory is not in the snapshot before it; not restored"));
             }
         }
         if self.dirs.contains_key(&entry.path) || self.restored.contains(&path_key(&entry.path)) {
-            return Err(format!(
-                "{name}: appears twice in the snapshot; not restored again"
-            ));
+            return Err(format!("{name}: appears twice in the snapshot; not restored again"));
         }
         Ok(())
     }
@@ -266,10 +250,7 @@ impl Restorer<'_> {
                 create(path)?;
             }
             Ok(_) => {
-                return Err(Error::Restore(format!(
-                    "{}: exists and is not a directory",
-                    path.display()
-                )))
+                return Err(Error::Restore(format!("{}: exists and is not a directory", path.display())))
             }
             Err(_) => create(path)?,
         }
@@ -280,10 +261,9 @@ impl Restorer<'_> {
     /// Makes room for a non-directory entry; a directory in the way is never removed.
     fn clear(&self, path: &Path) -> Result<()> {
         match fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => Err(Error::Restore(format!(
-                "{}: a directory is in the way; not replaced",
-                path.display()
-            ))),
+            Ok(meta) if meta.is_dir() => {
+                Err(Error::Restore(format!("{}: a directory is in the way; not replaced", path.display())))
+            }
             Ok(_) if self.overwrite => fs::remove_file(path).at(path),
             Ok(_) => Err(Error::Restore(format!("{}: exists", path.display()))),
             Err(_) => Ok(()),
@@ -298,13 +278,8 @@ impl Restorer<'_> {
             FileKind::BlockDevice { rdev } => (SFlag::S_IFBLK, rdev),
             _ => unreachable!("only special files come here"),
         };
-        mknod(
-            path,
-            kind,
-            Mode::from_bits_truncate(entry.mode & 0o7777),
-            rdev,
-        )
-        .map_err(|e| Error::io(path, e.into()))?;
+        mknod(path, kind, Mode::from_bits_truncate(entry.mode & 0o7777), rdev)
+            .map_err(|e| Error::io(path, e.into()))?;
         self.set_metadata_by_path(path, entry)
     }
 
@@ -345,15 +320,11 @@ impl Restorer<'_> {
     }
 
     fn queue_file(&mut self, entry: FileEntry, path: PathBuf) -> Result<()> {
-        match self
-            .clear(&path)
-            .and_then(|_| files::create(entry, path, &self.chunks))
-        {
+        match self.clear(&path).and_then(|_| files::create(entry, path, &self.chunks)) {
             Ok(pending) => {
                 self.batch_bytes += pending.entry.size;
                 self.batch.push(pending);
-                if self.batch.len() >= files::BATCH_FILES || self.batch_bytes >= files::BATCH_BYTES
-                {
+                if self.batch.len() >= files::BATCH_FILES || self.batch_bytes >= files::BATCH_BYTES {
                     self.flush()?;
                 }
             }
@@ -386,12 +357,7 @@ impl Restorer<'_> {
     }
 
     fn finish_file(&mut self, written: Written) {
-        let Written {
-            entry,
-            path,
-            file,
-            result,
-        } = written;
+        let Written { entry, path, file, result } = written;
         let done = result
             .map_err(|e| Error::Restore(format!("{}: {e}; removed", path.display())))
             .and_then(|_| self.set_metadata_by_handle(&path, &entry, &file))
@@ -401,11 +367,7 @@ impl Restorer<'_> {
                 self.report.files += 1;
                 self.report.bytes += entry.size;
                 if entry.links > 1 {
-                    let linked = Linked {
-                        path,
-                        inode_here: meta.ino(),
-                        content: content_id(&entry),
-                    };
+                    let linked = Linked { path, inode_here: meta.ino(), content: content_id(&entry) };
                     self.linked.insert((entry.device, entry.inode), linked);
                 }
             }
@@ -423,8 +385,7 @@ impl Restorer<'_> {
         if self.is_root {
             std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid)).at(path)?;
         }
-        file.set_permissions(Permissions::from_mode(entry.mode & 0o7777))
-            .at(path)?;
+        file.set_permissions(Permissions::from_mode(entry.mode & 0o7777)).at(path)?;
         let mtime = filetime::FileTime::from_unix_time(entry.mtime.secs, entry.mtime.nanos);
         filetime::set_file_handle_times(file, Some(mtime), Some(mtime)).at(path)
     }
@@ -438,11 +399,7 @@ impl Restorer<'_> {
         let mtime = filetime::FileTime::from_unix_time(entry.mtime.secs, entry.mtime.nanos);
         if !matches!(entry.kind, FileKind::Symlink { .. }) {
             // chmod follows symlinks: make sure this is still the node we made.
-            if fs::symlink_metadata(path)
-                .at(path)?
-                .file_type()
-                .is_symlink()
-            {
+            if fs::symlink_metadata(path).at(path)?.file_type().is_symlink() {
                 return Err(Error::Restore(format!(
                     "{}: replaced by a symlink during the restore",
                     path.display()

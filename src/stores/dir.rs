@@ -47,34 +47,21 @@ pub struct Walker {
 
 impl Walker {
     pub fn new(root: &Path) -> Walker {
-        let mut walker = Walker {
-            stack: Vec::new(),
-            queued: None,
-        };
+        let mut walker = Walker { stack: Vec::new(), queued: None };
         walker.queued = walker.enter(Vec::new(), root.to_path_buf());
         walker
     }
 
     fn enter(&mut self, rel: Vec<u8>, abs: PathBuf) -> Option<Walked> {
-        let names = fs::read_dir(&abs).and_then(|entries| {
-            entries
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<Vec<_>, _>>()
-        });
+        let names = fs::read_dir(&abs)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>());
         match names {
             Ok(mut names) => {
                 names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
-                self.stack.push(Frame {
-                    rel,
-                    abs,
-                    pending: names,
-                });
+                self.stack.push(Frame { rel, abs, pending: names });
                 None
             }
-            Err(e) => Some(Walked::Error {
-                rel,
-                message: format!("cannot list {}: {e}", abs.display()),
-            }),
+            Err(e) => Some(Walked::Error { rel, message: format!("cannot list {}: {e}", abs.display()) }),
         }
     }
 }
@@ -102,12 +89,7 @@ impl Iterator for Walker {
                 Ok(meta) => meta,
                 // Gone between listing and stat: it was never part of this snapshot.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Some(Walked::Error {
-                        rel,
-                        message: format!("{}: {e}", abs.display()),
-                    })
-                }
+                Err(e) => return Some(Walked::Error { rel, message: format!("{}: {e}", abs.display()) }),
             };
             if meta.is_dir() {
                 self.queued = self.enter(rel.clone(), abs.clone());
@@ -126,9 +108,7 @@ pub fn entry_from(found: &Found) -> std::io::Result<FileEntry> {
     } else if ft.is_dir() {
         FileKind::Directory
     } else if ft.is_symlink() {
-        FileKind::Symlink {
-            target: fs::read_link(&found.abs)?.as_os_str().as_bytes().to_vec(),
-        }
+        FileKind::Symlink { target: fs::read_link(&found.abs)?.as_os_str().as_bytes().to_vec() }
     } else if ft.is_fifo() {
         FileKind::Fifo
     } else if ft.is_socket() {
@@ -140,23 +120,13 @@ pub fn entry_from(found: &Found) -> std::io::Result<FileEntry> {
     };
     Ok(FileEntry {
         path: found.rel.clone(),
-        size: if kind == FileKind::Regular {
-            meta.size()
-        } else {
-            0
-        },
+        size: if kind == FileKind::Regular { meta.size() } else { 0 },
         kind,
         mode: meta.mode(),
         uid: meta.uid(),
         gid: meta.gid(),
-        mtime: Timestamp {
-            secs: meta.mtime(),
-            nanos: meta.mtime_nsec() as u32,
-        },
-        ctime: Timestamp {
-            secs: meta.ctime(),
-            nanos: meta.ctime_nsec() as u32,
-        },
+        mtime: Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 },
+        ctime: Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec() as u32 },
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
@@ -175,10 +145,7 @@ mod tests {
     fn path_order_is_component_wise() {
         let mut paths: Vec<&[u8]> = vec![b"a0", b"a/x", b"a.b", b"a", b"b/c/d", b"b"];
         paths.sort_by(|a, b| path_order(a, b));
-        assert_eq!(
-            paths,
-            vec![&b"a"[..], b"a/x", b"a.b", b"a0", b"b", b"b/c/d"]
-        );
+        assert_eq!(paths, vec![&b"a"[..], b"a/x", b"a.b", b"a0", b"b", b"b/c/d"]);
     }
 
     #[test]

@@ -90,12 +90,8 @@ impl Run {
     /// stdout parsed as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "output of `{}` is not JSON ({e}):\n{}",
-                self.command, self.stdout
-            )
-        })
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("output of `{}` is not JSON ({e}):\n{}", self.command, self.stdout))
     }
 
     /// The first snapshot id (64 hex digits) printed on stdout, as `backup` does;
@@ -150,10 +146,7 @@ impl TestEnv {
 
     /// A temporary directory; `repo` names a path that does not exist yet.
     pub fn without_repo() -> TestEnv {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("temp dir");
         let repo = dir.path().join("repo");
         TestEnv { dir, repo }
     }
@@ -170,10 +163,7 @@ impl TestEnv {
         S: AsRef<OsStr>,
     {
         let mut cmd = std::process::Command::new(cairn_bin());
-        cmd.env_remove("CAIRN_REPO")
-            .arg("-r")
-            .arg(&self.repo)
-            .args(args);
+        cmd.env_remove("CAIRN_REPO").arg("-r").arg(&self.repo).args(args);
         cmd
     }
 
@@ -197,11 +187,7 @@ impl TestEnv {
         let run = self.run(args);
         run.success();
         let id = run.snapshot_id();
-        assert!(
-            is_snapshot_id(&id),
-            "backup printed no id: {:?}",
-            run.stdout
-        );
+        assert!(is_snapshot_id(&id), "backup printed no id: {:?}", run.stdout);
         id
     }
 
@@ -217,13 +203,8 @@ impl TestEnv {
     /// `restore SNAPSHOT --target DIR`; asserts success.
     #[track_caller]
     pub fn restore(&self, snapshot: &str, target: &Path) {
-        self.run([
-            OsStr::new("restore"),
-            OsStr::new(snapshot),
-            OsStr::new("--target"),
-            target.as_os_str(),
-        ])
-        .success();
+        self.run([OsStr::new("restore"), OsStr::new(snapshot), OsStr::new("--target"), target.as_os_str()])
+            .success();
     }
 
     /// `snapshots --json` as a list.
@@ -247,9 +228,7 @@ impl TestEnv {
 
     /// Bytes of REPO/index.redb (0 when missing).
     pub fn index_size(&self) -> u64 {
-        fs::metadata(self.repo.join("index.redb"))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        fs::metadata(self.repo.join("index.redb")).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Every pack file in the repository, sorted.
@@ -269,9 +248,7 @@ impl TestEnv {
 
     /// Number of manifests in REPO/snapshots.
     pub fn snapshot_files(&self) -> usize {
-        fs::read_dir(self.repo.join("snapshots"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        fs::read_dir(self.repo.join("snapshots")).map(|d| d.count()).unwrap_or(0)
     }
 }
 
@@ -299,10 +276,7 @@ pub use cairn::manifest::display_path;
 /// True when this process runs with effective uid 0 (from /proc/self/status).
 pub fn running_as_root() -> bool {
     let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let uid_line = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .expect("Uid line");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
     // Uid: real effective saved fs
     uid_line.split_whitespace().nth(2) == Some("0")
 }
@@ -350,9 +324,9 @@ impl Rng {
     /// `len` bytes of text from a small vocabulary: compresses well, yet unique.
     pub fn text_bytes(&mut self, len: usize) -> Vec<u8> {
         const WORDS: &[&str] = &[
-            "cairn", "pack", "chunk", "snapshot", "index", "restore", "backup", "stone", "ridge",
-            "valley", "lorem", "ipsum", "dolor", "amet", "delta", "river", "granite", "summit",
-            "trail", "marker", "\n",
+            "cairn", "pack", "chunk", "snapshot", "index", "restore", "backup", "stone", "ridge", "valley",
+            "lorem", "ipsum", "dolor", "amet", "delta", "river", "granite", "summit", "trail", "marker",
+            "\n",
         ];
         let mut v = Vec::with_capacity(len + 16);
         while v.len() < len {
@@ -429,12 +403,7 @@ pub struct Tree {
 pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     let mut rng = Rng::new(spec.seed);
     fs::create_dir_all(root).unwrap();
-    let mut tree = Tree {
-        root: root.to_path_buf(),
-        bytes: 0,
-        small: Vec::new(),
-        large: Vec::new(),
-    };
+    let mut tree = Tree { root: root.to_path_buf(), bytes: 0, small: Vec::new(), large: Vec::new() };
     let write = |tree: &mut Tree, rel: &Path, data: &[u8], mode: u32, rng: &mut Rng| {
         let path = root.join(rel);
         fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -452,11 +421,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     for i in 0..spec.small_files {
         let rel = PathBuf::from(format!("small/d{:02}/f{i:04}.dat", i % dirs));
         let len = 1 + rng.below(6000) as usize;
-        let data = if i % 5 == 0 {
-            rng.text_bytes(len)
-        } else {
-            rng.random_bytes(len)
-        };
+        let data = if i % 5 == 0 { rng.text_bytes(len) } else { rng.random_bytes(len) };
         write(&mut tree, &rel, &data, 0o644, &mut rng);
         tree.small.push(rel);
     }
@@ -476,13 +441,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     // A sparse-looking file: zeros with a little data in the middle.
     let mut sparse = vec![0u8; 700_000];
     sparse[350_000..350_100].copy_from_slice(&rng.random_bytes(100));
-    write(
-        &mut tree,
-        Path::new("large/zeros.bin"),
-        &sparse,
-        0o644,
-        &mut rng,
-    );
+    write(&mut tree, Path::new("large/zeros.bin"), &sparse, 0o644, &mut rng);
 
     // Empty files.
     fs::create_dir_all(root.join("empty")).unwrap();
@@ -492,12 +451,9 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
 
     // Unusual modes.
     fs::create_dir_all(root.join("modes")).unwrap();
-    for (name, mode) in [
-        ("modes/private", 0o600),
-        ("modes/exec", 0o755),
-        ("modes/readonly", 0o444),
-        ("modes/odd", 0o640),
-    ] {
+    for (name, mode) in
+        [("modes/private", 0o600), ("modes/exec", 0o755), ("modes/readonly", 0o444), ("modes/odd", 0o640)]
+    {
         let len = 100 + rng.below(400) as usize;
         let data = rng.text_bytes(len);
         write(&mut tree, Path::new(name), &data, mode, &mut rng);
@@ -506,12 +462,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     // Non-UTF-8 names, including a directory with a file inside.
     let names = root.join("names");
     fs::create_dir_all(&names).unwrap();
-    for raw in [
-        &b"caf\xe9.txt"[..],
-        b"\xff\xfe",
-        b"tab\tand space",
-        b"back\\slash",
-    ] {
+    for raw in [&b"caf\xe9.txt"[..], b"\xff\xfe", b"tab\tand space", b"back\\slash"] {
         let rel = Path::new("names").join(OsStr::from_bytes(raw));
         let len = 50 + rng.below(200) as usize;
         let data = rng.random_bytes(len);
@@ -535,11 +486,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
     for name in ["emptydirs/a", "emptydirs/b/c", "emptydirs/private"] {
         fs::create_dir_all(root.join(name)).unwrap();
     }
-    fs::set_permissions(
-        root.join("emptydirs/private"),
-        fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
+    fs::set_permissions(root.join("emptydirs/private"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(root.join("emptydirs/b"), fs::Permissions::from_mode(0o1777)).unwrap();
 
     // Symlinks: relative, absolute, dangling (both kinds), to a directory.
@@ -564,10 +511,7 @@ pub fn generate_tree(root: &Path, spec: &TreeSpec) -> Tree {
 }
 
 fn set_dir_times(dir: &Path, rng: &mut Rng, is_root: bool) {
-    let mut names: Vec<OsString> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut names: Vec<OsString> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     for name in names {
         let path = dir.join(&name);
@@ -626,20 +570,13 @@ fn sorted_names(dir: &Path) -> Result<Vec<OsString>, String> {
 }
 
 fn compare_dir(a: &Path, b: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<(), String> {
-    let names_a: Vec<OsString> = sorted_names(&a.join(rel))?
-        .into_iter()
-        .filter(|n| !skip(&rel.join(n)))
-        .collect();
-    let names_b: Vec<OsString> = sorted_names(&b.join(rel))?
-        .into_iter()
-        .filter(|n| !skip(&rel.join(n)))
-        .collect();
+    let names_a: Vec<OsString> =
+        sorted_names(&a.join(rel))?.into_iter().filter(|n| !skip(&rel.join(n))).collect();
+    let names_b: Vec<OsString> =
+        sorted_names(&b.join(rel))?.into_iter().filter(|n| !skip(&rel.join(n))).collect();
     for n in &names_a {
         if !names_b.contains(n) {
-            return Err(format!(
-                "{}: missing from the second tree",
-                show(&rel.join(n))
-            ));
+            return Err(format!("{}: missing from the second tree", show(&rel.join(n))));
         }
     }
     for n in &names_b {
@@ -657,12 +594,7 @@ fn show(rel: &Path) -> String {
     display_path(rel.as_os_str().as_bytes())
 }
 
-fn compare_entry(
-    a: &Path,
-    b: &Path,
-    rel: &Path,
-    skip: &dyn Fn(&Path) -> bool,
-) -> Result<(), String> {
+fn compare_entry(a: &Path, b: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<(), String> {
     let (pa, pb) = (a.join(rel), b.join(rel));
     let ma = fs::symlink_metadata(&pa).map_err(|e| format!("{}: {e}", pa.display()))?;
     let mb = fs::symlink_metadata(&pb).map_err(|e| format!("{}: {e}", pb.display()))?;
@@ -685,19 +617,11 @@ fn compare_entry(
     if ta.is_symlink() {
         let (la, lb) = (fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap());
         if la != lb {
-            return Err(format!(
-                "{name}: symlink target {} vs {}",
-                la.display(),
-                lb.display()
-            ));
+            return Err(format!("{name}: symlink target {} vs {}", la.display(), lb.display()));
         }
     } else {
         if ma.mode() & 0o7777 != mb.mode() & 0o7777 {
-            return Err(format!(
-                "{name}: mode {:o} vs {:o}",
-                ma.mode() & 0o7777,
-                mb.mode() & 0o7777
-            ));
+            return Err(format!("{name}: mode {:o} vs {:o}", ma.mode() & 0o7777, mb.mode() & 0o7777));
         }
         if ta.is_file() {
             if ma.len() != mb.len() {
