@@ -190,12 +190,13 @@ impl Restorer<'_> {
 
     fn entry(&mut self, entry: FileEntry) -> Result<()> {
         let path = self.path_of(&entry);
-        if let Err(message) = self.check_place(&entry) {
+        let key = path_key(&entry.path);
+        if let Err(message) = self.check_place(&entry, key) {
             self.report.errors.push(message);
             return Ok(());
         }
         if entry.kind != FileKind::Directory {
-            self.restored.insert(path_key(&entry.path));
+            self.restored.insert(key);
         }
         let result = match &entry.kind {
             FileKind::Directory => self.directory(entry, &path),
@@ -227,15 +228,15 @@ impl Restorer<'_> {
 
     /// An entry's parent must be a directory this restore has verified, and the entry
     /// must not replace one.
-    fn check_place(&self, entry: &FileEntry) -> Result<(), String> {
-        let name = display_path(&entry.path);
+    fn check_place(&self, entry: &FileEntry, key: u128) -> Result<(), String> {
+        let name = || display_path(&entry.path);
         if let Some(slash) = entry.path.iter().rposition(|&b| b == b'/') {
             if !self.dirs.contains_key(&entry.path[..slash]) {
-                return Err(format!("{name}: its directory is not in the snapshot before it; not restored"));
+                return Err(format!("{}: its directory is not in the snapshot before it; not restored", name()));
             }
         }
-        if self.dirs.contains_key(&entry.path) || self.restored.contains(&path_key(&entry.path)) {
-            return Err(format!("{name}: appears twice in the snapshot; not restored again"));
+        if self.dirs.contains_key(&entry.path) || self.restored.contains(&key) {
+            return Err(format!("{}: appears twice in the snapshot; not restored again", name()));
         }
         Ok(())
     }
