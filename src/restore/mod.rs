@@ -232,7 +232,10 @@ impl Restorer<'_> {
         let name = || display_path(&entry.path);
         if let Some(slash) = entry.path.iter().rposition(|&b| b == b'/') {
             if !self.dirs.contains_key(&entry.path[..slash]) {
-                return Err(format!("{}: its directory is not in the snapshot before it; not restored", name()));
+                return Err(format!(
+                    "{}: its directory is not in the snapshot before it; not restored",
+                    name()
+                ));
             }
         }
         if self.dirs.contains_key(&entry.path) || self.restored.contains(&key) {
