@@ -74,6 +74,9 @@ pub struct BackupArgs {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     pub full: bool,
+    /// Store type: `auto` recognises it from the directory's contents.
+    #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb"])]
+    pub store_type: String,
     /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,

@@ -8,6 +8,7 @@ use cairn::lock::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary};
 use cairn::repo::{self, OpenOptions, Repository};
 use cairn::restore::RestoreOptions;
+use cairn::stores::StoreType;
 use cairn::{check, repair, Progress};
 use serde_json::json;
 use std::io::{self, Write};
@@ -146,6 +147,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
         tags: args.tags,
         host: args.host.unwrap_or_else(cairn::hostname),
         full: args.full,
+        store_type: StoreType::parse(&args.store_type),
     };
     let started = Instant::now();
     let bar = Bar::new("backing up");
@@ -154,6 +156,11 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
     let seconds = started.elapsed().as_secs_f64();
     let trailer = &report.summary.trailer;
     let stats = &trailer.stats;
+    let component = &report.summary.components[0];
+    let store_type = &component.header.store_type;
+    if options.store_type.is_none() {
+        eprintln!("store type: {store_type} (recognised from the contents of {})", args.path.display());
+    }
     for e in &trailer.errors {
         eprintln!("error: {}", e.message);
     }
@@ -163,13 +170,17 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             "parent": report.summary.header.parent, "complete": trailer.complete,
             "files": stats.files, "bytes": stats.bytes, "bytes_read": stats.bytes_read,
             "new_chunks": stats.new_chunks, "new_bytes": stats.new_bytes, "stored_bytes": stats.stored_bytes,
-            "errors": trailer.errors, "seconds": seconds,
+            "errors": trailer.errors, "seconds": seconds, "store_type": store_type,
+            "first_log_number": component.trailer.first_log_number,
+            "last_log_number": component.trailer.last_log_number,
+            "passes": component.trailer.passes, "excluded": component.trailer.excluded,
+            "vanished": component.trailer.vanished,
         });
         writeln!(out, "{value}")?;
     } else {
         writeln!(
             out,
-            "snapshot {} saved ({:?}): {} files, {}; read {}, new {}, stored {} in {:.1}s",
+            "snapshot {} saved ({:?}, {store_type}): {} files, {}; read {}, new {}, stored {} in {:.1}s",
             report.id(),
             report.summary.header.kind,
             stats.files,

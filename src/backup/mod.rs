@@ -23,6 +23,7 @@ use crate::manifest::{
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
+use crate::stores::StoreType;
 use crate::Progress;
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -36,6 +37,8 @@ pub struct BackupOptions {
     pub host: String,
     /// Read every file even when the parent snapshot says it is unchanged.
     pub full: bool,
+    /// The store type; `None` recognises it from the directory's contents.
+    pub store_type: Option<StoreType>,
 }
 
 pub struct BackupReport {
@@ -61,6 +64,10 @@ enum Item {
     },
     End {
         size: u64,
+    },
+    /// A store's file that disappeared between listing and reading.
+    Vanished {
+        path: Vec<u8>,
     },
     /// The file (or listing) at `path` could not be read; a `Begin` before it is void.
     Failed {
@@ -91,9 +98,10 @@ const BATCH_ITEMS: usize = 2048;
 /// (2 queues x QUEUE_DEPTH + 3 in hand) x BATCH_BYTES.
 const QUEUE_DEPTH: usize = 2;
 
-/// Backs up the tree or file at `source` as one `dir` component and returns the new
-/// snapshot. Files that cannot be read are reported in the snapshot (marked incomplete);
-/// any repository error fails the backup and writes no snapshot.
+/// Backs up `source` as one component of its store type and returns the new snapshot.
+/// For `dir`, files that cannot be read are reported in the snapshot (marked
+/// incomplete); a database store's copy must be complete, so there any read error, like
+/// any repository error, fails the backup and writes no snapshot.
 pub fn backup(
     repo: &Repository,
     source: &Path,
@@ -115,16 +123,18 @@ pub fn backup(
         kind: if parent.is_some() { SnapshotKind::Incremental } else { SnapshotKind::Full },
         client: crate::CLIENT.to_string(),
     };
+    let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
+    let mut files = store_type.open(&root)?;
     let component = ComponentHeader {
         name: name.clone(),
-        store_type: "dir".into(),
+        store_type: store_type.name().into(),
         source: root.as_os_str().as_bytes().to_vec(),
     };
     let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
     manifest.write(&Record::Snapshot(header.clone()))?;
     manifest.write(&Record::Component(component.clone()))?;
     let parent_files = match &parent {
-        Some(p) => Some(parent::ParentFiles::open(repo, &p.id, &name)?),
+        Some(p) => Some(parent::ParentFiles::open(repo, p, &name, store_type == StoreType::Dir)?),
         None => None,
     };
 
@@ -133,7 +143,8 @@ pub fn backup(
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
-        let producer = s.spawn(|| produce::run(repo, &root, parent_files, &committed, to_compress, progress));
+        let producer =
+            s.spawn(|| produce::run(repo, files.as_mut(), parent_files, &committed, to_compress, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
                 batch.par_iter_mut().for_each(|item| compress_item(item, level));
@@ -149,7 +160,8 @@ pub fn backup(
     let stored = stored?;
     let produced = produced?;
 
-    let component = ComponentSummary { header: component, trailer: stored.component_trailer() };
+    let component =
+        ComponentSummary { header: component, trailer: stored.component_trailer(files.report())? };
     manifest.write(&Record::ComponentEnd(component.trailer.clone()))?;
     let trailer = stored.snapshot_trailer(produced);
     manifest.write(&Record::End(trailer.clone()))?;

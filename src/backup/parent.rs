@@ -3,66 +3,116 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{self, FileEntry, FileKind, ManifestReader, Record};
+use crate::manifest::{self, FileEntry, FileKind, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 pub struct ParentFiles {
-    reader: Option<ManifestReader>,
-    next: Option<FileEntry>,
     id: SnapshotId,
+    last_log_number: Option<u64>,
+    files: Files,
+}
+
+enum Files {
+    /// A tree in `path_order`, read alongside the walk.
+    Ordered { reader: Option<Box<ManifestReader>>, next: Option<FileEntry> },
+    /// A store's files in copy order: few, so held by path.
+    Indexed(HashMap<Vec<u8>, FileEntry>),
 }
 
 impl ParentFiles {
     /// Positions at the files of component `name`; a parent without it offers none.
+    /// `in_path_order` says whether the new copy asks for files in `path_order`.
     /// The whole manifest is verified first: its chunk ids are copied into the new
     /// snapshot, and the reader would check the hash only at its end.
-    pub fn open(repo: &Repository, id: &SnapshotId, name: &str) -> Result<ParentFiles> {
-        let mut files = ParentFiles { reader: None, next: None, id: *id };
+    pub fn open(
+        repo: &Repository,
+        parent: &SnapshotSummary,
+        name: &str,
+        in_path_order: bool,
+    ) -> Result<ParentFiles> {
+        let id = parent.id;
+        let component = parent.components.iter().find(|c| c.header.name == name);
+        let last_log_number = component.and_then(|c| c.trailer.last_log_number);
+        let unreadable = |e: Error| {
+            Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
+        };
         let dir = repo.snapshots_dir();
-        manifest::verify_file(&dir, id).map_err(|e| files.unreadable(e))?;
-        let mut reader = ManifestReader::open(&dir, id).map_err(|e| files.unreadable(e))?;
-        while let Some(record) = reader.next_record().map_err(|e| files.unreadable(e))? {
+        manifest::verify_file(&dir, &id).map_err(unreadable)?;
+        let mut reader = ManifestReader::open(&dir, &id).map_err(unreadable)?;
+        let mut found = false;
+        while let Some(record) = reader.next_record().map_err(unreadable)? {
             if matches!(&record, Record::Component(c) if c.name == name) {
-                files.reader = Some(reader);
-                files.advance()?;
+                found = true;
                 break;
             }
         }
-        Ok(files)
-    }
-
-    fn unreadable(&self, e: Error) -> Error {
-        Error::Snapshot(format!("parent snapshot {} is unreadable ({e}); back up with --full", self.id))
-    }
-
-    fn advance(&mut self) -> Result<()> {
-        self.next = None;
-        if let Some(reader) = &mut self.reader {
-            match reader.next_record().map_err(|e| self.unreadable(e))? {
-                Some(Record::File(entry)) => self.next = Some(entry),
-                _ => self.reader = None,
+        let files = if in_path_order {
+            let mut files = Files::Ordered { reader: found.then(|| Box::new(reader)), next: None };
+            advance(&mut files).map_err(unreadable)?;
+            files
+        } else {
+            let mut by_path = HashMap::new();
+            while let Some(Record::File(entry)) =
+                found.then(|| reader.next_record()).transpose().map_err(unreadable)?.flatten()
+            {
+                by_path.insert(entry.path.clone(), entry);
             }
-        }
-        Ok(())
+            Files::Indexed(by_path)
+        };
+        Ok(ParentFiles { id, last_log_number, files })
     }
 
-    /// The parent's entry for `path`, if it had one. Paths must be asked in `path_order`.
+    /// The parent component's last log number: logs below it are complete.
+    pub fn last_log_number(&self) -> Option<u64> {
+        self.last_log_number
+    }
+
+    /// The parent's entry for `path`, if it had one. With `in_path_order`, paths must be
+    /// asked in `path_order`.
     pub fn find(&mut self, path: &[u8]) -> Result<Option<FileEntry>> {
-        while let Some(next) = &self.next {
-            match path_order(&next.path, path) {
+        if let Files::Indexed(by_path) = &mut self.files {
+            return Ok(by_path.remove(path));
+        }
+        loop {
+            let order = match &self.files {
+                Files::Ordered { next: Some(candidate), .. } => path_order(&candidate.path, path),
+                _ => return Ok(None),
+            };
+            match order {
                 Ordering::Less => self.advance()?,
                 Ordering::Equal => {
-                    let found = self.next.take();
+                    let Files::Ordered { next, .. } = &mut self.files else { unreachable!("ordered") };
+                    let found = next.take();
                     self.advance()?;
                     return Ok(found);
                 }
-                Ordering::Greater => break,
+                Ordering::Greater => return Ok(None),
             }
         }
-        Ok(None)
     }
+
+    fn advance(&mut self) -> Result<()> {
+        let id = self.id;
+        advance(&mut self.files).map_err(|e| {
+            Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
+        })
+    }
+}
+
+/// Moves an ordered parent list to its next file entry.
+fn advance(files: &mut Files) -> Result<()> {
+    let Files::Ordered { reader, next } = files else { return Ok(()) };
+    *next = None;
+    if let Some(r) = reader {
+        match r.next_record()? {
+            Some(Record::File(entry)) => *next = Some(entry),
+            _ => *reader = None,
+        }
+    }
+    Ok(())
 }
 
 /// A regular file whose size, times and inode all match its parent entry has the same

@@ -4,13 +4,15 @@
 use super::parent::{unchanged, ParentFiles};
 use super::{Item, Payload, BATCH_BYTES, BATCH_ITEMS};
 use crate::chunker::{self, ChunkerParams};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
 use crate::index::{ChunkTable, Index};
-use crate::manifest::{ChunkRef, FileEntry, FileKind};
+use crate::manifest::{ChunkRef, FileEntry, FileKind, FileRole};
 use crate::repo::Repository;
-use crate::stores::dir::{entry_from, Walked, Walker};
+use crate::stores::dir::entry_from;
+use crate::stores::{Planned, Source, Sourced};
 use crate::Progress;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
@@ -86,6 +88,9 @@ impl<'a> InFlight<'a> {
 }
 
 struct Producer<'a> {
+    config: &'a Config,
+    /// A store copy must be complete: read errors fail the backup.
+    all_or_nothing: bool,
     inflight: InFlight<'a>,
     out: Sender<Vec<Item>>,
     batch: Vec<Item>,
@@ -93,7 +98,6 @@ struct Producer<'a> {
     buffer: Vec<u8>,
     /// The chunks of the file being read.
     chunks: Vec<ChunkRef>,
-    /// Hard-linked files read in this backup, by (device, inode): each is read once.
     /// Hard-linked files read in this backup, by (device, inode), with the number of
     /// their names still to come: each inode is read once, and forgotten once all its
     /// names are seen.
@@ -104,54 +108,57 @@ struct Producer<'a> {
 
 pub fn run(
     repo: &Repository,
-    root: &Path,
+    source: &mut dyn Source,
     mut parent: Option<ParentFiles>,
     committed: &AtomicU64,
     out: Sender<Vec<Item>>,
     progress: &dyn Progress,
 ) -> Result<Produced> {
-    let params = *repo.config.chunker(crate::config::CHUNKER_DEFAULT).expect("validated config");
     let mut p = Producer {
+        config: &repo.config,
+        all_or_nothing: source.all_or_nothing(),
         inflight: InFlight::new(&repo.index, committed)?,
         out,
         batch: Vec::new(),
         batch_bytes: 0,
-        buffer: vec![0u8; read_buffer_len(&params)],
+        buffer: vec![0u8; read_buffer_len(&repo.config)],
         chunks: Vec::new(),
         hard_links: HashMap::new(),
         bytes_read: 0,
         progress,
     };
-    let root_meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
-    if root_meta.is_dir() {
-        for walked in Walker::new(root) {
-            match walked {
-                Walked::Entry(found) => match entry_from(&found) {
-                    Ok(entry) => p.file(entry, &found.abs, &params, parent.as_mut())?,
-                    Err(e) => p.push(Item::Failed {
-                        path: found.rel,
-                        message: format!("{}: {e}", found.abs.display()),
-                    })?,
-                },
-                Walked::Error { rel, message } => p.push(Item::Failed { path: rel, message })?,
-            }
+    while let Some(next) = source.next() {
+        match next? {
+            Sourced::File(Planned { found, role, log_number, chunker }) => match entry_from(&found) {
+                Ok(mut entry) => {
+                    (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
+                    p.file(entry, &found.abs, parent.as_mut())?
+                }
+                Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
+            },
+            Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
         }
-    } else {
-        // A single file: a component holding just that file under its own name.
-        let rel = root.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-        let found = crate::stores::dir::Found { rel, abs: root.to_path_buf(), meta: root_meta };
-        let entry = entry_from(&found).map_err(|e| Error::io(root, e))?;
-        p.file(entry, root, &params, parent.as_mut())?;
     }
     p.flush()?;
     Ok(Produced { bytes_read: p.bytes_read })
 }
 
-/// Enough for two maximal chunks, in whole read units: every full buffer holds at
-/// least one complete chunk.
-fn read_buffer_len(params: &ChunkerParams) -> usize {
-    let want = (2 * params.max_size as usize).max(8 << 20);
-    want.div_ceil(READ_UNIT) * READ_UNIT
+/// Enough for two maximal chunks of any profile, in whole read units: every full
+/// buffer holds at least one complete chunk.
+fn read_buffer_len(config: &Config) -> usize {
+    let largest = config.chunkers.iter().map(|c| c.max_size as usize).max().unwrap_or(0);
+    (2 * largest).max(8 << 20).div_ceil(READ_UNIT) * READ_UNIT
+}
+
+/// What a file's role allows: data files are always read (updated in place, a hot copy
+/// must take them as they are now); logs below the parent's last log are complete and
+/// never change; the parent's last log and newer ones are read.
+fn may_reuse(entry: &FileEntry, parent_last_log: Option<u64>) -> bool {
+    match entry.role {
+        FileRole::Plain => true,
+        FileRole::Data => false,
+        FileRole::Log => matches!((entry.log_number, parent_last_log), (Some(n), Some(last)) if n < last),
+    }
 }
 
 impl Producer<'_> {
@@ -176,24 +183,29 @@ impl Producer<'_> {
         self.out.send(batch).map_err(|_| Error::Invalid("backup stopped".into()))
     }
 
-    fn file(
-        &mut self,
-        mut entry: FileEntry,
-        abs: &Path,
-        params: &ChunkerParams,
-        parent: Option<&mut ParentFiles>,
-    ) -> Result<()> {
+    /// A file or listing that cannot be read: noted in the snapshot, or for a store
+    /// (whose copy must be complete) the end of the backup.
+    fn unreadable(&mut self, path: Vec<u8>, message: String) -> Result<()> {
+        if self.all_or_nothing {
+            return Err(Error::Invalid(format!(
+                "{message}; a store copy must be complete, so no snapshot was written"
+            )));
+        }
+        self.push(Item::Failed { path, message })
+    }
+
+    fn file(&mut self, mut entry: FileEntry, abs: &Path, parent: Option<&mut ParentFiles>) -> Result<()> {
         if entry.kind != FileKind::Regular {
             self.progress.advance(1, 0);
             return self.push(Item::Entry(entry));
         }
-        let previous = match parent {
-            Some(parent) => parent.find(&entry.path)?,
-            None => None,
+        let (previous, parent_last_log) = match parent {
+            Some(parent) => (parent.find(&entry.path)?, parent.last_log_number()),
+            None => (None, None),
         };
         let link = (entry.device, entry.inode);
         let first_name = if entry.links > 1 { self.other_name_of(link) } else { None };
-        let known = previous.as_ref().or(first_name.as_ref());
+        let known = previous.as_ref().filter(|_| may_reuse(&entry, parent_last_log)).or(first_name.as_ref());
         if let Some(known) = known.filter(|known| unchanged(known, &entry)) {
             let chunks = known.chunks.clone();
             // Reuse only what the repository still holds; otherwise read the file again.
@@ -203,11 +215,21 @@ impl Producer<'_> {
                 return self.push(Item::Entry(entry));
             }
         }
+        let params = *self.config.chunker(entry.chunker).expect("store types use the config's profiles");
+        let mut file = match File::open(abs) {
+            Ok(file) => file,
+            // Gone since the listing: a store notes it (a cleaned-up log, say); the
+            // backup checks afterwards that no log is missing from the sequence.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.all_or_nothing => {
+                return self.push(Item::Vanished { path: entry.path });
+            }
+            Err(e) => return self.unreadable(entry.path, format!("cannot read {}: {e}", abs.display())),
+        };
         let path = entry.path.clone();
         let first_link = (entry.links > 1).then(|| entry.clone());
         self.push(Item::Begin(entry))?;
-        match self.read_chunks(abs, params) {
-            Ok(Ok(size)) => {
+        match self.read_chunks(&mut file, &params)? {
+            Ok(size) => {
                 if let Some(mut first) = first_link {
                     first.size = size;
                     first.chunks = std::mem::take(&mut self.chunks);
@@ -217,9 +239,7 @@ impl Producer<'_> {
                 self.progress.advance(1, 0);
                 self.push(Item::End { size })
             }
-            Ok(Err(io_error)) => self
-                .push(Item::Failed { path, message: format!("cannot read {}: {io_error}", abs.display()) }),
-            Err(fatal) => Err(fatal),
+            Err(e) => self.unreadable(path, format!("cannot read {}: {e}", abs.display())),
         }
     }
 
@@ -245,14 +265,10 @@ impl Producer<'_> {
 
     /// Reads one file in multiples of `READ_UNIT` and emits its chunks. The outer error
     /// is fatal to the backup; the inner one is this file's alone.
-    fn read_chunks(&mut self, abs: &Path, params: &ChunkerParams) -> Result<std::io::Result<u64>> {
-        let mut file = match File::open(abs) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
-        };
+    fn read_chunks(&mut self, file: &mut File, params: &ChunkerParams) -> Result<std::io::Result<u64>> {
         self.chunks.clear();
         let mut buffer = std::mem::take(&mut self.buffer);
-        let result = self.cut_stream(&mut file, &mut buffer, params);
+        let result = self.cut_stream(file, &mut buffer, params);
         self.buffer = buffer;
         result
     }

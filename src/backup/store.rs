@@ -3,33 +3,48 @@
 
 use super::produce::Produced;
 use super::{Item, Payload};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{
-    BackupStats, ChunkRef, ComponentTrailer, Consistency, FileEntry, FileError, FileKind, ManifestWriter,
+    BackupStats, ChunkRef, ComponentTrailer, FileEntry, FileError, FileKind, FileRole, ManifestWriter,
     Record, SnapshotTrailer, Timestamp,
 };
 use crate::pack::{compress, PackWriter};
 use crate::repo::Repository;
+use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct Stored {
     stats: BackupStats,
     errors: Vec<FileError>,
+    /// Log numbers of the log files copied.
+    logs: Vec<u64>,
+    vanished: Vec<Vec<u8>>,
 }
 
 impl Stored {
-    pub fn component_trailer(&self) -> ComponentTrailer {
-        ComponentTrailer {
+    /// The component's trailer. The copied logs must form an unbroken sequence: a log
+    /// may vanish during a hot copy only by being cleaned up, which takes the oldest.
+    pub fn component_trailer(&self, report: SourceReport) -> Result<ComponentTrailer> {
+        let mut logs = self.logs.clone();
+        logs.sort_unstable();
+        if let Some(gap) = logs.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(Error::Invalid(format!(
+                "log files {} to {} are missing from the copy (removed while the store was copied?); no snapshot was written",
+                gap[0] + 1,
+                gap[1] - 1
+            )));
+        }
+        Ok(ComponentTrailer {
             files: self.stats.files,
             bytes: self.stats.bytes,
-            first_log_number: None,
-            last_log_number: None,
-            consistency: Consistency::Unspecified,
-            passes: 1,
-            excluded: Vec::new(),
-            vanished: Vec::new(),
-        }
+            first_log_number: logs.first().copied(),
+            last_log_number: logs.last().copied(),
+            consistency: report.consistency,
+            passes: report.passes,
+            excluded: report.excluded,
+            vanished: self.vanished.clone(),
+        })
     }
 
     pub fn snapshot_trailer(self, produced: Produced) -> SnapshotTrailer {
@@ -85,18 +100,22 @@ pub fn run(
     let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
     let mut stats = BackupStats::default();
     let mut errors = Vec::new();
+    let (mut logs, mut vanished) = (Vec::new(), Vec::new());
     let mut current: Option<FileEntry> = None;
-    let mut write_entry = |entry: FileEntry, stats: &mut BackupStats| -> Result<()> {
+    let mut write_entry = |entry: FileEntry, stats: &mut BackupStats, logs: &mut Vec<u64>| -> Result<()> {
         stats.files += 1;
         if entry.kind == FileKind::Regular {
             stats.bytes += entry.size;
+        }
+        if let (FileRole::Log, Some(n)) = (entry.role, entry.log_number) {
+            logs.push(n);
         }
         manifest.write(&Record::File(entry))
     };
     for batch in input {
         for item in batch {
             match item {
-                Item::Entry(entry) => write_entry(entry, &mut stats)?,
+                Item::Entry(entry) => write_entry(entry, &mut stats, &mut logs)?,
                 Item::Begin(entry) => current = Some(entry),
                 Item::Chunk { id, len, payload } => {
                     let new = match payload {
@@ -118,8 +137,9 @@ pub fn run(
                 Item::End { size } => {
                     let mut entry = current.take().expect("End follows Begin");
                     entry.size = size;
-                    write_entry(entry, &mut stats)?;
+                    write_entry(entry, &mut stats, &mut logs)?;
                 }
+                Item::Vanished { path } => vanished.push(path),
                 Item::Failed { path, message } => {
                     if current.as_ref().is_some_and(|c| c.path == path) {
                         current = None;
@@ -130,5 +150,5 @@ pub fn run(
         }
     }
     packer.finish()?;
-    Ok(Stored { stats, errors })
+    Ok(Stored { stats, errors, logs, vanished })
 }

@@ -99,6 +99,62 @@ impl Iterator for Walker {
     }
 }
 
+/// The `dir` store as a `Source`: a tree in `path_order`, or a single file.
+pub struct DirSource {
+    walker: Option<Walker>,
+    single: Option<Found>,
+}
+
+impl DirSource {
+    pub fn new(root: &Path) -> crate::error::Result<DirSource> {
+        let meta = fs::metadata(root).map_err(|e| crate::error::Error::io(root, e))?;
+        if meta.is_dir() {
+            return Ok(DirSource { walker: Some(Walker::new(root)), single: None });
+        }
+        // A single file: a component holding just that file under its own name.
+        let rel = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        Ok(DirSource { walker: None, single: Some(Found { rel, abs: root.to_path_buf(), meta }) })
+    }
+}
+
+impl Iterator for DirSource {
+    type Item = crate::error::Result<super::Sourced>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let walked = match self.single.take() {
+            Some(found) => Walked::Entry(found),
+            None => self.walker.as_mut()?.next()?,
+        };
+        Some(Ok(match walked {
+            Walked::Entry(found) => super::Sourced::File(super::Planned {
+                found,
+                role: FileRole::Plain,
+                log_number: None,
+                chunker: crate::config::CHUNKER_DEFAULT,
+            }),
+            Walked::Error { rel, message } => super::Sourced::Unreadable { rel, message },
+        }))
+    }
+}
+
+impl super::Source for DirSource {
+    fn store_type(&self) -> super::StoreType {
+        super::StoreType::Dir
+    }
+
+    fn all_or_nothing(&self) -> bool {
+        false
+    }
+
+    fn report(&self) -> super::SourceReport {
+        super::SourceReport {
+            consistency: crate::manifest::Consistency::Unspecified,
+            passes: 1,
+            excluded: Vec::new(),
+        }
+    }
+}
+
 /// The manifest entry for a walked file, without chunks.
 pub fn entry_from(found: &Found) -> std::io::Result<FileEntry> {
     let meta = &found.meta;
