@@ -127,7 +127,7 @@ pub fn run(
         bytes_read: 0,
         progress,
     };
-    while let Some(next) = source.next() {
+    for next in &mut *source {
         match next? {
             Sourced::File(Planned { found, role, log_number, chunker }) => match entry_from(&found) {
                 Ok(mut entry) => {
