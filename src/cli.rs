@@ -77,6 +77,10 @@ pub struct BackupArgs {
     /// Store type: `auto` recognises it from the directory's contents.
     #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb"])]
     pub store_type: String,
+    /// Assert that the store is not running (bdb: no process has a file of the
+    /// environment open) and record the copy as offline.
+    #[arg(long)]
+    pub offline: bool,
     /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,

@@ -148,6 +148,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
         host: args.host.unwrap_or_else(cairn::hostname),
         full: args.full,
         store_type: StoreType::parse(&args.store_type),
+        offline: args.offline,
     };
     let started = Instant::now();
     let bar = Bar::new("backing up");
@@ -174,6 +175,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             "first_log_number": component.trailer.first_log_number,
             "last_log_number": component.trailer.last_log_number,
             "passes": component.trailer.passes, "excluded": component.trailer.excluded,
+            "consistency": component.trailer.consistency,
             "vanished": component.trailer.vanished,
         });
         writeln!(out, "{value}")?;

@@ -146,3 +146,31 @@ fn an_environment_with_relocated_files_is_refused() {
     env.run(["backup", home.to_str().unwrap()]).failure().mentions("set_data_dir");
     assert!(env.snapshots().is_empty());
 }
+
+#[test]
+fn offline_is_refused_while_a_process_uses_the_environment_and_recorded_after() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    let h = home.to_str().unwrap();
+    bdb(&["create", h, "500"]);
+    let mut writer = Command::new("/usr/bin/python3")
+        .arg(bdbtool())
+        .args(["writer", h, "500"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the writer");
+    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    lines.next().expect("writer output").unwrap();
+    let pid = writer.id().to_string();
+    env.run(["backup", "--offline", h]).failure().mentions("--offline").mentions(&pid);
+    assert!(env.snapshots().is_empty());
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let report = env.backup_json(&home, &["--offline"]);
+    assert_eq!(report["consistency"], "offline");
+    let hot = env.backup_json(&home, &[]);
+    assert_eq!(hot["consistency"], "hot");
+    let tree = env.path("tree");
+    fs::create_dir_all(&tree).unwrap();
+    env.run(["backup", "--offline", tree.to_str().unwrap()]).failure().mentions("database store types");
+}

@@ -39,6 +39,8 @@ pub struct BackupOptions {
     pub full: bool,
     /// The store type; `None` recognises it from the directory's contents.
     pub store_type: Option<StoreType>,
+    /// Assert that the store is not running, and record the copy as offline.
+    pub offline: bool,
 }
 
 pub struct BackupReport {
@@ -124,7 +126,7 @@ pub fn backup(
         client: crate::CLIENT.to_string(),
     };
     let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
-    let mut files = store_type.open(&root)?;
+    let mut files = store_type.open(&root, options.offline)?;
     let component = ComponentHeader {
         name: name.clone(),
         store_type: store_type.name().into(),

@@ -42,8 +42,39 @@ pub fn looks_like_environment(root: &Path) -> bool {
 /// DB_CONFIG lines that move files out of the home, which this version does not follow.
 const RELOCATING: [&str; 4] = ["set_data_dir", "add_data_dir", "set_lg_dir", "set_create_dir"];
 
+/// For `--offline`: no process may have a file of the home open. Checked through
+/// /proc/*/fd, which shows every process to root and a user's own processes to others.
+pub fn assert_offline(root: &Path) -> Result<()> {
+    let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+    let me = std::process::id().to_string();
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return Err(unsupported(&root, "--offline needs /proc to see which processes use the store".into()));
+    };
+    for process in processes.flatten() {
+        let pid = process.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(process.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else { continue };
+            if target.starts_with(&root) {
+                let command = fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+                return Err(Error::Invalid(format!(
+                    "{}: --offline, but process {pid} ({}) has {} open: stop it first, or back up without --offline (a hot copy)",
+                    root.display(),
+                    command.trim(),
+                    target.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub struct BdbSource {
     root: PathBuf,
+    offline: bool,
     queue: VecDeque<Planned>,
     excluded: Vec<Excluded>,
     /// Highest log number yielded so far; later passes look for logs above it.
@@ -52,7 +83,11 @@ pub struct BdbSource {
 }
 
 impl BdbSource {
-    pub fn new(root: &Path) -> Result<BdbSource> {
+    /// With `offline`, first asserts that no process uses the environment.
+    pub fn new(root: &Path, offline: bool) -> Result<BdbSource> {
+        if offline {
+            assert_offline(root)?;
+        }
         let config = root.join("DB_CONFIG");
         if let Ok(text) = fs::read_to_string(&config) {
             for line in text.lines() {
@@ -65,6 +100,7 @@ impl BdbSource {
         }
         let mut source = BdbSource {
             root: root.to_path_buf(),
+            offline,
             queue: VecDeque::new(),
             excluded: Vec::new(),
             last_log: None,
@@ -164,7 +200,8 @@ impl Source for BdbSource {
     }
 
     fn report(&self) -> SourceReport {
-        SourceReport { consistency: Consistency::Hot, passes: self.passes, excluded: self.excluded.clone() }
+        let consistency = if self.offline { Consistency::Offline } else { Consistency::Hot };
+        SourceReport { consistency, passes: self.passes, excluded: self.excluded.clone() }
     }
 }
 
@@ -186,7 +223,7 @@ mod tests {
         for name in ["log.0000000010", "b.db", "__db.001", "log.0000000009", "a.db", "DB_CONFIG"] {
             fs::write(dir.path().join(name), name).unwrap();
         }
-        let source = BdbSource::new(dir.path()).unwrap();
+        let source = BdbSource::new(dir.path(), false).unwrap();
         let report = source.report();
         let order: Vec<(String, FileRole)> = source
             .map(|s| match s.unwrap() {
@@ -204,7 +241,7 @@ mod tests {
     fn relocated_homes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("DB_CONFIG"), "set_data_dir data\n").unwrap();
-        let err = BdbSource::new(dir.path()).err().unwrap();
+        let err = BdbSource::new(dir.path(), false).err().unwrap();
         assert!(err.to_string().contains("set_data_dir"), "{err}");
     }
 }

@@ -40,10 +40,15 @@ impl StoreType {
         }
     }
 
-    pub fn open(self, root: &Path) -> Result<Box<dyn Source>> {
+    /// The store's files. `offline` asserts that the store is not running (each type
+    /// says how it checks); a plain tree has no such notion and refuses it.
+    pub fn open(self, root: &Path, offline: bool) -> Result<Box<dyn Source>> {
         Ok(match self {
+            StoreType::Dir if offline => {
+                return Err(unsupported(root, "--offline applies to database store types, not dir".into()))
+            }
             StoreType::Dir => Box::new(dir::DirSource::new(root)?),
-            StoreType::Bdb => Box::new(bdb::BdbSource::new(root)?),
+            StoreType::Bdb => Box::new(bdb::BdbSource::new(root, offline)?),
         })
     }
 }
