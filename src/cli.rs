@@ -41,8 +41,16 @@ pub enum Command {
     Cat { snapshot: String },
     /// Restore a snapshot into a directory.
     Restore {
-        /// Snapshot id, unique prefix, or `latest`.
-        snapshot: String,
+        /// Snapshot id, unique prefix, or `latest` (not with --at).
+        #[arg(required_unless_present = "at", conflicts_with = "at")]
+        snapshot: Option<String>,
+        /// The newest snapshot taken at or before this time (RFC 3339 or @SECONDS; a time
+        /// given to the second includes that whole second).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// With --at: the backup set to choose from (needed when there are several).
+        #[arg(long, requires = "at")]
+        set: Option<String>,
         #[arg(long, value_name = "DIR")]
         target: PathBuf,
         /// Restore into a non-empty directory, replacing entries of the same name.

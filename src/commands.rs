@@ -5,7 +5,7 @@ use crate::Exit;
 use anyhow::{bail, Context, Result};
 use cairn::backup::BackupOptions;
 use cairn::lock::LockMode;
-use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary};
+use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary, Timestamp};
 use cairn::repo::{self, OpenOptions, Repository};
 use cairn::restore::RestoreOptions;
 use cairn::stores::StoreType;
@@ -61,9 +61,21 @@ pub fn run(cli: Cli) -> Result<Exit> {
             cat(&repo, &repo.resolve(&snapshot)?, &mut out)?;
             Ok(Exit::Success)
         }
-        Command::Restore { snapshot, target, overwrite } => {
+        Command::Restore { snapshot, at, set, target, overwrite } => {
             let repo = g.open(LockMode::Shared, "cairn restore")?;
-            restore(&repo, &snapshot, RestoreOptions { target, overwrite }, json, &mut out)
+            let id = match (snapshot, at) {
+                (Some(snapshot), _) => repo.resolve(&snapshot)?,
+                (None, Some(text)) => {
+                    let mut at = Timestamp::parse(&text).map_err(anyhow::Error::msg)?;
+                    // Listings show seconds: a time given to the second includes all of it.
+                    if !text.contains('.') {
+                        at.nanos = 999_999_999;
+                    }
+                    repo.resolve_at(set.as_deref(), at)?
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            restore(&repo, id, RestoreOptions { target, overwrite }, json, &mut out)
         }
         Command::Check { read_data } => {
             let repo = g.open(LockMode::Shared, "cairn check")?;
@@ -94,12 +106,11 @@ fn init(g: &Globals, out: &mut impl Write) -> Result<Exit> {
 
 fn restore(
     repo: &Repository,
-    snapshot: &str,
+    id: cairn::SnapshotId,
     options: RestoreOptions,
     json: bool,
     out: &mut impl Write,
 ) -> Result<Exit> {
-    let id = repo.resolve(snapshot)?;
     let bar = Bar::new("restoring");
     let report = cairn::restore::restore(repo, &id, &options, &bar)?;
     bar.done();

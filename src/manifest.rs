@@ -31,6 +31,66 @@ impl Timestamp {
         Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
     }
 
+    /// Parses RFC 3339 (`2026-11-21T20:18:45Z`, `2026-11-21T21:18:45+01:00`, fractions
+    /// of a second allowed; a space may replace the `T`) or `@SECONDS` since the epoch.
+    pub fn parse(text: &str) -> Result<Timestamp, String> {
+        let bad = || format!("{text:?} is not a time (use RFC 3339, e.g. 2026-11-21T20:18:45Z, or @SECONDS)");
+        if let Some(secs) = text.strip_prefix('@') {
+            return secs.parse().map(|secs| Timestamp { secs, nanos: 0 }).map_err(|_| bad());
+        }
+        let b = text.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return Err(bad());
+        }
+        let num = |range: std::ops::Range<usize>| {
+            text.get(range).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad)
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+            return Err(bad());
+        }
+        let mut rest = &text[19..];
+        let mut nanos = 0u32;
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let padded = format!("{:0<9}", &fraction[..digits.min(9)]);
+            nanos = padded.parse().map_err(|_| bad())?;
+            rest = &fraction[digits..];
+        }
+        let offset = match rest {
+            "Z" | "z" => 0,
+            _ if rest.len() == 6
+                && matches!(rest.as_bytes()[0], b'+' | b'-')
+                && rest.as_bytes()[3] == b':' =>
+            {
+                let sign = if rest.starts_with('-') { -1 } else { 1 };
+                let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
+                let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
+                sign * (hours * 3600 + minutes * 60)
+            }
+            _ => return Err(bad()),
+        };
+        // Days from civil date (Hinnant), the inverse of `to_rfc3339`.
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Ok(Timestamp { secs: days * 86_400 + hour * 3600 + minute * 60 + second - offset, nanos })
+    }
+
     /// UTC in RFC 3339, e.g. `2026-11-21T20:18:45Z` (civil date from days, Hinnant).
     pub fn to_rfc3339(&self) -> String {
         let days = self.secs.div_euclid(86_400);
@@ -654,6 +714,20 @@ mod tests {
         expected.extend([0xab; 32]);
         expected.extend(9u32.to_le_bytes());
         assert_eq!(format::encode(&Record::File(entry)), expected);
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for secs in [0, 951_782_400, 1_795_292_325, -1, 4_102_444_800] {
+            let t = Timestamp { secs, nanos: 0 };
+            assert_eq!(Timestamp::parse(&t.to_rfc3339()), Ok(t));
+        }
+        let t = Timestamp::parse("2026-11-21T21:18:45.5+01:00").unwrap();
+        assert_eq!((t.secs, t.nanos), (1_795_292_325, 500_000_000));
+        assert_eq!(Timestamp::parse("@12").unwrap().secs, 12);
+        for bad in ["2026-11-21", "2026-13-01T00:00:00Z", "yesterday", "2026-11-21T20:18:45", "@x"] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

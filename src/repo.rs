@@ -15,7 +15,7 @@ use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
 use crate::lock::{self, LockMode, RepoLock};
-use crate::manifest::{self, ManifestReader, SnapshotSummary};
+use crate::manifest::{self, ManifestReader, SnapshotSummary, Timestamp};
 use crate::pack;
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -242,6 +242,32 @@ impl Repository {
     /// The newest readable snapshot of `set`, the parent of an incremental backup.
     pub fn latest_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
         Ok(self.snapshots()?.readable.into_iter().rfind(|s| s.header.set == set))
+    }
+
+    /// The newest readable snapshot taken at or before `at`, of `set` or, without one,
+    /// of the only set there is.
+    pub fn resolve_at(&self, set: Option<&str>, at: Timestamp) -> Result<SnapshotId> {
+        let snapshots = self.snapshots()?.readable;
+        let set = match set {
+            Some(set) => set.to_string(),
+            None => {
+                let sets: std::collections::BTreeSet<&str> =
+                    snapshots.iter().map(|s| s.header.set.as_str()).collect();
+                match sets.len() {
+                    0 => return Err(Error::Snapshot("the repository has no snapshots".into())),
+                    1 => sets.into_iter().next().expect("one set").to_string(),
+                    _ => {
+                        return Err(Error::Snapshot(format!(
+                            "the repository holds {} sets: say which with --set",
+                            sets.len()
+                        )))
+                    }
+                }
+            }
+        };
+        snapshots.iter().rfind(|s| s.header.set == set && s.header.time <= at).map(|s| s.id).ok_or_else(
+            || Error::Snapshot(format!("set {set:?} has no snapshot at or before {}", at.to_rfc3339())),
+        )
     }
 
     /// A full id, a unique prefix of one, or `latest`.

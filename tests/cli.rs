@@ -758,3 +758,36 @@ fn relative_repository_paths_work() {
     cairn(&["-r", "repo", "restore", "latest", "--target", "out"]);
     assert_eq!(fs::read(dir.join("out/f")).unwrap(), b"x");
 }
+
+#[test]
+fn restore_at_a_time_picks_the_newest_snapshot_before_it() {
+    let env = TestEnv::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut times = Vec::new();
+    for round in 0..3 {
+        fs::write(src.join("f"), format!("version {round}")).unwrap();
+        env.backup(&src, &[]);
+        times.push(env.snapshots().last().unwrap()["time"].as_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let out = env.path("out");
+    env.run(["restore", "--at", &times[1], "--target", out.to_str().unwrap()]).success();
+    assert_eq!(fs::read_to_string(out.join("f")).unwrap(), "version 1");
+    env.run(["restore", "--at", "2000-01-01T00:00:00Z", "--target", env.path("none").to_str().unwrap()])
+        .failure()
+        .mentions("no snapshot at or before 2000-01-01T00:00:00Z");
+    env.run(["restore", "--at", "yesterday", "--target", env.path("bad").to_str().unwrap()])
+        .failure()
+        .mentions("RFC 3339");
+    let other = env.path("other");
+    fs::create_dir_all(&other).unwrap();
+    env.backup(&other, &["--set", "other"]);
+    env.run(["restore", "--at", &times[2], "--target", env.path("x").to_str().unwrap()])
+        .failure()
+        .mentions("--set");
+    let set = src.to_str().unwrap();
+    let out = env.path("out2");
+    env.run(["restore", "--at", &times[2], "--set", set, "--target", out.to_str().unwrap()]).success();
+    assert_eq!(fs::read_to_string(out.join("f")).unwrap(), "version 2");
+}
