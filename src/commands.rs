@@ -187,7 +187,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             "last_log_number": component.trailer.last_log_number,
             "passes": component.trailer.passes, "excluded": component.trailer.excluded,
             "consistency": component.trailer.consistency,
-            "vanished": component.trailer.vanished,
+            "vanished": component.trailer.vanished.iter().map(|p| display_path(p)).collect::<Vec<_>>(),
         });
         writeln!(out, "{value}")?;
     } else {

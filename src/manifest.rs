@@ -49,11 +49,27 @@ impl Timestamp {
             return Err(bad());
         }
         let num = |range: std::ops::Range<usize>| {
-            text.get(range).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad)
+            text.get(range)
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(bad)
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days_in_month = match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        // Leap seconds (:60) are refused: Unix time cannot name them.
+        if !(1..=12).contains(&month)
+            || !(1..=days_in_month).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
             return Err(bad());
         }
         let mut rest = &text[19..];
@@ -74,8 +90,9 @@ impl Timestamp {
                 && rest.as_bytes()[3] == b':' =>
             {
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
-                let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
-                let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
+                let hours: i64 = rest[1..3].parse().ok().filter(|h| (0..=23).contains(h)).ok_or_else(bad)?;
+                let minutes: i64 =
+                    rest[4..6].parse().ok().filter(|m| (0..=59).contains(m)).ok_or_else(bad)?;
                 sign * (hours * 3600 + minutes * 60)
             }
             _ => return Err(bad()),
@@ -725,7 +742,18 @@ mod tests {
         let t = Timestamp::parse("2026-11-21T21:18:45.5+01:00").unwrap();
         assert_eq!((t.secs, t.nanos), (1_795_292_325, 500_000_000));
         assert_eq!(Timestamp::parse("@12").unwrap().secs, 12);
-        for bad in ["2026-11-21", "2026-13-01T00:00:00Z", "yesterday", "2026-11-21T20:18:45", "@x"] {
+        for bad in [
+            "2026-11-21",
+            "2026-13-01T00:00:00Z",
+            "yesterday",
+            "2026-11-21T20:18:45",
+            "@x",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2030-01-01T23:59:60Z",
+            "2026-11-21T20:18:45+99:99",
+            "-001-11-21T20:18:45Z",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
     }

@@ -129,10 +129,10 @@ pub fn run(
     };
     for next in &mut *source {
         match next? {
-            Sourced::File(Planned { found, role, log_number, chunker }) => match entry_from(&found) {
+            Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found) {
                 Ok(mut entry) => {
                     (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
-                    p.file(entry, &found.abs, parent.as_mut())?
+                    p.file(entry, &found.abs, open, parent.as_mut())?
                 }
                 Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
             },
@@ -194,7 +194,13 @@ impl Producer<'_> {
         self.push(Item::Failed { path, message })
     }
 
-    fn file(&mut self, mut entry: FileEntry, abs: &Path, parent: Option<&mut ParentFiles>) -> Result<()> {
+    fn file(
+        &mut self,
+        mut entry: FileEntry,
+        abs: &Path,
+        open: Option<File>,
+        parent: Option<&mut ParentFiles>,
+    ) -> Result<()> {
         if entry.kind != FileKind::Regular {
             self.progress.advance(1, 0);
             return self.push(Item::Entry(entry));
@@ -216,7 +222,7 @@ impl Producer<'_> {
             }
         }
         let params = *self.config.chunker(entry.chunker).expect("store types use the config's profiles");
-        let mut file = match File::open(abs) {
+        let mut file = match open.map_or_else(|| File::open(abs), Ok) {
             Ok(file) => file,
             // Gone since the listing: a store notes it (a cleaned-up log, say); the
             // backup checks afterwards that no log is missing from the sequence.

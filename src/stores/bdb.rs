@@ -5,7 +5,7 @@
 //! recovery recreates them. After the planned files, the home is listed again and log
 //! files created meanwhile are copied, until a listing finds none.
 
-use super::dir::Found;
+use super::dir::{Found, Walked, Walker};
 use super::{unsupported, Planned, Source, SourceReport, Sourced, StoreType};
 use crate::config::{CHUNKER_DEFAULT, CHUNKER_FINE};
 use crate::error::{Error, Result};
@@ -77,7 +77,7 @@ pub struct BdbSource {
     offline: bool,
     queue: VecDeque<Planned>,
     excluded: Vec<Excluded>,
-    /// Highest log number yielded so far; later passes look for logs above it.
+    /// Highest log number listed so far; later passes look for logs above it.
     last_log: Option<u64>,
     passes: u32,
 }
@@ -88,16 +88,8 @@ impl BdbSource {
         if offline {
             assert_offline(root)?;
         }
-        let config = root.join("DB_CONFIG");
-        if let Ok(text) = fs::read_to_string(&config) {
-            for line in text.lines() {
-                let word = line.split_whitespace().next().unwrap_or("");
-                if RELOCATING.contains(&word) {
-                    let what = format!("DB_CONFIG uses {word}: environments with data or log directories outside the home are not supported yet (back up with --type dir after a checkpoint with the store stopped)");
-                    return Err(unsupported(root, what));
-                }
-            }
-        }
+        refuse_relocated_files(root)?;
+        allow_many_open_files();
         let mut source = BdbSource {
             root: root.to_path_buf(),
             offline,
@@ -106,55 +98,72 @@ impl BdbSource {
             last_log: None,
             passes: 1,
         };
-        let (mut config_files, mut data, mut logs) = (Vec::new(), Vec::new(), Vec::new());
-        for found in source.list()? {
+        let (mut config, mut data, mut logs) = (Vec::new(), Vec::new(), Vec::new());
+        for walked in Walker::new(root) {
+            let found = match walked {
+                Walked::Entry(found) => found,
+                Walked::Error { message, .. } => return Err(Error::Invalid(message)),
+            };
+            let top_level = !found.rel.contains(&b'/');
             let name = found.rel.clone();
-            if is_region_file(&name) {
+            if top_level && is_region_file(&name) {
                 let reason = "region file: the running environment's shared memory; recovery recreates it";
                 source.excluded.push(Excluded { path: name, reason: reason.into() });
-            } else if !found.meta.is_file() {
-                let reason = "not a regular file in the environment home";
-                source.excluded.push(Excluded { path: name, reason: reason.into() });
-            } else if let Some(n) = log_number(&name) {
+            } else if let Some(n) = log_number(&name).filter(|_| top_level && found.meta.is_file()) {
                 logs.push(planned(found, FileRole::Log, Some(n)));
             } else if name == b"DB_CONFIG" {
-                config_files.push(planned(found, FileRole::Plain, None));
+                config.push(planned(found, FileRole::Plain, None));
             } else {
+                // Everything else, subdirectories included, in walk order: a directory
+                // before its contents.
                 data.push(planned(found, FileRole::Data, None));
             }
         }
-        data.sort_by(|a, b| a.found.rel.cmp(&b.found.rel));
+        if logs.is_empty() && !offline {
+            let what = "no log files in the environment home: a hot copy needs them (if the application moves them with set_lg_dir, back up that directory too, offline)";
+            return Err(unsupported(root, what.into()));
+        }
         logs.sort_by_key(|p| p.log_number);
         source.last_log = logs.last().and_then(|p| p.log_number);
-        source.queue.extend(config_files.into_iter().chain(data).chain(logs));
+        source.hold_open(&mut logs)?;
+        source.queue.extend(config.into_iter().chain(data).chain(logs));
         Ok(source)
     }
 
-    fn list(&self) -> Result<Vec<Found>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
-            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
-            let abs = entry.path();
-            match fs::symlink_metadata(&abs) {
-                Ok(meta) => out.push(Found { rel: entry.file_name().as_bytes().to_vec(), abs, meta }),
-                // Removed between listing and stat (an archived log): not part of this copy.
+    /// Opens the logs as soon as they are listed. Berkeley DB may remove a log once a
+    /// checkpoint passes it, and a checkpoint can happen while the data files are being
+    /// copied; the copied pages may still need that log. An open descriptor keeps it
+    /// readable to the end.
+    fn hold_open(&self, logs: &mut [Planned]) -> Result<()> {
+        for log in logs {
+            match fs::File::open(&log.found.abs) {
+                Ok(file) => log.open = Some(file),
+                // Removed between listing and opening: the gap check decides whether
+                // the copy can do without it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&abs, e)),
+                Err(e) => return Err(Error::io(&log.found.abs, e)),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Another listing: log files above the highest one yielded so far.
+    /// Another listing of the home: log files above the highest one listed so far.
     fn next_pass(&mut self) -> Result<()> {
-        let mut logs: Vec<Planned> = self
-            .list()?
-            .into_iter()
-            .filter(|f| f.meta.is_file())
-            .filter_map(|f| log_number(&f.rel).map(|n| (f, n)))
-            .filter(|(_, n)| self.last_log.is_none_or(|last| *n > last))
-            .map(|(f, n)| planned(f, FileRole::Log, Some(n)))
-            .collect();
+        let entries = fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let mut logs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let name = entry.file_name().as_bytes().to_vec();
+            let Some(n) = log_number(&name).filter(|n| self.last_log.is_none_or(|last| *n > last)) else {
+                continue;
+            };
+            let abs = entry.path();
+            if let Ok(meta) = fs::symlink_metadata(&abs) {
+                if meta.is_file() {
+                    logs.push(planned(Found { rel: name, abs, meta }, FileRole::Log, Some(n)));
+                }
+            }
+        }
         if logs.is_empty() {
             return Ok(());
         }
@@ -165,8 +174,31 @@ impl BdbSource {
         self.passes += 1;
         logs.sort_by_key(|p| p.log_number);
         self.last_log = logs.last().and_then(|p| p.log_number);
+        self.hold_open(&mut logs)?;
         self.queue.extend(logs);
         Ok(())
+    }
+}
+
+fn refuse_relocated_files(root: &Path) -> Result<()> {
+    let Ok(text) = fs::read_to_string(root.join("DB_CONFIG")) else { return Ok(()) };
+    for line in text.lines() {
+        let word = line.split_whitespace().next().unwrap_or("");
+        if RELOCATING.contains(&word) {
+            let what = format!("DB_CONFIG uses {word}: environments with data or log directories outside the home are not supported yet (back up with --type dir after a checkpoint with the store stopped)");
+            return Err(unsupported(root, what));
+        }
+    }
+    Ok(())
+}
+
+/// Holding every log open may need more descriptors than the default soft limit.
+fn allow_many_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 
@@ -174,7 +206,7 @@ fn planned(found: Found, role: FileRole, log_number: Option<u64>) -> Planned {
     // Containers are updated page by page in place: small chunks keep an incremental
     // close to the pages that changed. Logs only grow: large chunks.
     let chunker = if role == FileRole::Data { CHUNKER_FINE } else { CHUNKER_DEFAULT };
-    Planned { found, role, log_number, chunker }
+    Planned { found, role, log_number, chunker, open: None }
 }
 
 impl Iterator for BdbSource {

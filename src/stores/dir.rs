@@ -131,6 +131,7 @@ impl Iterator for DirSource {
                 role: FileRole::Plain,
                 log_number: None,
                 chunker: crate::config::CHUNKER_DEFAULT,
+                open: None,
             }),
             Walked::Error { rel, message } => super::Sourced::Unreadable { rel, message },
         }))

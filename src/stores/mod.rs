@@ -60,6 +60,9 @@ pub struct Planned {
     pub log_number: Option<u64>,
     /// Chunker profile (position in the config's list).
     pub chunker: u8,
+    /// Opened when listed, for files that must stay readable until copied even if the
+    /// store removes them meanwhile (database logs).
+    pub open: Option<std::fs::File>,
 }
 
 pub enum Sourced {

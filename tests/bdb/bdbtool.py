@@ -6,6 +6,10 @@
   bdbtool.py writer HOME START     commits records from START on, one per transaction,
                                    printing each committed number, until killed
   bdbtool.py check HOME COUNT      every record 0..COUNT present with its value
+  bdbtool.py archiver HOME COUNT   commits records 0..COUNT without a checkpoint, prints
+                                   "ready", waits for a line on stdin, then loops:
+                                   300 commits, checkpoint, remove logs no longer needed
+  bdbtool.py subdb HOME            adds a database kept in a subdirectory (tables/extra.db)
 Small log files (64 KiB) make a hot backup see new logs appear while it copies.
 """
 import os
@@ -65,6 +69,29 @@ def main():
             txn.commit()
             print(i, flush=True)
             i += 1
+    elif command == "archiver":
+        env, dbs = open_env(home)
+        count = int(sys.argv[3])
+        put(env, dbs, 0, count, per_txn=1)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        i = count
+        while True:
+            put(env, dbs, i, 300, per_txn=1)
+            i += 300
+            env.txn_checkpoint(0, 0, db.DB_FORCE)
+            env.log_archive(db.DB_ARCH_REMOVE)
+    elif command == "subdb":
+        os.makedirs(os.path.join(home, "tables"), exist_ok=True)
+        env, dbs = open_env(home)
+        d = db.DB(env)
+        d.open("tables/extra.db", None, db.DB_BTREE, db.DB_CREATE | db.DB_AUTO_COMMIT)
+        txn = env.txn_begin()
+        for i in range(100):
+            d.put(b"%08d" % i, value(i), txn=txn)
+        txn.commit()
+        d.close()
+        close(env, dbs)
     elif command == "check":
         env, dbs = open_env(home)
         count = int(sys.argv[3])
