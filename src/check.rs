@@ -232,8 +232,12 @@ fn verify_pack_data(path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
     let mut bad_chunks = Vec::new();
     for entry in &entries {
         let start = entry.offset as usize;
-        let stored = bytes[start..start + entry.stored_len as usize].to_vec();
-        if let Err(e) = pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored) {
+        // The table was read separately: a file that changed since is damage, not a panic.
+        let decoded = match bytes.get(start..start + entry.stored_len as usize) {
+            Some(stored) => pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.to_vec()),
+            None => Err(format!("chunk {} lies beyond the pack's end", entry.id)),
+        };
+        if let Err(e) = decoded {
             damage.push((e, vec![entry.id]));
             bad_chunks.push(entry.id);
         }

@@ -72,6 +72,27 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
     writer.finish(&repo.join("snapshots")).unwrap()
 }
 
+/// Backs up `files` (name, content) for real and returns each file's one chunk, so that
+/// crafted manifests can point at chunks the repository holds.
+fn real_chunks(env: &TestEnv, files: &[(&str, &[u8])]) -> std::collections::HashMap<String, ChunkRef> {
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for (name, content) in files {
+        fs::write(src.join(name), content).unwrap();
+    }
+    let real = env.backup(&src, &[]);
+    let manifest = env.run(["cat", &real]).success().json();
+    let listed = manifest["components"][0]["files"].as_array().unwrap();
+    files
+        .iter()
+        .map(|(name, content)| {
+            let file = listed.iter().find(|f| f["path"] == *name).unwrap();
+            let id = file["chunks"][0]["id"].as_str().unwrap().parse().unwrap();
+            (name.to_string(), ChunkRef { id, len: content.len() as u32 })
+        })
+        .collect()
+}
+
 #[test]
 fn entries_beneath_a_symlink_never_reach_its_target() {
     let env = TestEnv::new();
@@ -103,17 +124,8 @@ fn entries_beneath_a_symlink_never_reach_its_target() {
 #[test]
 fn hard_links_with_different_content_are_restored_apart() {
     let env = TestEnv::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a"), b"AAA").unwrap();
-    fs::write(src.join("b"), b"BBB").unwrap();
-    let real = env.backup(&src, &[]);
-    let manifest = env.run(["cat", &real]).success().json();
-    let chunk_of = |name: &str| {
-        let files = manifest["components"][0]["files"].as_array().unwrap();
-        let file = files.iter().find(|f| f["path"] == name).unwrap();
-        ChunkRef { id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(), len: 3 }
-    };
+    let chunks = real_chunks(&env, &[("a", b"AAA"), ("b", b"BBB")]);
+    let chunk_of = |name: &str| chunks[name];
     let linked = |path: &[u8], chunk: ChunkRef| FileEntry {
         links: 2,
         inode: 77,
@@ -134,17 +146,11 @@ fn hard_links_with_different_content_are_restored_apart() {
 #[test]
 fn a_path_named_twice_is_restored_once() {
     let env = TestEnv::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a"), b"AAA").unwrap();
-    fs::write(src.join("c"), b"CCC").unwrap();
-    let real = env.backup(&src, &[]);
-    let manifest = env.run(["cat", &real]).success().json();
-    let file = |name: &str| {
-        let files = manifest["components"][0]["files"].as_array().unwrap();
-        let file = files.iter().find(|f| f["path"] == name).unwrap();
-        let chunk = ChunkRef { id: file["chunks"][0]["id"].as_str().unwrap().parse().unwrap(), len: 3 };
-        FileEntry { size: 3, chunks: vec![chunk], ..entry(name.as_bytes(), FileKind::Regular, 0o100644) }
+    let chunks = real_chunks(&env, &[("a", b"AAA"), ("c", b"CCC")]);
+    let file = |name: &str| FileEntry {
+        size: 3,
+        chunks: vec![chunks[name]],
+        ..entry(name.as_bytes(), FileKind::Regular, 0o100644)
     };
     let id = craft(
         &env.repo,

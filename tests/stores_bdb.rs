@@ -5,9 +5,9 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use support::*;
 
 fn bdbtool() -> PathBuf {
@@ -19,6 +19,19 @@ fn bdb(args: &[&str]) {
     let out =
         Command::new("/usr/bin/python3").arg(bdbtool()).args(args).output().expect("run /usr/bin/python3");
     assert!(out.status.success(), "bdbtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Starts a long-running bdbtool.py mode (writer, archiver), with its output as lines.
+fn spawn_bdb(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(bdbtool())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start bdbtool {args:?}: {e}"));
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
 }
 
 /// The engine's checks on a restored copy: catastrophic recovery, then verification of
@@ -102,13 +115,7 @@ fn a_hot_copy_taken_while_a_writer_commits_recovers_with_every_earlier_commit() 
     let home = env.path("home");
     let h = home.to_str().unwrap();
     bdb(&["create", h, "1000"]);
-    let mut writer = Command::new("/usr/bin/python3")
-        .arg(bdbtool())
-        .args(["writer", h, "1000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the writer");
-    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let (mut writer, mut lines) = spawn_bdb(&["writer", h, "1000"]);
     let mut committed = 0u64;
     // Let it run until it has switched log files a few times.
     while committed < 1500 {
@@ -153,13 +160,7 @@ fn offline_is_refused_while_a_process_uses_the_environment_and_recorded_after() 
     let home = env.path("home");
     let h = home.to_str().unwrap();
     bdb(&["create", h, "500"]);
-    let mut writer = Command::new("/usr/bin/python3")
-        .arg(bdbtool())
-        .args(["writer", h, "500"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the writer");
-    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let (mut writer, mut lines) = spawn_bdb(&["writer", h, "500"]);
     lines.next().expect("writer output").unwrap();
     let pid = writer.id().to_string();
     env.run(["backup", "--offline", h]).failure().mentions("--offline").mentions(&pid);
@@ -184,14 +185,7 @@ fn logs_removed_by_a_checkpoint_during_the_copy_do_not_lose_records() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    let mut archiver = Command::new("/usr/bin/python3")
-        .arg(bdbtool())
-        .args(["archiver", h, "3000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the archiver");
-    let mut lines = BufReader::new(archiver.stdout.take().unwrap()).lines();
+    let (mut archiver, mut lines) = spawn_bdb(&["archiver", h, "3000"]);
     assert_eq!(lines.next().expect("archiver output").unwrap(), "ready");
     // A large (sparse) data file keeps the data copy busy while logs are removed.
     fs::File::create(home.join("zz_filler")).unwrap().set_len(1 << 30).unwrap();

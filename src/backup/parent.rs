@@ -36,9 +36,7 @@ impl ParentFiles {
         let id = parent.id;
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
-        let unreadable = |e: Error| {
-            Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
-        };
+        let unreadable = |e| unreadable(id, e);
         let dir = repo.snapshots_dir();
         manifest::verify_file(&dir, &id).map_err(unreadable)?;
         let mut reader = ManifestReader::open(&dir, &id).map_err(unreadable)?;
@@ -96,10 +94,13 @@ impl ParentFiles {
 
     fn advance(&mut self) -> Result<()> {
         let id = self.id;
-        advance(&mut self.files).map_err(|e| {
-            Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
-        })
+        advance(&mut self.files).map_err(|e| unreadable(id, e))
     }
+}
+
+/// A parent that cannot be read cannot lend its chunk lists; a full backup needs none.
+fn unreadable(id: SnapshotId, e: Error) -> Error {
+    Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
 }
 
 /// Moves an ordered parent list to its next file entry.
