@@ -80,13 +80,27 @@ pub struct BackupArgs {
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Read every file, even those unchanged since the parent snapshot.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["differential", "logs_only"])]
     pub full: bool,
+    /// Make the backup against the newest full snapshot of the set, not the newest.
+    #[arg(long, conflicts_with = "logs_only")]
+    pub differential: bool,
+    /// Database stores (bdb, bdb-je): keep the parent's data files without reading
+    /// them and copy only the logs from the parent's last one on.
+    #[arg(long)]
+    pub logs_only: bool,
+    /// Shell command run before the copy (quiesce the application, checkpoint); a
+    /// failure stops the backup.
+    #[arg(long, value_name = "CMD")]
+    pub pre_exec: Option<String>,
+    /// Shell command run after the copy, even when it or --pre-exec failed.
+    #[arg(long, value_name = "CMD")]
+    pub post_exec: Option<String>,
     /// Store type: `auto` recognises it from the directory's contents.
-    #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb"])]
+    #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb", "bdb-je"])]
     pub store_type: String,
-    /// Assert that the store is not running (bdb: no process has a file of the
-    /// environment open) and record the copy as offline.
+    /// Assert that the store is not running (no process has one of its files open)
+    /// and record the copy as offline.
     #[arg(long)]
     pub offline: bool,
     /// Host name recorded in the snapshot (default: this machine's).

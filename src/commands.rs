@@ -3,7 +3,7 @@
 use crate::cli::{BackupArgs, Cli, Command, RepairWhat};
 use crate::Exit;
 use anyhow::{bail, Context, Result};
-use cairn::backup::BackupOptions;
+use cairn::backup::{BackupOptions, Mode};
 use cairn::lock::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary, Timestamp};
 use cairn::repo::{self, OpenOptions, Repository};
@@ -157,45 +157,53 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
         set: args.set.unwrap_or_else(|| absolute.display().to_string()),
         tags: args.tags,
         host: args.host.unwrap_or_else(cairn::hostname),
-        full: args.full,
+        mode: match (args.full, args.differential, args.logs_only) {
+            (true, _, _) => Mode::Full,
+            (_, true, _) => Mode::Differential,
+            (_, _, true) => Mode::LogsOnly,
+            _ => Mode::Incremental,
+        },
         store_type: StoreType::parse(&args.store_type),
         offline: args.offline,
+        pre_exec: args.pre_exec,
+        post_exec: args.post_exec,
     };
     let started = Instant::now();
     let bar = Bar::new("backing up");
     let report = cairn::backup::backup(repo, &absolute, &options, &bar)?;
     bar.done();
     let seconds = started.elapsed().as_secs_f64();
-    let trailer = &report.summary.trailer;
+    let summary = &report.summary;
+    let trailer = &summary.trailer;
     let stats = &trailer.stats;
-    let component = &report.summary.components[0];
-    let store_type = &component.header.store_type;
     if options.store_type.is_none() {
-        eprintln!("store type: {store_type} (recognised from the contents of {})", args.path.display());
+        for c in &summary.components {
+            let from = String::from_utf8_lossy(&c.header.source);
+            eprintln!("store type: {} (recognised from the contents of {from})", c.header.store_type);
+        }
     }
     for e in &trailer.errors {
         eprintln!("error: {}", e.message);
     }
     if json {
         let value = json!({
-            "id": report.id(), "set": options.set, "kind": report.summary.header.kind,
-            "parent": report.summary.header.parent, "complete": trailer.complete,
+            "id": report.id(), "set": options.set, "kind": summary.header.kind,
+            "parent": summary.header.parent, "complete": trailer.complete,
             "files": stats.files, "bytes": stats.bytes, "bytes_read": stats.bytes_read,
             "new_chunks": stats.new_chunks, "new_bytes": stats.new_bytes, "stored_bytes": stats.stored_bytes,
-            "errors": trailer.errors, "seconds": seconds, "store_type": store_type,
-            "first_log_number": component.trailer.first_log_number,
-            "last_log_number": component.trailer.last_log_number,
-            "passes": component.trailer.passes, "excluded": component.trailer.excluded,
-            "consistency": component.trailer.consistency,
-            "vanished": component.trailer.vanished.iter().map(|p| display_path(p)).collect::<Vec<_>>(),
+            "errors": trailer.errors, "seconds": seconds, "hooks": trailer.hooks,
+            "components": summary.components,
         });
         writeln!(out, "{value}")?;
     } else {
+        let kind = serde_json::to_value(summary.header.kind)?;
+        let types: Vec<&str> = summary.components.iter().map(|c| c.header.store_type.as_str()).collect();
         writeln!(
             out,
-            "snapshot {} saved ({:?}, {store_type}): {} files, {}; read {}, new {}, stored {} in {:.1}s",
+            "snapshot {} saved ({}, {}): {} files, {}; read {}, new {}, stored {} in {:.1}s",
             report.id(),
-            report.summary.header.kind,
+            kind.as_str().unwrap_or_default(),
+            types.join(", "),
             stats.files,
             size(stats.bytes),
             size(stats.bytes_read),
@@ -203,6 +211,15 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             size(stats.stored_bytes),
             seconds
         )?;
+        if let Some(hooks) = &trailer.hooks {
+            let window = hooks.window_end.secs as f64 - hooks.window_start.secs as f64
+                + (hooks.window_end.nanos as f64 - hooks.window_start.nanos as f64) / 1e9;
+            writeln!(out, "quiesce window: {window:.2}s")?;
+        }
+    }
+    if let Some(failure) = &report.post_exec_failed {
+        eprintln!("cairn: {failure} (snapshot {} was saved)", report.id());
+        return Ok(Exit::Failure);
     }
     if trailer.complete {
         Ok(Exit::Success)
@@ -305,7 +322,7 @@ fn ls(repo: &Repository, id: &cairn::SnapshotId, json: bool, out: &mut impl Writ
 /// The manifest as one JSON object, streamed record by record.
 fn cat(repo: &Repository, id: &cairn::SnapshotId, out: &mut impl Write) -> Result<()> {
     let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    write!(out, "{{\"id\":\"{id}\",\"format_version\":{}", cairn::format::FORMAT_VERSION)?;
+    write!(out, "{{\"id\":\"{id}\",\"format_version\":{}", reader.version())?;
     let mut first_file = true;
     let mut first_component = true;
     while let Some(record) = reader.next_record()? {

@@ -50,7 +50,7 @@ impl Config {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = format::file_header(CONFIG_MAGIC).to_vec();
+        let mut bytes = format::file_header(CONFIG_MAGIC, format::CONFIG_VERSION).to_vec();
         bytes.extend(format::encode(self));
         let sum = blake3::hash(&bytes);
         bytes.extend_from_slice(sum.as_bytes());
@@ -62,7 +62,7 @@ impl Config {
         if bytes.len() < FILE_HEADER_LEN + 32 {
             return Err(bad(format!("{} bytes is too short for a config", bytes.len())));
         }
-        format::check_file_header(bytes, CONFIG_MAGIC).map_err(bad)?;
+        format::check_file_header(bytes, CONFIG_MAGIC, format::CONFIG_VERSION).map_err(bad)?;
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
             return Err(bad("config checksum mismatch".into()));

@@ -27,6 +27,9 @@ pub enum Error {
     #[error("index {}: needs recovery after an interrupted writer", path.display())]
     IndexNeedsRecovery { path: PathBuf },
 
+    #[error("index {}: written by an older cairn, to be rebuilt", path.display())]
+    IndexOutdated { path: PathBuf },
+
     #[error("{0}")]
     Snapshot(String),
 

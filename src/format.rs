@@ -1,9 +1,14 @@
 //! The only home of the on-disk constants: magics, versions, limits and the bincode
 //! configuration. `format-spec/` explains each; change them only together with it.
 
-/// Version of every file this build writes. Version history:
+/// Each kind of file carries its own version, raised only when that kind changes so
+/// that an older reader stops there and nowhere else. History:
 /// - 1: first format (config, packs, snapshot manifests as specified in format-spec/).
-pub const FORMAT_VERSION: u32 = 1;
+/// - 2: manifests only: a component's placement, differential and logs-only snapshots,
+///   the hooks around the copy and the quiesce window.
+pub const CONFIG_VERSION: u32 = 1;
+pub const PACK_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// `config`: magic, then version, then the encoded `Config`, then BLAKE3 of all before.
 pub const CONFIG_MAGIC: [u8; 8] = *b"CAIRNCFG";
@@ -57,22 +62,22 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
 }
 
 /// The file head shared by packs and manifests: magic, version, reserved zero.
-pub fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN] {
+pub fn file_header(magic: [u8; 8], version: u32) -> [u8; FILE_HEADER_LEN] {
     let mut head = [0u8; FILE_HEADER_LEN];
     head[..8].copy_from_slice(&magic);
-    head[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[8..12].copy_from_slice(&version.to_le_bytes());
     head
 }
 
-/// Checks a file head; returns the version it names.
-pub fn check_file_header(head: &[u8], magic: [u8; 8]) -> Result<u32, String> {
+/// Checks a file head; returns the version it names, at most `newest`.
+pub fn check_file_header(head: &[u8], magic: [u8; 8], newest: u32) -> Result<u32, String> {
     if head.len() < FILE_HEADER_LEN || head[..8] != magic {
         return Err(format!("bad magic (expected {:?})", String::from_utf8_lossy(&magic)));
     }
     let version = read_u32(&head[8..12]);
-    if version == 0 || version > FORMAT_VERSION {
+    if version == 0 || version > newest {
         return Err(format!(
-            "format version {version} is not supported (this cairn reads 1..={FORMAT_VERSION})"
+            "format version {version} is not supported (this cairn reads 1..={newest}; a newer cairn wrote it)"
         ));
     }
     Ok(version)
@@ -117,11 +122,11 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_rejects_future_versions() {
-        let head = file_header(PACK_MAGIC);
-        assert_eq!(check_file_header(&head, PACK_MAGIC), Ok(1));
-        assert!(check_file_header(&head, SNAPSHOT_MAGIC).is_err());
+        let head = file_header(SNAPSHOT_MAGIC, 2);
+        assert_eq!(check_file_header(&head, SNAPSHOT_MAGIC, MANIFEST_VERSION), Ok(2));
+        assert!(check_file_header(&head, PACK_MAGIC, PACK_VERSION).is_err());
         let mut future = head;
-        future[8] = 2;
-        assert!(check_file_header(&future, PACK_MAGIC).is_err());
+        future[8] = 3;
+        assert!(check_file_header(&future, SNAPSHOT_MAGIC, MANIFEST_VERSION).is_err());
     }
 }

@@ -23,7 +23,8 @@ const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapsh
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bumped whenever the tables change meaning; an index of another version is rebuilt.
-const INDEX_VERSION: u64 = 1;
+/// 2: snapshot summaries as in manifest version 2.
+const INDEX_VERSION: u64 = 2;
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the repository;
 /// lookups by random chunk id gain little from a larger cache anyway.
@@ -110,8 +111,12 @@ impl Index {
             let meta = view.txn.open_table(META).map_err(|e| unusable(&e))?;
             meta.get("version").map_err(|e| unusable(&e))?.map(|v| v.value())
         };
-        if version != Some(INDEX_VERSION) {
-            return Err(unusable(&"unknown index version"));
+        match version {
+            Some(INDEX_VERSION) => {}
+            Some(older) if older < INDEX_VERSION => {
+                return Err(Error::IndexOutdated { path: path.to_path_buf() })
+            }
+            _ => return Err(unusable(&"unknown index version")),
         }
         Ok(index)
     }

@@ -117,7 +117,7 @@ impl PackWriter {
             entries: Vec::new(),
             len: 0,
         };
-        writer.write(&format::file_header(PACK_MAGIC))?;
+        writer.write(&format::file_header(PACK_MAGIC, format::PACK_VERSION))?;
         Ok(writer)
     }
 
@@ -211,7 +211,8 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     }
     let mut head = [0u8; format::FILE_HEADER_LEN];
     file.read_exact_at(&mut head, 0).at(path)?;
-    format::check_file_header(&head, PACK_MAGIC).map_err(|e| Error::corrupt(path, e))?;
+    format::check_file_header(&head, PACK_MAGIC, format::PACK_VERSION)
+        .map_err(|e| Error::corrupt(path, e))?;
     let mut footer = [0u8; PACK_FOOTER_LEN];
     file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
     if footer[44..52] != PACK_FOOTER_MAGIC {

@@ -15,7 +15,7 @@ use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
 use crate::lock::{self, LockMode, RepoLock};
-use crate::manifest::{self, ManifestReader, SnapshotSummary, Timestamp};
+use crate::manifest::{self, ManifestReader, SnapshotKind, SnapshotSummary, Timestamp};
 use crate::pack;
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -121,6 +121,14 @@ impl Repository {
                 drop(lock);
                 let exclusive = OpenOptions { mode: LockMode::Exclusive, ..*options };
                 drop(Repository::open(root, &exclusive)?);
+                lock = self::lock(root, options)?;
+                Index::open(&index_path(root), writable)?
+            }
+            // The index is a cache: one an older cairn wrote is made again from the
+            // packs and manifests, under the exclusive lock.
+            Err(Error::IndexOutdated { .. }) => {
+                drop(lock);
+                crate::repair::rebuild_index(root, options.lock_wait, &crate::NoProgress)?;
                 lock = self::lock(root, options)?;
                 Index::open(&index_path(root), writable)?
             }
@@ -242,6 +250,12 @@ impl Repository {
     /// The newest readable snapshot of `set`, the parent of an incremental backup.
     pub fn latest_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
         Ok(self.snapshots()?.readable.into_iter().rfind(|s| s.header.set == set))
+    }
+
+    /// The newest readable full snapshot of `set`: a differential's parent.
+    pub fn latest_full_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
+        let snapshots = self.snapshots()?.readable;
+        Ok(snapshots.into_iter().rfind(|s| s.header.set == set && s.header.kind == SnapshotKind::Full))
     }
 
     /// The newest readable snapshot taken at or before `at`, of `set` or, without one,

@@ -44,7 +44,12 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
             client: "test".into(),
         }))
         .unwrap();
-    let component = ComponentHeader { name: "c".into(), store_type: "dir".into(), source: b"/".to_vec() };
+    let component = ComponentHeader {
+        name: "c".into(),
+        store_type: "dir".into(),
+        source: b"/".to_vec(),
+        placement: vec![],
+    };
     writer.write(&Record::Component(component)).unwrap();
     for file in files {
         writer.write(&Record::File(file)).unwrap();
@@ -67,6 +72,7 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
             complete: true,
             errors: vec![],
             stats: BackupStats::default(),
+            hooks: None,
         }))
         .unwrap();
     writer.finish(&repo.join("snapshots")).unwrap()

@@ -63,11 +63,15 @@ fn an_environment_is_recognised_copied_in_order_and_recovers() {
     let report = env.run(["--json", "backup", home.to_str().unwrap()]);
     report.success().mentions("store type: bdb");
     let report = report.json();
-    assert_eq!(report["store_type"], "bdb");
-    let excluded: Vec<&str> =
-        report["excluded"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(report["components"][0]["store_type"], "bdb");
+    let excluded: Vec<&str> = report["components"][0]["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     assert!(excluded.contains(&"__db.001"), "{report}");
-    assert!(report["excluded"][0]["reason"].as_str().unwrap().contains("region file"));
+    assert!(report["components"][0]["excluded"][0]["reason"].as_str().unwrap().contains("region file"));
 
     let id = report["id"].as_str().unwrap();
     let names = names_in_copy_order(&env, id);
@@ -75,8 +79,8 @@ fn an_environment_is_recognised_copied_in_order_and_recovers() {
     let logs: Vec<&String> = names[2..].iter().collect();
     assert!(logs.len() > 3 && logs.iter().all(|n| n.starts_with("log.")));
     assert!(logs.windows(2).all(|w| w[0] < w[1]), "logs ascending: {logs:?}");
-    assert_eq!(report["first_log_number"], 1);
-    assert_eq!(report["last_log_number"], logs.len() as u64);
+    assert_eq!(report["components"][0]["first_log_number"], 1);
+    assert_eq!(report["components"][0]["last_log_number"], logs.len() as u64);
     let manifest = env.run(["cat", id]).success().json();
     let accounts = &manifest["components"][0]["files"][0];
     assert_eq!((accounts["role"].as_str(), accounts["chunker"].as_u64()), (Some("data"), Some(1)));
@@ -97,9 +101,12 @@ fn an_incremental_reuses_complete_logs_and_reads_data_files_again() {
     bdb(&["add", h, "2000", "1500"]);
     let second = env.backup_json(&home, &[]);
     assert_eq!(second["kind"], "incremental");
-    assert!(second["last_log_number"].as_u64() > first["last_log_number"].as_u64());
+    assert!(
+        second["components"][0]["last_log_number"].as_u64()
+            > first["components"][0]["last_log_number"].as_u64()
+    );
     // Logs below the parent's last one are not read again; data files and newer logs are.
-    let old_logs: u64 = (1..first["last_log_number"].as_u64().unwrap())
+    let old_logs: u64 = (1..first["components"][0]["last_log_number"].as_u64().unwrap())
         .map(|n| fs::metadata(home.join(format!("log.{n:010}"))).unwrap().len())
         .sum();
     let bytes = second["bytes"].as_u64().unwrap();
@@ -124,8 +131,8 @@ fn a_hot_copy_taken_while_a_writer_commits_recovers_with_every_earlier_commit() 
     let report = env.backup_json(&home, &[]);
     writer.kill().unwrap();
     writer.wait().unwrap();
-    assert_eq!(report["store_type"], "bdb");
-    assert!(report["passes"].as_u64().unwrap() >= 1);
+    assert_eq!(report["components"][0]["store_type"], "bdb");
+    assert!(report["components"][0]["passes"].as_u64().unwrap() >= 1);
     let out = env.path("restored");
     env.restore(report["id"].as_str().unwrap(), &out);
     assert_recovers_with(&out, committed + 1);
@@ -168,9 +175,9 @@ fn offline_is_refused_while_a_process_uses_the_environment_and_recorded_after() 
     writer.kill().unwrap();
     writer.wait().unwrap();
     let report = env.backup_json(&home, &["--offline"]);
-    assert_eq!(report["consistency"], "offline");
+    assert_eq!(report["components"][0]["consistency"], "offline");
     let hot = env.backup_json(&home, &[]);
-    assert_eq!(hot["consistency"], "hot");
+    assert_eq!(hot["components"][0]["consistency"], "hot");
     let tree = env.path("tree");
     fs::create_dir_all(&tree).unwrap();
     env.run(["backup", "--offline", tree.to_str().unwrap()]).failure().mentions("database store types");
@@ -237,7 +244,7 @@ fn a_hot_copy_without_log_files_is_refused() {
     assert!(env.snapshots().is_empty());
     let report = env.backup_json(&home, &["--offline"]);
     assert_eq!(
-        (report["store_type"].as_str(), report["consistency"].as_str()),
+        (report["components"][0]["store_type"].as_str(), report["components"][0]["consistency"].as_str()),
         (Some("bdb"), Some("offline"))
     );
 }

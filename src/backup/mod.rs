@@ -11,6 +11,7 @@
 //! The snapshot exists once its manifest is renamed into place, and that happens only
 //! after every pack it needs is durable and indexed.
 
+mod hooks;
 mod parent;
 mod produce;
 mod store;
@@ -23,7 +24,7 @@ use crate::manifest::{
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
-use crate::stores::StoreType;
+use crate::stores::{Component, SourceReport, StoreType};
 use crate::Progress;
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -35,16 +36,35 @@ pub struct BackupOptions {
     pub set: String,
     pub tags: Vec<String>,
     pub host: String,
-    /// Read every file even when the parent snapshot says it is unchanged.
-    pub full: bool,
+    /// Which earlier snapshot the backup is made against.
+    pub mode: Mode,
     /// The store type; `None` recognises it from the directory's contents.
     pub store_type: Option<StoreType>,
     /// Assert that the store is not running, and record the copy as offline.
     pub offline: bool,
+    /// Shell commands run before and after the copy (`sh -c`); the second runs even
+    /// when the first or the copy fails.
+    pub pre_exec: Option<String>,
+    pub post_exec: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Against the newest snapshot of the set: unchanged files are not read.
+    Incremental,
+    /// Against the newest full snapshot of the set.
+    Differential,
+    /// Every file read, no parent.
+    Full,
+    /// Database stores: the parent's data files kept without reading them, only the
+    /// logs from the parent's last one on copied, as Berkeley DB's incremental backup.
+    LogsOnly,
 }
 
 pub struct BackupReport {
     pub summary: SnapshotSummary,
+    /// The post-exec command failed after the snapshot was saved.
+    pub post_exec_failed: Option<String>,
 }
 
 impl BackupReport {
@@ -55,6 +75,10 @@ impl BackupReport {
 
 /// What flows from stage to stage, in the order of the manifest.
 enum Item {
+    /// The start of a component; its files follow.
+    Component(ComponentHeader),
+    /// The end of the current component, with what its store says about the copy.
+    ComponentEnd(SourceReport),
     /// A finished entry: not a regular file, or unchanged since the parent.
     Entry(FileEntry),
     /// A regular file whose chunks follow, then `End`.
@@ -100,8 +124,8 @@ const BATCH_ITEMS: usize = 2048;
 /// (2 queues x QUEUE_DEPTH + 3 in hand) x BATCH_BYTES.
 const QUEUE_DEPTH: usize = 2;
 
-/// Backs up `source` as one component of its store type and returns the new snapshot.
-/// For `dir`, files that cannot be read are reported in the snapshot (marked
+/// Backs up `source` as one snapshot (one component per store it holds) and returns
+/// it. For `dir`, files that cannot be read are reported in the snapshot (marked
 /// incomplete); a database store's copy must be complete, so there any read error, like
 /// any repository error, fails the backup and writes no snapshot.
 pub fn backup(
@@ -111,10 +135,22 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let root = source.canonicalize().map_err(|e| Error::io(source, e))?;
-    let name = component_name(&root);
-    let parent = match options.full {
-        true => None,
-        false => repo.latest_in_set(&options.set)?,
+    let parent = match options.mode {
+        Mode::Full => None,
+        Mode::Differential => repo.latest_full_in_set(&options.set)?,
+        Mode::Incremental | Mode::LogsOnly => repo.latest_in_set(&options.set)?,
+    };
+    let kind = match (options.mode, &parent) {
+        (_, None) if options.mode == Mode::LogsOnly => {
+            return Err(Error::Invalid(format!(
+                "--logs-only needs an earlier snapshot of set {:?} to take the data files from; take a full backup first",
+                options.set
+            )))
+        }
+        (_, None) => SnapshotKind::Full,
+        (Mode::Differential, Some(_)) => SnapshotKind::Differential,
+        (Mode::LogsOnly, Some(_)) => SnapshotKind::LogsOnly,
+        _ => SnapshotKind::Incremental,
     };
     let header = SnapshotHeader {
         time: Timestamp::now(),
@@ -122,31 +158,79 @@ pub fn backup(
         set: options.set.clone(),
         tags: options.tags.clone(),
         parent: parent.as_ref().map(|p| p.id),
-        kind: if parent.is_some() { SnapshotKind::Incremental } else { SnapshotKind::Full },
+        kind,
         client: crate::CLIENT.to_string(),
     };
-    let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
-    let mut files = store_type.open(&root, options.offline)?;
-    let component = ComponentHeader {
-        name: name.clone(),
-        store_type: store_type.name().into(),
-        source: root.as_os_str().as_bytes().to_vec(),
+    let mut hooks = hooks::Hooks::new(options.pre_exec.as_deref(), options.post_exec.as_deref());
+    let copied = hooks.run_pre().and_then(|()| {
+        let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
+        let components = store_type.components(&root, options.offline)?;
+        copy(repo, &header, components, parent.as_ref(), options.mode, progress)
+    });
+    let post_failure = hooks.run_post();
+    let (mut manifest, components, stored, produced) = match (copied, &post_failure) {
+        (Ok(copied), _) => copied,
+        (Err(e), None) => return Err(e),
+        (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}"))),
     };
+    let mut trailer = stored.snapshot_trailer(produced);
+    trailer.hooks = hooks.record();
+    manifest.write(&Record::End(trailer.clone()))?;
+    let id = manifest.finish(&repo.snapshots_dir())?;
+    let summary = SnapshotSummary { id, header, components, trailer };
+    repo.index.add_snapshot(&summary)?;
+    Ok(BackupReport { summary, post_exec_failed: post_failure })
+}
+
+type Copied = (ManifestWriter, Vec<ComponentSummary>, store::Stored, produce::Produced);
+
+/// Runs the pipeline over every component; the manifest is complete but for its trailer.
+fn copy(
+    repo: &Repository,
+    header: &SnapshotHeader,
+    components: Vec<Component>,
+    parent: Option<&SnapshotSummary>,
+    mode: Mode,
+    progress: &dyn Progress,
+) -> Result<Copied> {
+    let mut jobs = Vec::new();
+    for component in components {
+        let store_type = component.files.store_type();
+        let logs_only = mode == Mode::LogsOnly && store_type.has_logs();
+        let parent_files = match parent {
+            Some(p) => {
+                Some(parent::ParentFiles::open(repo, p, &component.name, store_type == StoreType::Dir)?)
+            }
+            None => None,
+        };
+        if logs_only && parent_files.as_ref().and_then(|p| p.last_log_number()).is_none() {
+            return Err(Error::Invalid(format!(
+                "--logs-only: the parent snapshot has no logs of component {}; take a full or incremental backup",
+                component.name
+            )));
+        }
+        let header = ComponentHeader {
+            name: component.name,
+            store_type: store_type.name().into(),
+            source: component.root.as_os_str().as_bytes().to_vec(),
+            placement: component.placement,
+        };
+        jobs.push(produce::Job { header, files: component.files, parent: parent_files, logs_only });
+    }
+    if mode == Mode::LogsOnly && !jobs.iter().any(|j| j.logs_only) {
+        return Err(Error::Invalid(
+            "--logs-only applies to database stores (bdb, bdb-je), and this source has none".into(),
+        ));
+    }
     let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
     manifest.write(&Record::Snapshot(header.clone()))?;
-    manifest.write(&Record::Component(component.clone()))?;
-    let parent_files = match &parent {
-        Some(p) => Some(parent::ParentFiles::open(repo, p, &name, store_type == StoreType::Dir)?),
-        None => None,
-    };
 
     let committed = AtomicU64::new(0);
     let level = repo.config.compression.level;
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
-        let producer =
-            s.spawn(|| produce::run(repo, files.as_mut(), parent_files, &committed, to_compress, progress));
+        let producer = s.spawn(|| produce::run(repo, jobs, &committed, to_compress, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
                 batch.par_iter_mut().for_each(|item| compress_item(item, level));
@@ -159,18 +243,10 @@ pub fn backup(
         (producer.join().expect("producer thread panicked"), stored)
     });
     // The store stage stops early only on its own error; report that one first.
-    let stored = stored?;
+    let mut stored = stored?;
     let produced = produced?;
-
-    let component =
-        ComponentSummary { header: component, trailer: stored.component_trailer(files.report())? };
-    manifest.write(&Record::ComponentEnd(component.trailer.clone()))?;
-    let trailer = stored.snapshot_trailer(produced);
-    manifest.write(&Record::End(trailer.clone()))?;
-    let id = manifest.finish(&repo.snapshots_dir())?;
-    let summary = SnapshotSummary { id, header, components: vec![component], trailer };
-    repo.index.add_snapshot(&summary)?;
-    Ok(BackupReport { summary })
+    let components = std::mem::take(&mut stored.components);
+    Ok((manifest, components, stored, produced))
 }
 
 fn compress_item(item: &mut Item, level: i32) {
@@ -179,9 +255,4 @@ fn compress_item(item: &mut Item, level: i32) {
             *payload = Payload::Compressed { seq, frame: pack::compress(*id, bytes, level) };
         }
     }
-}
-
-/// A component is named after the last element of its path (`/` is "root").
-fn component_name(root: &Path) -> String {
-    root.file_name().map_or_else(|| "root".to_string(), |name| name.to_string_lossy().into_owned())
 }

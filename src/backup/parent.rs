@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{self, FileEntry, FileKind, ManifestReader, Record, SnapshotSummary};
+use crate::manifest::{self, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use std::cmp::Ordering;
@@ -90,6 +90,20 @@ impl ParentFiles {
                 Ordering::Greater => return Ok(None),
             }
         }
+    }
+
+    /// The parent's log files numbered below `n`, in ascending number (store
+    /// components only, whose files are held by path).
+    pub fn logs_below(&mut self, n: u64) -> Vec<FileEntry> {
+        let Files::Indexed(by_path) = &mut self.files else { return Vec::new() };
+        let paths: Vec<Vec<u8>> = by_path
+            .values()
+            .filter(|e| e.role == FileRole::Log && e.log_number.is_some_and(|l| l < n))
+            .map(|e| e.path.clone())
+            .collect();
+        let mut logs: Vec<FileEntry> = paths.iter().filter_map(|path| by_path.remove(path)).collect();
+        logs.sort_by_key(|e| e.log_number);
+        logs
     }
 
     fn advance(&mut self) -> Result<()> {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
 use crate::index::{ChunkTable, Index};
-use crate::manifest::{ChunkRef, FileEntry, FileKind, FileRole};
+use crate::manifest::{ChunkRef, ComponentHeader, FileEntry, FileKind, FileRole};
 use crate::repo::Repository;
 use crate::stores::dir::entry_from;
 use crate::stores::{Planned, Source, Sourced};
@@ -106,17 +106,25 @@ struct Producer<'a> {
     progress: &'a dyn Progress,
 }
 
+/// One component to copy: its header, its files and its parent's files.
+pub struct Job {
+    pub header: ComponentHeader,
+    pub files: Box<dyn Source>,
+    pub parent: Option<ParentFiles>,
+    /// Keep the parent's data files, copy only the logs from the parent's last one on.
+    pub logs_only: bool,
+}
+
 pub fn run(
     repo: &Repository,
-    source: &mut dyn Source,
-    mut parent: Option<ParentFiles>,
+    jobs: Vec<Job>,
     committed: &AtomicU64,
     out: Sender<Vec<Item>>,
     progress: &dyn Progress,
 ) -> Result<Produced> {
     let mut p = Producer {
         config: &repo.config,
-        all_or_nothing: source.all_or_nothing(),
+        all_or_nothing: false,
         inflight: InFlight::new(&repo.index, committed)?,
         out,
         batch: Vec::new(),
@@ -127,20 +135,111 @@ pub fn run(
         bytes_read: 0,
         progress,
     };
-    for next in &mut *source {
-        match next? {
-            Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found) {
-                Ok(mut entry) => {
-                    (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
-                    p.file(entry, &found.abs, open, parent.as_mut())?
-                }
-                Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
-            },
-            Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
+    for Job { header, mut files, mut parent, logs_only } in jobs {
+        // Hard links are restored within a component only.
+        p.hard_links.clear();
+        p.all_or_nothing = files.all_or_nothing();
+        let mut logs_only = match (logs_only, parent.as_ref().and_then(ParentFiles::last_log_number)) {
+            (true, Some(last)) => {
+                Some(LogsOnly { parent_last: last, reached: false, name: header.name.clone() })
+            }
+            _ => None,
+        };
+        p.push(Item::Component(header))?;
+        for next in &mut *files {
+            match next? {
+                Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found)
+                {
+                    Ok(mut entry) => {
+                        (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
+                        match logs_only.as_mut() {
+                            Some(l) => l.file(&mut p, entry, &found.abs, open, parent.as_mut())?,
+                            None => p.file(entry, &found.abs, open, parent.as_mut())?,
+                        }
+                    }
+                    Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
+                },
+                Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
+            }
         }
+        if let Some(l) = logs_only {
+            l.finish()?;
+        }
+        p.push(Item::ComponentEnd(files.report()))?;
     }
     p.flush()?;
     Ok(Produced { bytes_read: p.bytes_read })
+}
+
+/// `--logs-only` for one database component: data files come from the parent without
+/// being read, so do the parent's logs below its last one (including those the store
+/// has since removed); the parent's last log, which may have grown, and newer ones are
+/// read. The parent's last log must still be there: without it the sequence is broken.
+struct LogsOnly {
+    parent_last: u64,
+    /// Whether the parent's last log was met (and the parent's older logs emitted).
+    reached: bool,
+    name: String,
+}
+
+impl LogsOnly {
+    fn file(
+        &mut self,
+        p: &mut Producer,
+        entry: FileEntry,
+        abs: &Path,
+        open: Option<File>,
+        parent: Option<&mut ParentFiles>,
+    ) -> Result<()> {
+        let parent = parent.expect("logs-only has a parent");
+        match (entry.role, entry.log_number) {
+            (FileRole::Log, Some(n)) if n < self.parent_last => Ok(()),
+            (FileRole::Log, Some(n)) => {
+                if !self.reached {
+                    if n != self.parent_last {
+                        return Err(self.broken());
+                    }
+                    self.reached = true;
+                    for old in parent.logs_below(self.parent_last) {
+                        self.keep(p, old)?;
+                    }
+                }
+                p.file(entry, abs, open, Some(parent))
+            }
+            _ => match parent.find(&entry.path)? {
+                Some(kept) if kept.kind == entry.kind => self.keep(p, kept),
+                // New since the parent: read it (recovery accepts a newer page).
+                _ => p.file(entry, abs, open, Some(parent)),
+            },
+        }
+    }
+
+    /// Takes the parent's entry as it is.
+    fn keep(&self, p: &mut Producer, kept: FileEntry) -> Result<()> {
+        if !p.all_present(&kept.chunks)? {
+            return Err(Error::Invalid(format!(
+                "--logs-only: the repository no longer holds all of {} of component {} from the parent snapshot; take a full backup",
+                String::from_utf8_lossy(&kept.path),
+                self.name
+            )));
+        }
+        p.progress.advance(1, kept.size);
+        p.push(Item::Entry(kept))
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.reached {
+            true => Ok(()),
+            false => Err(self.broken()),
+        }
+    }
+
+    fn broken(&self) -> Error {
+        Error::Invalid(format!(
+            "--logs-only: log {} of component {}, the last one the parent snapshot copied, is no longer in the store, so the log sequence since the parent is broken; take an incremental or full backup",
+            self.parent_last, self.name
+        ))
+    }
 }
 
 /// Enough for two maximal chunks of any profile, in whole read units: every full

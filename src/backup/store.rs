@@ -5,8 +5,8 @@ use super::produce::Produced;
 use super::{Item, Payload};
 use crate::error::{Error, Result};
 use crate::manifest::{
-    BackupStats, ChunkRef, ComponentTrailer, FileEntry, FileError, FileKind, FileRole, ManifestWriter,
-    Record, SnapshotTrailer, Timestamp,
+    BackupStats, ChunkRef, ComponentHeader, ComponentSummary, ComponentTrailer, FileEntry, FileError,
+    FileKind, FileRole, ManifestWriter, Record, SnapshotTrailer, Timestamp,
 };
 use crate::pack::{compress, PackWriter};
 use crate::repo::Repository;
@@ -17,36 +17,49 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stored {
     stats: BackupStats,
     errors: Vec<FileError>,
-    /// Log numbers of the log files copied.
+    pub components: Vec<ComponentSummary>,
+}
+
+/// What the store stage gathers about the component it is writing.
+struct Current {
+    header: ComponentHeader,
+    files: u64,
+    bytes: u64,
+    /// Log numbers of the log files in the component.
     logs: Vec<u64>,
     vanished: Vec<Vec<u8>>,
 }
 
-impl Stored {
-    /// The component's trailer. The copied logs must form an unbroken sequence: a log
-    /// may vanish during a hot copy only by being cleaned up, which takes the oldest.
-    pub fn component_trailer(&self, report: SourceReport) -> Result<ComponentTrailer> {
-        let mut logs = self.logs.clone();
+impl Current {
+    /// The component's trailer. Where the store type says so, the logs must form an
+    /// unbroken sequence: a log may vanish during a hot copy only by being cleaned up,
+    /// which takes the oldest.
+    fn trailer(mut self, report: SourceReport) -> Result<ComponentSummary> {
+        let logs = &mut self.logs;
         logs.sort_unstable();
-        if let Some(gap) = logs.windows(2).find(|w| w[1] != w[0] + 1) {
+        let gap = logs.windows(2).find(|w| w[1] != w[0] + 1).filter(|_| report.contiguous_logs);
+        if let Some(gap) = gap {
             return Err(Error::Invalid(format!(
                 "log files {} to {} are missing from the copy (removed while the store was copied?); no snapshot was written",
                 gap[0] + 1,
                 gap[1] - 1
             )));
         }
-        Ok(ComponentTrailer {
-            files: self.stats.files,
-            bytes: self.stats.bytes,
+        let trailer = ComponentTrailer {
+            files: self.files,
+            bytes: self.bytes,
             first_log_number: logs.first().copied(),
             last_log_number: logs.last().copied(),
             consistency: report.consistency,
             passes: report.passes,
             excluded: report.excluded,
-            vanished: self.vanished.clone(),
-        })
+            vanished: self.vanished,
+        };
+        Ok(ComponentSummary { header: self.header, trailer })
     }
+}
 
+impl Stored {
     pub fn snapshot_trailer(self, produced: Produced) -> SnapshotTrailer {
         let mut stats = self.stats;
         stats.bytes_read = produced.bytes_read;
@@ -55,6 +68,7 @@ impl Stored {
             complete: self.errors.is_empty(),
             errors: self.errors,
             stats,
+            hooks: None,
         }
     }
 }
@@ -91,6 +105,25 @@ impl Packer<'_> {
     }
 }
 
+fn write_entry(
+    manifest: &mut ManifestWriter,
+    entry: FileEntry,
+    stats: &mut BackupStats,
+    component: &mut Option<Current>,
+) -> Result<()> {
+    let component = component.as_mut().expect("files belong to a component");
+    stats.files += 1;
+    component.files += 1;
+    if entry.kind == FileKind::Regular {
+        stats.bytes += entry.size;
+        component.bytes += entry.size;
+    }
+    if let (FileRole::Log, Some(n)) = (entry.role, entry.log_number) {
+        component.logs.push(n);
+    }
+    manifest.write(&Record::File(entry))
+}
+
 pub fn run(
     repo: &Repository,
     input: Receiver<Vec<Item>>,
@@ -100,23 +133,24 @@ pub fn run(
     let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
     let mut stats = BackupStats::default();
     let mut errors = Vec::new();
-    let (mut logs, mut vanished) = (Vec::new(), Vec::new());
-    let mut current: Option<FileEntry> = None;
-    let mut write_entry = |entry: FileEntry, stats: &mut BackupStats, logs: &mut Vec<u64>| -> Result<()> {
-        stats.files += 1;
-        if entry.kind == FileKind::Regular {
-            stats.bytes += entry.size;
-        }
-        if let (FileRole::Log, Some(n)) = (entry.role, entry.log_number) {
-            logs.push(n);
-        }
-        manifest.write(&Record::File(entry))
-    };
+    let mut components = Vec::new();
+    let mut component: Option<Current> = None;
+    let mut file: Option<FileEntry> = None;
     for batch in input {
         for item in batch {
             match item {
-                Item::Entry(entry) => write_entry(entry, &mut stats, &mut logs)?,
-                Item::Begin(entry) => current = Some(entry),
+                Item::Component(header) => {
+                    manifest.write(&Record::Component(header.clone()))?;
+                    let (files, bytes, logs, vanished) = (0, 0, Vec::new(), Vec::new());
+                    component = Some(Current { header, files, bytes, logs, vanished });
+                }
+                Item::ComponentEnd(report) => {
+                    let done = component.take().expect("a component ends after it starts").trailer(report)?;
+                    manifest.write(&Record::ComponentEnd(done.trailer.clone()))?;
+                    components.push(done);
+                }
+                Item::Entry(entry) => write_entry(manifest, entry, &mut stats, &mut component)?,
+                Item::Begin(entry) => file = Some(entry),
                 Item::Chunk { id, len, payload } => {
                     let new = match payload {
                         Payload::Known => None,
@@ -130,19 +164,19 @@ pub fn run(
                         stats.new_bytes += len as u64;
                         stats.stored_bytes += packer.add(seq, &frame)?;
                     }
-                    if let Some(entry) = current.as_mut() {
+                    if let Some(entry) = file.as_mut() {
                         entry.chunks.push(ChunkRef { id, len });
                     }
                 }
                 Item::End { size } => {
-                    let mut entry = current.take().expect("End follows Begin");
+                    let mut entry = file.take().expect("End follows Begin");
                     entry.size = size;
-                    write_entry(entry, &mut stats, &mut logs)?;
+                    write_entry(manifest, entry, &mut stats, &mut component)?;
                 }
-                Item::Vanished { path } => vanished.push(path),
+                Item::Vanished { path } => component.as_mut().expect("in a component").vanished.push(path),
                 Item::Failed { path, message } => {
-                    if current.as_ref().is_some_and(|c| c.path == path) {
-                        current = None;
+                    if file.as_ref().is_some_and(|c| c.path == path) {
+                        file = None;
                     }
                     errors.push(FileError { path, message });
                 }
@@ -150,5 +184,5 @@ pub fn run(
         }
     }
     packer.finish()?;
-    Ok(Stored { stats, errors, logs, vanished })
+    Ok(Stored { stats, errors, components })
 }

@@ -44,7 +44,11 @@ pub fn restore(
     manifest::verify_file(&repo.snapshots_dir(), id)?;
     let summary = repo.summary(id)?;
     prepare_target(&options.target, options.overwrite)?;
+    // A snapshot of several components puts each at its placement; the places of the
+    // others are out of bounds for the one placed at the target itself.
     let per_component = summary.components.len() > 1;
+    let placed_apart: Vec<Vec<u8>> =
+        summary.components.iter().map(|c| c.header.placement.clone()).filter(|p| !p.is_empty()).collect();
     let mut restorer = Restorer {
         repo,
         chunks: repo.index.view()?.chunks()?,
@@ -55,6 +59,8 @@ pub fn restore(
         dirs: HashMap::new(),
         restored: HashSet::new(),
         skipping: false,
+        reserved: Vec::new(),
+        finished_dirs: Vec::new(),
         linked: HashMap::new(),
         linked_queued: HashSet::new(),
         deferred_links: Vec::new(),
@@ -66,13 +72,19 @@ pub fn restore(
     let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Component(c) if per_component => restorer.enter_component(&options.target, &c.name)?,
+            Record::Component(c) if per_component => {
+                restorer.enter_component(&options.target, &c.name, &c.placement)?;
+                if c.placement.is_empty() {
+                    restorer.reserved.clone_from(&placed_apart);
+                }
+            }
             Record::File(_) if restorer.skipping => {}
             Record::File(entry) => restorer.entry(entry)?,
             _ => {}
         }
     }
     restorer.finish_component()?;
+    restorer.apply_directory_metadata();
     Ok(restorer.report)
 }
 
@@ -132,6 +144,12 @@ struct Restorer<'a> {
     restored: HashSet<u128>,
     /// Set when the current component's directory cannot be made: its entries are skipped.
     skipping: bool,
+    /// Places of other components, which the current one (placed at the target) must
+    /// leave alone.
+    reserved: Vec<Vec<u8>>,
+    /// Directories of finished components with their metadata, applied at the very end:
+    /// a later component may still create entries in them.
+    finished_dirs: Vec<(PathBuf, FileEntry)>,
     /// Hard-linked files restored so far, by (device, inode) at backup time.
     linked: HashMap<(u64, u64), Linked>,
     /// Hard-linked files whose first name is in the current batch.
@@ -145,14 +163,24 @@ struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
-    fn enter_component(&mut self, target: &Path, name: &str) -> Result<()> {
+    fn enter_component(&mut self, target: &Path, name: &str, placement: &[u8]) -> Result<()> {
         self.finish_component()?;
-        self.base = target.join(name);
-        let made = match fs::symlink_metadata(&self.base) {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(Error::Restore(format!("{} exists and is not a directory", self.base.display()))),
-            Err(_) => fs::create_dir(&self.base).at(&self.base),
-        };
+        self.reserved.clear();
+        self.base = target.to_path_buf();
+        let mut made = Ok(());
+        for part in placement.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            self.base.push(OsStr::from_bytes(part));
+            made = match fs::symlink_metadata(&self.base) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => {
+                    Err(Error::Restore(format!("{} exists and is not a directory", self.base.display())))
+                }
+                Err(_) => fs::create_dir(&self.base).at(&self.base),
+            };
+            if made.is_err() {
+                break;
+            }
+        }
         self.skipping = made.is_err();
         if let Err(e) = made {
             self.report.errors.push(format!("{e}; component {name} not restored"));
@@ -160,15 +188,24 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Writes what is queued, then sets directory metadata: last, because creating
-    /// their contents changed their times, and their final modes may forbid writing.
+    /// Writes what is queued; directory metadata waits for the end of the restore.
     fn finish_component(&mut self) -> Result<()> {
         self.flush()?;
-        // Deepest first: a parent's final mode may forbid reaching its children.
-        let mut dirs: Vec<FileEntry> = std::mem::take(&mut self.dirs).into_values().collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.path.iter().filter(|&&b| b == b'/').count()));
-        for entry in dirs {
-            let path = self.path_of(&entry);
+        for (_, entry) in std::mem::take(&mut self.dirs) {
+            self.finished_dirs.push((self.path_of(&entry), entry));
+        }
+        self.linked.clear();
+        self.restored.clear();
+        Ok(())
+    }
+
+    /// Sets directory metadata: last, because creating their contents changed their
+    /// times, and their final modes may forbid writing. Deepest first: a parent's final
+    /// mode may forbid reaching its children.
+    fn apply_directory_metadata(&mut self) {
+        let mut dirs = std::mem::take(&mut self.finished_dirs);
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, entry) in dirs {
             let applied = File::options()
                 .read(true)
                 .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
@@ -179,9 +216,6 @@ impl Restorer<'_> {
                 self.report.errors.push(e.to_string());
             }
         }
-        self.linked.clear();
-        self.restored.clear();
-        Ok(())
     }
 
     fn path_of(&self, entry: &FileEntry) -> PathBuf {
@@ -240,6 +274,13 @@ impl Restorer<'_> {
         }
         if self.dirs.contains_key(&entry.path) || self.restored.contains(&key) {
             return Err(format!("{}: appears twice in the snapshot; not restored again", name()));
+        }
+        if let Some(other) = self.reserved.iter().find(|r| manifest::inside(&entry.path, r)) {
+            return Err(format!(
+                "{}: lies where another component goes ({}); not restored",
+                name(),
+                display_path(other)
+            ));
         }
         Ok(())
     }

@@ -126,13 +126,7 @@ impl Iterator for DirSource {
             None => self.walker.as_mut()?.next()?,
         };
         Some(Ok(match walked {
-            Walked::Entry(found) => super::Sourced::File(super::Planned {
-                found,
-                role: FileRole::Plain,
-                log_number: None,
-                chunker: crate::config::CHUNKER_DEFAULT,
-                open: None,
-            }),
+            Walked::Entry(found) => super::Sourced::File(super::Planned::plain(found)),
             Walked::Error { rel, message } => super::Sourced::Unreadable { rel, message },
         }))
     }
@@ -152,6 +146,7 @@ impl super::Source for DirSource {
             consistency: crate::manifest::Consistency::Unspecified,
             passes: 1,
             excluded: Vec::new(),
+            contiguous_logs: false,
         }
     }
 }

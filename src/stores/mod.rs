@@ -2,17 +2,22 @@
 //! role, log number and chunker profile, and what is left out on purpose.
 
 pub mod bdb;
+pub mod bdb_je;
 pub mod dir;
+pub mod logs;
+pub mod offline;
 
+use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
 use crate::manifest::{Consistency, Excluded, FileRole};
 use dir::Found;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreType {
     Dir,
     Bdb,
+    BdbJe,
 }
 
 impl StoreType {
@@ -20,6 +25,7 @@ impl StoreType {
         match self {
             StoreType::Dir => "dir",
             StoreType::Bdb => "bdb",
+            StoreType::BdbJe => "bdb-je",
         }
     }
 
@@ -27,17 +33,33 @@ impl StoreType {
         match name {
             "dir" => Some(StoreType::Dir),
             "bdb" => Some(StoreType::Bdb),
+            "bdb-je" => Some(StoreType::BdbJe),
             _ => None,
         }
     }
 
     /// The store type a directory's contents show; `dir` when nothing else fits.
     pub fn detect(root: &Path) -> StoreType {
-        if bdb::looks_like_environment(root) {
+        if bdb_je::looks_like_environment(root) {
+            StoreType::BdbJe
+        } else if bdb::looks_like_environment(root) {
             StoreType::Bdb
         } else {
             StoreType::Dir
         }
+    }
+
+    /// The components a backup of `root` makes: one, except for stores made of several
+    /// (a broker's work directory).
+    pub fn components(self, root: &Path, offline: bool) -> Result<Vec<Component>> {
+        let files = self.open(root, offline)?;
+        let name = root.file_name().map_or_else(|| "root".to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(vec![Component { name, placement: Vec::new(), root: root.to_path_buf(), files }])
+    }
+
+    /// Whether the store is a database whose log files carry its changes.
+    pub fn has_logs(self) -> bool {
+        matches!(self, StoreType::Bdb | StoreType::BdbJe)
     }
 
     /// The store's files. `offline` asserts that the store is not running (each type
@@ -49,8 +71,18 @@ impl StoreType {
             }
             StoreType::Dir => Box::new(dir::DirSource::new(root)?),
             StoreType::Bdb => Box::new(bdb::BdbSource::new(root, offline)?),
+            StoreType::BdbJe => Box::new(bdb_je::JeSource::new(root, offline)?),
         })
     }
+}
+
+/// One component of a snapshot, ready to copy.
+pub struct Component {
+    pub name: String,
+    /// Where a restore of the whole snapshot puts it, relative to the target.
+    pub placement: Vec<u8>,
+    pub root: PathBuf,
+    pub files: Box<dyn Source>,
 }
 
 /// One file a store contributes, with what it is to the store.
@@ -63,6 +95,13 @@ pub struct Planned {
     /// Opened when listed, for files that must stay readable until copied even if the
     /// store removes them meanwhile (database logs).
     pub open: Option<std::fs::File>,
+}
+
+impl Planned {
+    /// A file the store keeps as it is, like any file of a tree.
+    pub fn plain(found: Found) -> Planned {
+        Planned { found, role: FileRole::Plain, log_number: None, chunker: CHUNKER_DEFAULT, open: None }
+    }
 }
 
 pub enum Sourced {
@@ -79,6 +118,9 @@ pub struct SourceReport {
     pub consistency: Consistency,
     pub passes: u32,
     pub excluded: Vec<Excluded>,
+    /// Whether the copied logs must form an unbroken sequence: a store whose logs are
+    /// only ever removed from the oldest end (not one whose cleaner removes any).
+    pub contiguous_logs: bool,
 }
 
 /// The files of one component, in copy order. A database store may list its directory

@@ -8,6 +8,8 @@
 //! ```
 //! The file is named by the BLAKE3 of all its bytes; that name is the snapshot id.
 
+mod v1;
+
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};
 use crate::fsutil;
@@ -126,10 +128,15 @@ impl Timestamp {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SnapshotKind {
     Full,
+    /// Against the newest snapshot of the set.
     Incremental,
+    /// Against the newest full snapshot of the set (version 2).
+    Differential,
+    /// Database stores: the parent's data files kept, only logs copied (version 2).
+    LogsOnly,
 }
 
 #[derive(Clone, Debug, PartialEq, Encode, Decode, Serialize)]
@@ -151,6 +158,10 @@ pub struct ComponentHeader {
     /// The path the component was read from, as the operator gave it.
     #[serde(serialize_with = "serialize_path")]
     pub source: Vec<u8>,
+    /// Where a restore of a snapshot with several components puts this one, relative to
+    /// the target; empty for the target itself (version 2; version 1 means its name).
+    #[serde(serialize_with = "serialize_path")]
+    pub placement: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
@@ -270,6 +281,27 @@ pub struct SnapshotTrailer {
     pub complete: bool,
     pub errors: Vec<FileError>,
     pub stats: BackupStats,
+    /// The commands run around the copy, if any (version 2).
+    pub hooks: Option<Hooks>,
+}
+
+/// `--pre-exec` and `--post-exec`: the application is quiesced from the end of the
+/// first to the start of the second, and that window is what the copy cost it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Hooks {
+    pub pre: Option<HookRun>,
+    pub post: Option<HookRun>,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct HookRun {
+    pub command: String,
+    /// The exit status, or 128 + the signal that killed it.
+    pub exit_code: i32,
+    pub started: Timestamp,
+    pub finished: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
@@ -364,6 +396,38 @@ pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
     Ok(())
 }
 
+/// Where components go in a restore of the whole snapshot: each placement is the target
+/// itself (at most one) or a safe relative path, and none lies inside another; the one
+/// at the target holds nothing at or below another's place (checked by the restore).
+pub fn validate_placements<'a>(placements: impl IntoIterator<Item = &'a [u8]>) -> Result<(), String> {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for placement in placements {
+        if !placement.is_empty() {
+            validate_path(placement).map_err(|e| format!("placement: {e}"))?;
+        }
+        let clash = seen.iter().find(|other| {
+            *other == &placement
+                || (!other.is_empty()
+                    && !placement.is_empty()
+                    && (inside(placement, other) || inside(other, placement)))
+        });
+        if let Some(other) = clash {
+            return Err(format!(
+                "components placed at {} and {} overlap",
+                display_path(other),
+                display_path(placement)
+            ));
+        }
+        seen.push(placement);
+    }
+    Ok(())
+}
+
+/// Whether `path` is `dir` or below it.
+pub fn inside(path: &[u8], dir: &[u8]) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
 /// A component name becomes a directory name in a restore target.
 pub fn validate_component_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
@@ -412,7 +476,7 @@ impl ManifestWriter {
         let temp = fsutil::temp_path(tmp_dir, "snapshot");
         let file = File::create(&temp).at(&temp)?;
         let mut out = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
-        out.write_all(&format::file_header(SNAPSHOT_MAGIC)).at(&temp)?;
+        out.write_all(&format::file_header(SNAPSHOT_MAGIC, format::MANIFEST_VERSION)).at(&temp)?;
         let encoder = zstd::stream::write::Encoder::new(out, 3).at(&temp)?;
         Ok(ManifestWriter { encoder, temp })
     }
@@ -476,7 +540,9 @@ pub struct ManifestReader {
     path: PathBuf,
     id: SnapshotId,
     expect: Expect,
+    version: u32,
     components: std::collections::HashSet<String>,
+    placements: Vec<Vec<u8>>,
 }
 
 impl ManifestReader {
@@ -486,9 +552,23 @@ impl ManifestReader {
         let mut raw = HashingReader { inner: BufReader::new(file), hasher: blake3::Hasher::new() };
         let mut head = [0u8; format::FILE_HEADER_LEN];
         raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
-        format::check_file_header(&head, SNAPSHOT_MAGIC).map_err(|e| Error::corrupt(&path, e))?;
+        let version = format::check_file_header(&head, SNAPSHOT_MAGIC, format::MANIFEST_VERSION)
+            .map_err(|e| Error::corrupt(&path, e))?;
         let decoder = zstd::stream::read::Decoder::new(raw).at(&path)?;
-        Ok(ManifestReader { decoder, path, id: *id, expect: Expect::Header, components: Default::default() })
+        Ok(ManifestReader {
+            decoder,
+            path,
+            id: *id,
+            expect: Expect::Header,
+            version,
+            components: Default::default(),
+            placements: Vec::new(),
+        })
+    }
+
+    /// The format version the manifest was written in.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     fn corrupt(&self, what: impl Into<String>) -> Error {
@@ -511,7 +591,11 @@ impl ManifestReader {
         if bytes.len() != len as usize {
             return Err(self.corrupt("truncated record"));
         }
-        let record: Record = format::decode(&bytes).map_err(|e| self.corrupt(format!("record: {e}")))?;
+        let record = match self.version {
+            1 => v1::decode(&bytes),
+            _ => format::decode::<Record>(&bytes),
+        };
+        let record = record.map_err(|e| self.corrupt(format!("record: {e}")))?;
         self.expect = match (self.expect, &record) {
             (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
             (Expect::ComponentOrEnd, Record::Component(c)) => {
@@ -519,6 +603,9 @@ impl ManifestReader {
                 if !self.components.insert(c.name.clone()) {
                     return Err(self.corrupt(format!("component {:?} appears twice", c.name)));
                 }
+                self.placements.push(c.placement.clone());
+                validate_placements(self.placements.iter().map(Vec::as_slice))
+                    .map_err(|e| self.corrupt(e))?;
                 Expect::FileOrComponentEnd
             }
             (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
@@ -614,6 +701,7 @@ mod tests {
                 name: "c".into(),
                 store_type: "dir".into(),
                 source: b"/x".to_vec(),
+                placement: b"c".to_vec(),
             }),
             Record::File(sample_entry(b"a/\xffb")),
             Record::ComponentEnd(ComponentTrailer {
@@ -631,6 +719,7 @@ mod tests {
                 complete: true,
                 errors: vec![],
                 stats: BackupStats::default(),
+                hooks: None,
             }),
         ]
     }
