@@ -97,7 +97,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "CMD")]
     pub post_exec: Option<String>,
     /// Store type: `auto` recognises it from the directory's contents.
-    #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb", "bdb-je"])]
+    #[arg(long = "type", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "dir", "bdb", "bdb-je", "qpid"])]
     pub store_type: String,
     /// Assert that the store is not running (no process has one of its files open)
     /// and record the copy as offline.

@@ -177,9 +177,14 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
     let trailer = &summary.trailer;
     let stats = &trailer.stats;
     if options.store_type.is_none() {
+        let from = args.path.display();
+        eprintln!("store type: {} (recognised from the contents of {from})", report.store_type.name());
+    }
+    if summary.components.len() > 1 {
         for c in &summary.components {
-            let from = String::from_utf8_lossy(&c.header.source);
-            eprintln!("store type: {} (recognised from the contents of {from})", c.header.store_type);
+            let at =
+                if c.header.placement.is_empty() { ".".into() } else { display_path(&c.header.placement) };
+            eprintln!("component {} ({}) at {at}", c.header.name, c.header.store_type);
         }
     }
     for e in &trailer.errors {
@@ -245,6 +250,7 @@ fn print_snapshots(snapshots: &[SnapshotSummary], json: bool, out: &mut impl Wri
                     "files": s.trailer.stats.files, "bytes": s.trailer.stats.bytes,
                     "components": s.components.iter().map(|c| json!({
                         "name": c.header.name, "store_type": c.header.store_type,
+                        "placement": display_path(&c.header.placement),
                         "first_log_number": c.trailer.first_log_number,
                         "last_log_number": c.trailer.last_log_number,
                         "files": c.trailer.files, "bytes": c.trailer.bytes,

@@ -63,6 +63,8 @@ pub enum Mode {
 
 pub struct BackupReport {
     pub summary: SnapshotSummary,
+    /// The store type of the source, as given or recognised.
+    pub store_type: StoreType,
     /// The post-exec command failed after the snapshot was saved.
     pub post_exec_failed: Option<String>,
 }
@@ -161,9 +163,9 @@ pub fn backup(
         kind,
         client: crate::CLIENT.to_string(),
     };
+    let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
     let mut hooks = hooks::Hooks::new(options.pre_exec.as_deref(), options.post_exec.as_deref());
     let copied = hooks.run_pre().and_then(|()| {
-        let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
         let components = store_type.components(&root, options.offline)?;
         copy(repo, &header, components, parent.as_ref(), options.mode, progress)
     });
@@ -179,7 +181,7 @@ pub fn backup(
     let id = manifest.finish(&repo.snapshots_dir())?;
     let summary = SnapshotSummary { id, header, components, trailer };
     repo.index.add_snapshot(&summary)?;
-    Ok(BackupReport { summary, post_exec_failed: post_failure })
+    Ok(BackupReport { summary, store_type, post_exec_failed: post_failure })
 }
 
 type Copied = (ManifestWriter, Vec<ComponentSummary>, store::Stored, produce::Produced);

@@ -774,6 +774,18 @@ mod tests {
         validate_path(b"a/b/\xff.c").unwrap();
     }
 
+    #[test]
+    fn placements_may_not_overlap() {
+        let ok: [&[u8]; 3] = [b"", b"node/config", b"node/messages"];
+        validate_placements(ok).unwrap();
+        let bad: [&[&[u8]]; 4] = [&[b"", b""], &[b"a", b"a"], &[b"a", b"a/b"], &[b"a/b", b"a"]];
+        for placements in bad {
+            assert!(validate_placements(placements.iter().copied()).is_err(), "{placements:?}");
+        }
+        assert!(validate_placements([&b"../x"[..]]).is_err());
+        assert!(inside(b"a/b", b"a") && inside(b"a", b"a") && !inside(b"ab", b"a"));
+    }
+
     /// format-spec/snapshots.md spells out these bytes; this test holds code and spec together.
     #[test]
     fn file_record_bytes_match_the_spec() {

@@ -144,8 +144,8 @@ struct Restorer<'a> {
     restored: HashSet<u128>,
     /// Set when the current component's directory cannot be made: its entries are skipped.
     skipping: bool,
-    /// Places of other components, which the current one (placed at the target) must
-    /// leave alone.
+    /// Places of other components: the current one (placed at the target) may hold
+    /// their directories (for their metadata) but nothing below them.
     reserved: Vec<Vec<u8>>,
     /// Directories of finished components with their metadata, applied at the very end:
     /// a later component may still create entries in them.
@@ -275,7 +275,8 @@ impl Restorer<'_> {
         if self.dirs.contains_key(&entry.path) || self.restored.contains(&key) {
             return Err(format!("{}: appears twice in the snapshot; not restored again", name()));
         }
-        if let Some(other) = self.reserved.iter().find(|r| manifest::inside(&entry.path, r)) {
+        let below = |place: &Vec<u8>| manifest::inside(&entry.path, place) && entry.path != *place;
+        if let Some(other) = self.reserved.iter().find(|place| below(place)) {
             return Err(format!(
                 "{}: lies where another component goes ({}); not restored",
                 name(),

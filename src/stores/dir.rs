@@ -43,11 +43,17 @@ struct Frame {
 pub struct Walker {
     stack: Vec<Frame>,
     queued: Option<Walked>,
+    /// Directories yielded but not entered (other components' places).
+    skip: Vec<Vec<u8>>,
 }
 
 impl Walker {
     pub fn new(root: &Path) -> Walker {
-        let mut walker = Walker { stack: Vec::new(), queued: None };
+        Walker::skipping(root, Vec::new())
+    }
+
+    pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> Walker {
+        let mut walker = Walker { stack: Vec::new(), queued: None, skip };
         walker.queued = walker.enter(Vec::new(), root.to_path_buf());
         walker
     }
@@ -91,7 +97,7 @@ impl Iterator for Walker {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Some(Walked::Error { rel, message: format!("{}: {e}", abs.display()) }),
             };
-            if meta.is_dir() {
+            if meta.is_dir() && !self.skip.contains(&rel) {
                 self.queued = self.enter(rel.clone(), abs.clone());
             }
             return Some(Walked::Entry(Found { rel, abs, meta }));
@@ -114,6 +120,13 @@ impl DirSource {
         // A single file: a component holding just that file under its own name.
         let rel = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
         Ok(DirSource { walker: None, single: Some(Found { rel, abs: root.to_path_buf(), meta }) })
+    }
+}
+
+impl DirSource {
+    /// A tree without the contents of the directories at `skip` (relative paths).
+    pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> DirSource {
+        DirSource { walker: Some(Walker::skipping(root, skip)), single: None }
     }
 }
 

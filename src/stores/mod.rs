@@ -6,6 +6,7 @@ pub mod bdb_je;
 pub mod dir;
 pub mod logs;
 pub mod offline;
+pub mod qpid;
 
 use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
@@ -18,6 +19,10 @@ pub enum StoreType {
     Dir,
     Bdb,
     BdbJe,
+    /// A broker work directory: several components, each of its own type.
+    Qpid,
+    /// A JSON store of a broker: one file.
+    Json,
 }
 
 impl StoreType {
@@ -26,6 +31,8 @@ impl StoreType {
             StoreType::Dir => "dir",
             StoreType::Bdb => "bdb",
             StoreType::BdbJe => "bdb-je",
+            StoreType::Qpid => "qpid",
+            StoreType::Json => "json",
         }
     }
 
@@ -34,13 +41,16 @@ impl StoreType {
             "dir" => Some(StoreType::Dir),
             "bdb" => Some(StoreType::Bdb),
             "bdb-je" => Some(StoreType::BdbJe),
+            "qpid" => Some(StoreType::Qpid),
             _ => None,
         }
     }
 
     /// The store type a directory's contents show; `dir` when nothing else fits.
     pub fn detect(root: &Path) -> StoreType {
-        if bdb_je::looks_like_environment(root) {
+        if qpid::looks_like_work_dir(root) {
+            StoreType::Qpid
+        } else if bdb_je::looks_like_environment(root) {
             StoreType::BdbJe
         } else if bdb::looks_like_environment(root) {
             StoreType::Bdb
@@ -52,6 +62,9 @@ impl StoreType {
     /// The components a backup of `root` makes: one, except for stores made of several
     /// (a broker's work directory).
     pub fn components(self, root: &Path, offline: bool) -> Result<Vec<Component>> {
+        if self == StoreType::Qpid {
+            return qpid::components(root, offline);
+        }
         let files = self.open(root, offline)?;
         let name = root.file_name().map_or_else(|| "root".to_string(), |n| n.to_string_lossy().into_owned());
         Ok(vec![Component { name, placement: Vec::new(), root: root.to_path_buf(), files }])
@@ -64,12 +77,18 @@ impl StoreType {
 
     /// The store's files. `offline` asserts that the store is not running (each type
     /// says how it checks); a plain tree has no such notion and refuses it.
-    pub fn open(self, root: &Path, offline: bool) -> Result<Box<dyn Source>> {
+    fn open(self, root: &Path, offline: bool) -> Result<Box<dyn Source>> {
         Ok(match self {
             StoreType::Dir if offline => {
                 return Err(unsupported(root, "--offline applies to database store types, not dir".into()))
             }
             StoreType::Dir => Box::new(dir::DirSource::new(root)?),
+            StoreType::Qpid | StoreType::Json => {
+                return Err(unsupported(
+                    root,
+                    format!("{} stores are copied as part of a qpid work directory", self.name()),
+                ))
+            }
             StoreType::Bdb => Box::new(bdb::BdbSource::new(root, offline)?),
             StoreType::BdbJe => Box::new(bdb_je::JeSource::new(root, offline)?),
         })
