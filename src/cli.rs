@@ -41,15 +41,23 @@ pub enum Command {
     Cat { snapshot: String },
     /// Restore a snapshot into a directory.
     Restore {
-        /// Snapshot id, unique prefix, or `latest` (not with --at).
-        #[arg(required_unless_present = "at", conflicts_with = "at")]
+        /// Snapshot id, unique prefix, or `latest` (not with --at or --until-log).
+        #[arg(required_unless_present_any = ["at", "until_log"], conflicts_with_all = ["at", "until_log"])]
         snapshot: Option<String>,
         /// The newest snapshot taken at or before this time (RFC 3339 or @SECONDS; a time
         /// given to the second includes that whole second).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", conflicts_with = "until_log")]
         at: Option<String>,
-        /// With --at: the backup set to choose from (needed when there are several).
-        #[arg(long, requires = "at")]
+        /// A database component (bdb, bdb-je) as of the end of its log file N, put
+        /// together from the set's snapshots (see format-spec/snapshots.md for what is
+        /// guaranteed per store type).
+        #[arg(long, value_name = "N")]
+        until_log: Option<u64>,
+        /// With --until-log: the component, when the set has several database ones.
+        #[arg(long, requires = "until_log")]
+        component: Option<String>,
+        /// With --at or --until-log: the backup set (needed when there are several).
+        #[arg(long)]
         set: Option<String>,
         #[arg(long, value_name = "DIR")]
         target: PathBuf,

@@ -8,6 +8,7 @@ use cairn::lock::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary, Timestamp};
 use cairn::repo::{self, OpenOptions, Repository};
 use cairn::restore::RestoreOptions;
+use cairn::restore::UntilLog;
 use cairn::stores::StoreType;
 use cairn::{check, repair, Progress};
 use serde_json::json;
@@ -61,8 +62,21 @@ pub fn run(cli: Cli) -> Result<Exit> {
             cat(&repo, &repo.resolve(&snapshot)?, &mut out)?;
             Ok(Exit::Success)
         }
-        Command::Restore { snapshot, at, set, target, overwrite } => {
+        Command::Restore { snapshot, at, until_log, component, set, target, overwrite } => {
             let repo = g.open(LockMode::Shared, "cairn restore")?;
+            if let Some(log) = until_log {
+                let request = UntilLog { set, component, log };
+                return restore_until_log(
+                    &repo,
+                    &request,
+                    RestoreOptions { target, overwrite },
+                    json,
+                    &mut out,
+                );
+            }
+            if set.is_some() && at.is_none() {
+                bail!("--set chooses among snapshots for --at or --until-log");
+            }
             let id = match (snapshot, at) {
                 (Some(snapshot), _) => repo.resolve(&snapshot)?,
                 (None, Some(text)) => {
@@ -128,6 +142,43 @@ fn restore(
     }
     if !report.errors.is_empty() {
         bail!("{} entries could not be restored", report.errors.len());
+    }
+    Ok(Exit::Success)
+}
+
+fn restore_until_log(
+    repo: &Repository,
+    request: &UntilLog,
+    options: RestoreOptions,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<Exit> {
+    let bar = Bar::new("restoring");
+    let report = cairn::restore::restore_until_log(repo, request, &options, &bar)?;
+    bar.done();
+    let restored = &report.restore;
+    for e in &restored.errors {
+        eprintln!("error: {e}");
+    }
+    if json {
+        let value = json!({
+            "component": report.component, "until_log": request.log, "data_from": report.data_from,
+            "snapshots": report.used, "files": restored.files, "bytes": restored.bytes, "errors": restored.errors,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        let used: Vec<String> = report.used.iter().map(|id| id.to_hex()[..12].to_string()).collect();
+        let (files, bytes, target) = (restored.files, size(restored.bytes), options.target.display());
+        writeln!(
+            out,
+            "restored {} up to log {} ({files} files, {bytes}) from snapshots {} to {target}",
+            report.component,
+            request.log,
+            used.join(", ")
+        )?;
+    }
+    if !restored.errors.is_empty() {
+        bail!("{} entries could not be restored", restored.errors.len());
     }
     Ok(Exit::Success)
 }

@@ -252,6 +252,14 @@ impl Repository {
         Ok(self.snapshots()?.readable.into_iter().rfind(|s| s.header.set == set))
     }
 
+    /// The readable snapshots of `set` (or of the only set there is), oldest first, with
+    /// the set's name.
+    pub fn snapshots_of_set(&self, set: Option<&str>) -> Result<(String, Vec<SnapshotSummary>)> {
+        let snapshots = self.snapshots()?.readable;
+        let set = which_set(&snapshots, set)?;
+        Ok((set.clone(), snapshots.into_iter().filter(|s| s.header.set == set).collect()))
+    }
+
     /// The newest readable full snapshot of `set`: a differential's parent.
     pub fn latest_full_in_set(&self, set: &str) -> Result<Option<SnapshotSummary>> {
         let snapshots = self.snapshots()?.readable;
@@ -262,23 +270,7 @@ impl Repository {
     /// of the only set there is.
     pub fn resolve_at(&self, set: Option<&str>, at: Timestamp) -> Result<SnapshotId> {
         let snapshots = self.snapshots()?.readable;
-        let set = match set {
-            Some(set) => set.to_string(),
-            None => {
-                let sets: std::collections::BTreeSet<&str> =
-                    snapshots.iter().map(|s| s.header.set.as_str()).collect();
-                match sets.len() {
-                    0 => return Err(Error::Snapshot("the repository has no snapshots".into())),
-                    1 => sets.into_iter().next().expect("one set").to_string(),
-                    _ => {
-                        return Err(Error::Snapshot(format!(
-                            "the repository holds {} sets: say which with --set",
-                            sets.len()
-                        )))
-                    }
-                }
-            }
-        };
+        let set = which_set(&snapshots, set)?;
         snapshots.iter().rfind(|s| s.header.set == set && s.header.time <= at).map(|s| s.id).ok_or_else(
             || Error::Snapshot(format!("set {set:?} has no snapshot at or before {}", at.to_rfc3339())),
         )
@@ -308,5 +300,18 @@ impl Repository {
                 matches.len()
             ))),
         }
+    }
+}
+
+/// `set`, or without one the only set the snapshots belong to.
+fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String> {
+    if let Some(set) = set {
+        return Ok(set.to_string());
+    }
+    let sets: std::collections::BTreeSet<&str> = snapshots.iter().map(|s| s.header.set.as_str()).collect();
+    match sets.len() {
+        0 => Err(Error::Snapshot("the repository has no snapshots".into())),
+        1 => Ok(sets.into_iter().next().expect("one set").to_string()),
+        n => Err(Error::Snapshot(format!("the repository holds {n} sets: say which with --set"))),
     }
 }

@@ -791,3 +791,66 @@ fn restore_at_a_time_picks_the_newest_snapshot_before_it() {
     env.run(["restore", "--at", &times[2], "--set", set, "--target", out.to_str().unwrap()]).success();
     assert_eq!(fs::read_to_string(out.join("f")).unwrap(), "version 2");
 }
+
+#[test]
+fn hooks_run_around_the_copy_and_the_window_is_recorded() {
+    let env = TestEnv::new();
+    let tree = env.path("src");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("a"), "a").unwrap();
+    let log = env.path("hooks.log");
+    let (pre, post) =
+        (format!("echo pre >> {0}; echo noise", log.display()), format!("echo post >> {}", log.display()));
+    let report = env.backup_json(&tree, &["--pre-exec", &pre, "--post-exec", &post]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "pre\npost\n");
+    let hooks = &report["hooks"];
+    assert_eq!((hooks["pre"]["exit_code"].as_i64(), hooks["post"]["exit_code"].as_i64()), (Some(0), Some(0)));
+    let seconds = |t: &Value| t["secs"].as_f64().unwrap() + t["nanos"].as_f64().unwrap() / 1e9;
+    assert!(seconds(&hooks["pre"]["finished"]) <= seconds(&hooks["window_start"]));
+    assert!(seconds(&hooks["window_start"]) <= seconds(&hooks["window_end"]));
+    assert!(seconds(&hooks["window_end"]) <= seconds(&hooks["post"]["started"]));
+    let manifest = env.run(["cat", report["id"].as_str().unwrap()]).success().json();
+    assert_eq!(manifest["format_version"], 2);
+
+    // A failing pre command copies nothing, and the post command still runs.
+    fs::remove_file(&log).unwrap();
+    let before = env.snapshot_files();
+    env.run(["backup", "--pre-exec", "exit 3", "--post-exec", &post, tree.to_str().unwrap()])
+        .failure()
+        .mentions("--pre-exec failed")
+        .mentions("status 3");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "post\n");
+    assert_eq!(env.snapshot_files(), before);
+
+    // A failing post command: the copy was complete, so the snapshot stays, but the
+    // exit status says something needs attention.
+    env.run(["backup", "--post-exec", "exit 4", tree.to_str().unwrap()])
+        .expect_code(1)
+        .mentions("--post-exec failed")
+        .mentions("was saved");
+    assert_eq!(env.snapshot_files(), before + 1);
+}
+
+#[test]
+fn a_differential_is_made_against_the_newest_full_snapshot() {
+    let env = TestEnv::new();
+    let tree = env.path("src");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("a"), "one").unwrap();
+    let full = env.backup_json(&tree, &[]);
+    fs::write(tree.join("b"), "two").unwrap();
+    let incremental = env.backup_json(&tree, &[]);
+    assert_eq!(incremental["parent"], full["id"]);
+    fs::write(tree.join("c"), "three").unwrap();
+    let differential = env.backup_json(&tree, &["--differential"]);
+    assert_eq!(differential["kind"], "differential");
+    assert_eq!(differential["parent"], full["id"]);
+    // Read: what changed since the full, not since the incremental.
+    assert_eq!(num(&differential, "bytes_read"), 3 + 5);
+    env.run(["backup", "--logs-only", tree.to_str().unwrap()])
+        .failure()
+        .mentions("applies to database stores");
+    let out = env.path("out");
+    env.restore(differential["id"].as_str().unwrap(), &out);
+    assert_trees_equal(&tree, &out);
+}

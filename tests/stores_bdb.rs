@@ -248,3 +248,95 @@ fn a_hot_copy_without_log_files_is_refused() {
         (Some("bdb"), Some("offline"))
     );
 }
+
+fn log_numbers_in(env: &TestEnv, id: &str) -> Vec<u64> {
+    let manifest = env.run(["cat", id]).success().json();
+    let files = manifest["components"][0]["files"].as_array().unwrap();
+    files.iter().filter_map(|f| f["log_number"].as_u64()).collect()
+}
+
+#[test]
+fn logs_only_keeps_the_parents_data_files_and_recovers_from_its_logs() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    let h = home.to_str().unwrap();
+    bdb(&["create", h, "2000"]);
+    env.run(["backup", "--logs-only", h]).failure().mentions("needs an earlier snapshot");
+    let full = env.backup_json(&home, &[]);
+    let parent_last = full["components"][0]["last_log_number"].as_u64().unwrap();
+    bdb(&["add", h, "2000", "1500"]);
+    let logs_only = env.backup_json(&home, &["--logs-only"]);
+    assert_eq!(logs_only["kind"], "logs-only");
+    // Read: the parent's last log and the newer ones, nothing else.
+    let read: u64 = (parent_last..=logs_only["components"][0]["last_log_number"].as_u64().unwrap())
+        .map(|n| fs::metadata(home.join(format!("log.{n:010}"))).unwrap().len())
+        .sum();
+    assert_eq!(logs_only["bytes_read"].as_u64().unwrap(), read, "{logs_only}");
+    // The data files are the parent's, byte for byte.
+    let files = |id: &str| env.run(["cat", id]).success().json()["components"][0]["files"].clone();
+    let (old, new) = (files(full["id"].as_str().unwrap()), files(logs_only["id"].as_str().unwrap()));
+    assert_eq!(old[0]["path"], "accounts.db");
+    assert_eq!(old[0]["chunks"], new[0]["chunks"]);
+    let out = env.path("restored");
+    env.restore(logs_only["id"].as_str().unwrap(), &out);
+    assert_recovers_with(&out, 3500);
+
+    // Once the store has removed the parent's last log (as db_archive -d does after a
+    // checkpoint), its tail is lost: refused.
+    let now_last = logs_only["components"][0]["last_log_number"].as_u64().unwrap();
+    bdb(&["add", h, "3500", "1500"]);
+    for n in 1..=now_last {
+        fs::remove_file(home.join(format!("log.{n:010}"))).unwrap();
+    }
+    let before = env.snapshot_files();
+    env.run(["backup", "--logs-only", h]).failure().mentions("log sequence since the parent is broken");
+    assert_eq!(env.snapshot_files(), before);
+}
+
+#[test]
+fn restore_until_log_rolls_the_data_files_of_an_earlier_snapshot_forward() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    let h = home.to_str().unwrap();
+    bdb(&["create", h, "1500"]);
+    let first = env.backup_json(&home, &[]);
+    bdb(&["add", h, "1500", "1000"]);
+    let second = env.backup_json(&home, &[]);
+    bdb(&["add", h, "2500", "1000"]);
+    let third = env.backup_json(&home, &[]);
+    let last = |r: &serde_json::Value| r["components"][0]["last_log_number"].as_u64().unwrap();
+    let (a, b) = (last(&first), last(&second));
+    assert!(a < b && b < last(&third));
+
+    // Log b: data files of the second snapshot; log b whole, from the third.
+    let out = env.path("at-b");
+    let run =
+        env.run(["--json", "restore", "--until-log", &b.to_string(), "--target", out.to_str().unwrap()]);
+    let report = run.success().json();
+    assert_eq!(report["data_from"], second["id"]);
+    assert_eq!(report["snapshots"].as_array().unwrap().len(), 2, "{report}");
+    assert!(fs::metadata(out.join(format!("log.{b:010}"))).unwrap().len() > 0);
+    assert!(!out.join(format!("log.{:010}", b + 1)).exists());
+    assert_recovers_with(&out, 2500);
+
+    // Between two snapshots: the first one's data files rolled forward.
+    let out = env.path("between");
+    let n = (a + 1).to_string();
+    let report =
+        env.run(["--json", "restore", "--until-log", &n, "--target", out.to_str().unwrap()]).success().json();
+    assert_eq!(report["data_from"], first["id"]);
+    let mut logs: Vec<u64> = fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("log.")?.parse().ok())
+        .collect();
+    logs.sort();
+    assert_eq!(logs, (1..=a + 1).collect::<Vec<_>>());
+    assert_recovers_with(&out, 1500);
+
+    // Before the first snapshot's copy ended there is nothing consistent to restore.
+    let out = env.path("too-early");
+    env.run(["restore", "--until-log", &(a - 1).to_string(), "--target", out.to_str().unwrap()])
+        .failure()
+        .mentions("no snapshot's copy ended at or before that log");
+    assert_eq!(log_numbers_in(&env, third["id"].as_str().unwrap()).first(), Some(&1));
+}

@@ -271,3 +271,34 @@ fn a_derby_store_is_refused_while_the_broker_may_run_and_copied_offline() {
         panic!("restored work directory differs: {diff}");
     }
 }
+
+#[test]
+fn restore_until_log_takes_a_snapshots_files_with_its_last_log_whole() {
+    let env = TestEnv::new();
+    let home = env.path("je");
+    je(&["create", home.to_str().unwrap(), "2000"]);
+    let first = env.backup_json(&home, &[]);
+    let mut writer = Writer::start(&home, 2000);
+    writer.committed_after(400);
+    drop(writer);
+    let second = env.backup_json(&home, &[]);
+    let last = |r: &serde_json::Value| r["components"][0]["last_log_number"].as_u64().unwrap();
+    let (a, b) = (last(&first), last(&second));
+    assert!(a < b);
+
+    let out = env.path("at-a");
+    let run =
+        env.run(["--json", "restore", "--until-log", &a.to_string(), "--target", out.to_str().unwrap()]);
+    let report = run.success().json();
+    assert_eq!(report["data_from"], first["id"]);
+    assert_eq!(jdb_numbers(&out).last(), Some(&a));
+    je(&["check", out.to_str().unwrap(), "2000"]);
+
+    // Files from between two snapshots cannot be put together consistently.
+    let between = a + 1;
+    assert!(between < b, "the writer should have filled several files");
+    let out = env.path("between");
+    env.run(["restore", "--until-log", &between.to_string(), "--target", out.to_str().unwrap()])
+        .failure()
+        .mentions("no snapshot ended at that log");
+}

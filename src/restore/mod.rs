@@ -5,11 +5,14 @@
 //! following symlinks.
 
 mod files;
+mod until_log;
+
+pub use until_log::{restore_until_log, UntilLog};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::index::ChunkTable;
-use crate::manifest::{self, display_path, FileEntry, FileKind, ManifestReader, Record};
+use crate::manifest::{self, display_path, ComponentHeader, FileEntry, FileKind, ManifestReader, Record};
 use crate::repo::Repository;
 use crate::Progress;
 use files::{PackFiles, Pending, Written};
@@ -43,12 +46,32 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     manifest::verify_file(&repo.snapshots_dir(), id)?;
     let summary = repo.summary(id)?;
+    let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();
+    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
+    restore_records(
+        repo,
+        &headers,
+        std::iter::from_fn(|| reader.next_record().transpose()),
+        options,
+        progress,
+    )
+}
+
+/// Restores the entries of `records` (component headers and file entries in manifest
+/// order); `components` are the headers of all of them, to place each.
+fn restore_records(
+    repo: &Repository,
+    components: &[&ComponentHeader],
+    records: impl Iterator<Item = Result<Record>>,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     prepare_target(&options.target, options.overwrite)?;
     // A snapshot of several components puts each at its placement; the places of the
     // others are out of bounds for the one placed at the target itself.
-    let per_component = summary.components.len() > 1;
+    let per_component = components.len() > 1;
     let placed_apart: Vec<Vec<u8>> =
-        summary.components.iter().map(|c| c.header.placement.clone()).filter(|p| !p.is_empty()).collect();
+        components.iter().map(|c| c.placement.clone()).filter(|p| !p.is_empty()).collect();
     let mut restorer = Restorer {
         repo,
         chunks: repo.index.view()?.chunks()?,
@@ -69,9 +92,8 @@ pub fn restore(
         report: RestoreReport::default(),
         progress,
     };
-    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    while let Some(record) = reader.next_record()? {
-        match record {
+    for record in records {
+        match record? {
             Record::Component(c) if per_component => {
                 restorer.enter_component(&options.target, &c.name, &c.placement)?;
                 if c.placement.is_empty() {
