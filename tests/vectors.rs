@@ -1,6 +1,6 @@
-//! The checked-in version 1 repository (tests/vectors/repo-v1, made once by
-//! make-v1.sh) must always read back exactly: any accidental format change fails here.
-//! Never regenerate the vectors to make this pass.
+//! The checked-in repositories (tests/vectors/repo-v1 and repo-v2, each made once by
+//! its make-vN.sh) must always read back exactly: any accidental format change fails
+//! here. Never regenerate the vectors to make this pass.
 
 use assert_cmd::Command;
 use cairn::chunker::{self, ChunkerParams};
@@ -115,7 +115,9 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
                     assert_eq!(h.parent.map(|p| p.to_hex()), parent.map(String::from));
                 }
                 Record::Component(c) => {
-                    assert_eq!((c.name.as_str(), c.store_type.as_str()), ("tree", "dir"))
+                    assert_eq!((c.name.as_str(), c.store_type.as_str()), ("tree", "dir"));
+                    // Version 1 has no placement: read as the component's name.
+                    assert_eq!(c.placement, b"tree");
                 }
                 Record::File(f) => files.push(f),
                 Record::ComponentEnd(t) => assert_eq!(t.last_log_number, None),
@@ -180,5 +182,96 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
         let linked = fs::metadata(target.join("dir/hard.txt")).unwrap();
         let first = fs::metadata(target.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))).unwrap();
         assert_eq!(linked.ino(), first.ino(), "the hard link is restored as one");
+    }
+}
+
+/// The checked-in version 2 repository (tests/vectors/repo-v2, made once by
+/// make-v2.sh): a broker work directory of two components, hooks, a differential.
+mod v2 {
+    use super::*;
+
+    const FULL: &str = "847940025405e40c6ead7211ae59105d5826591c474ab50fa0ea030707490cc2";
+    const DIFFERENTIAL: &str = "459f60d516e6a6297e958aa2230e7ce10faf1058b428c1d768ce1c0644031991";
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v2")
+    }
+
+    fn expected_files(snapshot: &str) -> Vec<(&'static str, &'static str)> {
+        let log = if snapshot == FULL { "broker started\n" } else { "broker started\nbroker stopped\n" };
+        vec![
+            ("config.json", "{\"name\":\"broker\",\"modelVersion\":\"9.0\",\"virtualhostnodes\":[{\"name\":\"default\",\"type\":\"JSON\"}]}\n"),
+            ("default/config/default.json", "{\"name\":\"default\",\"type\":\"BDB\",\"modelVersion\":\"9.0\"}\n"),
+            ("log/qpid.log", log),
+        ]
+    }
+
+    #[test]
+    fn manifests_decode_to_components_placements_hooks_and_kinds() {
+        let dir = vectors().join("snapshots");
+        for (id, kind) in [(FULL, SnapshotKind::Full), (DIFFERENTIAL, SnapshotKind::Differential)] {
+            let id: SnapshotId = id.parse().unwrap();
+            assert_eq!(&fs::read(dir.join(id.to_hex())).unwrap()[8..12], &2u32.to_le_bytes());
+            let mut reader = ManifestReader::open(&dir, &id).unwrap();
+            assert_eq!(reader.version(), 2);
+            let (mut components, mut paths) = (Vec::new(), Vec::new());
+            while let Some(record) = reader.next_record().unwrap() {
+                match record {
+                    Record::Snapshot(h) => {
+                        assert_eq!(
+                            (h.set.as_str(), h.host.as_str(), h.kind),
+                            ("vectors", "vector-host", kind)
+                        );
+                        let parent = (kind == SnapshotKind::Differential).then(|| FULL.to_string());
+                        assert_eq!(h.parent.map(|p| p.to_hex()), parent);
+                    }
+                    Record::Component(c) => components.push((c.name, c.store_type, c.placement)),
+                    Record::File(f) => paths.push(String::from_utf8(f.path).unwrap()),
+                    Record::ComponentEnd(t) => {
+                        if components.len() == 2 {
+                            assert_eq!(t.excluded.len(), 1);
+                            assert_eq!(t.excluded[0].path, b"default.lck");
+                        }
+                    }
+                    Record::End(t) => match kind {
+                        SnapshotKind::Full => {
+                            let hooks = t.hooks.expect("the full backup ran hooks");
+                            let (pre, post) = (hooks.pre.unwrap(), hooks.post.unwrap());
+                            assert_eq!((pre.command.as_str(), pre.exit_code), ("echo quiesce", 0));
+                            assert_eq!((post.command.as_str(), post.exit_code), ("echo resume", 0));
+                            assert!(pre.finished <= hooks.window_start && hooks.window_end <= post.started);
+                        }
+                        _ => assert_eq!(t.hooks, None),
+                    },
+                }
+            }
+            let names: Vec<(&str, &str, &[u8])> =
+                components.iter().map(|(n, t, p)| (n.as_str(), t.as_str(), p.as_slice())).collect();
+            assert_eq!(names, [("broker", "dir", &b""[..]), ("default.config", "json", b"default/config")]);
+            let expected =
+                ["config.json", "default", "default/config", "log", "log/qpid.log", "default.json"];
+            assert_eq!(paths, expected);
+        }
+    }
+
+    #[test]
+    fn the_binary_rebuilds_the_index_and_restores_the_work_directory() {
+        let work = tempfile::tempdir().unwrap();
+        let repo = work.path().join("repo");
+        copy_dir(&vectors(), &repo);
+        let cairn = |args: &[&str]| {
+            Command::cargo_bin("cairn").unwrap().arg("-r").arg(&repo).args(args).assert().success()
+        };
+        cairn(&["repair", "index"]);
+        cairn(&["check", "--read-data"]);
+        for id in [FULL, DIFFERENTIAL] {
+            let target = work.path().join(id);
+            cairn(&["restore", id, "--target", target.to_str().unwrap()]);
+            for (path, content) in expected_files(id) {
+                assert_eq!(fs::read_to_string(target.join(path)).unwrap(), content, "{path}");
+            }
+            assert!(!target.join("default/config/default.lck").exists());
+            assert_eq!(fs::metadata(target.join("default/config")).unwrap().mtime(), 1_700_000_000);
+        }
     }
 }
