@@ -302,3 +302,34 @@ fn restore_until_log_takes_a_snapshots_files_with_its_last_log_whole() {
         .failure()
         .mentions("no snapshot ended at that log");
 }
+
+/// Why a JE copy must hold files open and list again, shown by a copy made the way
+/// `cp -r` makes one (list once, then copy file by file) with the cleaner run between two
+/// of its steps: files deleted meanwhile are missing and the files the cleaner moved
+/// their records into were never listed, so records are lost. cairn's copy under a live
+/// cleaner is shown above.
+#[test]
+fn a_list_once_copy_loses_records_when_the_cleaner_runs_mid_copy() {
+    let env = TestEnv::without_repo();
+    let home = env.path("je");
+    je(&["create", home.to_str().unwrap(), "3000"]);
+    let listed = jdb_numbers(&home);
+    let naive = env.path("naive");
+    fs::create_dir_all(&naive).unwrap();
+    let copy = |n: &u64| {
+        let name = format!("{n:08x}.jdb");
+        // Like cp: a file gone since the listing is an error message, not a stop.
+        let _ = fs::copy(home.join(&name), naive.join(&name));
+    };
+    let half = listed.len() / 2;
+    listed[..half].iter().for_each(copy);
+    je(&["churn", home.to_str().unwrap(), "1"]);
+    listed[half..].iter().for_each(copy);
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(classpath())
+        .args(["JeTool", "check", naive.to_str().unwrap(), "3000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the list-once copy should have lost records");
+}
