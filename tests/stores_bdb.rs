@@ -261,24 +261,32 @@ fn logs_only_keeps_the_parents_data_files_and_recovers_from_its_logs() {
     let home = env.path("home");
     let h = home.to_str().unwrap();
     bdb(&["create", h, "2000"]);
+    fs::write(home.join("DB_CONFIG"), "set_cachesize 0 8388608 1\n").unwrap();
     env.run(["backup", "--logs-only", h]).failure().mentions("needs an earlier snapshot");
     let full = env.backup_json(&home, &[]);
     let parent_last = full["components"][0]["last_log_number"].as_u64().unwrap();
     bdb(&["add", h, "2000", "1500"]);
+    // Configuration is taken as it is now; only data files come from the parent.
+    let config = "set_cachesize 0 16777216 1\n";
+    fs::write(home.join("DB_CONFIG"), config).unwrap();
     let logs_only = env.backup_json(&home, &["--logs-only"]);
     assert_eq!(logs_only["kind"], "logs-only");
     // Read: the parent's last log and the newer ones, nothing else.
     let read: u64 = (parent_last..=logs_only["components"][0]["last_log_number"].as_u64().unwrap())
         .map(|n| fs::metadata(home.join(format!("log.{n:010}"))).unwrap().len())
         .sum();
-    assert_eq!(logs_only["bytes_read"].as_u64().unwrap(), read, "{logs_only}");
+    assert_eq!(logs_only["bytes_read"].as_u64().unwrap(), read + config.len() as u64, "{logs_only}");
     // The data files are the parent's, byte for byte.
     let files = |id: &str| env.run(["cat", id]).success().json()["components"][0]["files"].clone();
     let (old, new) = (files(full["id"].as_str().unwrap()), files(logs_only["id"].as_str().unwrap()));
-    assert_eq!(old[0]["path"], "accounts.db");
-    assert_eq!(old[0]["chunks"], new[0]["chunks"]);
+    assert_eq!(
+        (old[1]["path"].as_str(), new[1]["path"].as_str()),
+        (Some("accounts.db"), Some("accounts.db"))
+    );
+    assert_eq!(old[1]["chunks"], new[1]["chunks"]);
     let out = env.path("restored");
     env.restore(logs_only["id"].as_str().unwrap(), &out);
+    assert_eq!(fs::read_to_string(out.join("DB_CONFIG")).unwrap(), config);
     assert_recovers_with(&out, 3500);
 
     // Once the store has removed the parent's last log (as db_archive -d does after a
@@ -333,7 +341,12 @@ fn restore_until_log_rolls_the_data_files_of_an_earlier_snapshot_forward() {
     assert_eq!(logs, (1..=a + 1).collect::<Vec<_>>());
     assert_recovers_with(&out, 1500);
 
-    // Before the first snapshot's copy ended there is nothing consistent to restore.
+    // Past the newest copy, or before the first snapshot's copy ended, there is nothing
+    // consistent to restore.
+    let out = env.path("too-late");
+    env.run(["restore", "--until-log", "100000000000", "--target", out.to_str().unwrap()])
+        .failure()
+        .mentions("no snapshot holds log 100000000000");
     let out = env.path("too-early");
     env.run(["restore", "--until-log", &(a - 1).to_string(), "--target", out.to_str().unwrap()])
         .failure()

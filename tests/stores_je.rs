@@ -333,3 +333,29 @@ fn a_list_once_copy_loses_records_when_the_cleaner_runs_mid_copy() {
         .unwrap();
     assert!(!out.status.success(), "the list-once copy should have lost records");
 }
+
+#[test]
+fn work_directories_cairn_cannot_copy_faithfully_are_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("config.json"), r#"{"modelVersion":"9.0"}"#).unwrap();
+    // Two nodes whose names differ only in bytes that are not UTF-8.
+    for name in [&b"n\xff"[..], b"n\xfe"] {
+        let config = work.join(std::ffi::OsStr::from_bytes(name)).join("config");
+        fs::create_dir_all(&config).unwrap();
+        fs::write(config.join("node.json"), "{}").unwrap();
+    }
+    env.run(["backup", work.to_str().unwrap()]).failure().mentions("two components would be named");
+    // A node directory that is a symlink: only the link would be kept.
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir_all(elsewhere.join("config")).unwrap();
+    fs::write(elsewhere.join("config/linked.json"), "{}").unwrap();
+    let other = env.path("work2");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("config.json"), r#"{"modelVersion":"9.0"}"#).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, other.join("linked")).unwrap();
+    env.run(["backup", other.to_str().unwrap()]).failure().mentions("is a symlink");
+    assert_eq!(env.snapshot_files(), 0);
+}

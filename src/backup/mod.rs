@@ -19,7 +19,7 @@ mod store;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
-    ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader, SnapshotKind,
+    self, ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader, SnapshotKind,
     SnapshotSummary, Timestamp,
 };
 use crate::pack::{self, Frame};
@@ -195,8 +195,16 @@ fn copy(
     mode: Mode,
     progress: &dyn Progress,
 ) -> Result<Copied> {
-    let mut jobs = Vec::new();
+    let mut jobs: Vec<produce::Job> = Vec::new();
     for component in components {
+        manifest::validate_component_name(&component.name).map_err(Error::Invalid)?;
+        if jobs.iter().any(|j| j.header.name == component.name) {
+            return Err(Error::Invalid(format!(
+                "{}: two components would be named {:?} (names are made lossy from non-UTF-8 directory names); rename one",
+                component.root.display(),
+                component.name
+            )));
+        }
         let store_type = component.files.store_type();
         let logs_only = mode == Mode::LogsOnly && store_type.has_logs();
         let parent_files = match parent {

@@ -196,7 +196,8 @@ impl LogsOnly {
             (FileRole::Log, Some(n)) if n < self.parent_last => Ok(()),
             (FileRole::Log, Some(n)) => {
                 if !self.reached {
-                    if n != self.parent_last {
+                    // Listed but gone before it could be opened is gone as well.
+                    if n != self.parent_last || open.is_none() {
                         return Err(self.broken());
                     }
                     self.reached = true;
@@ -206,11 +207,13 @@ impl LogsOnly {
                 }
                 p.file(entry, abs, open, Some(parent))
             }
-            _ => match parent.find(&entry.path)? {
+            (FileRole::Data, _) => match parent.find(&entry.path)? {
                 Some(kept) if kept.kind == entry.kind => self.keep(p, kept),
                 // New since the parent: read it (recovery accepts a newer page).
                 _ => p.file(entry, abs, open, Some(parent)),
             },
+            // Configuration and directories are taken as they are now.
+            _ => p.file(entry, abs, open, Some(parent)),
         }
     }
 

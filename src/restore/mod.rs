@@ -297,8 +297,12 @@ impl Restorer<'_> {
         if self.dirs.contains_key(&entry.path) || self.restored.contains(&key) {
             return Err(format!("{}: appears twice in the snapshot; not restored again", name()));
         }
-        let below = |place: &Vec<u8>| manifest::inside(&entry.path, place) && entry.path != *place;
-        if let Some(other) = self.reserved.iter().find(|place| below(place)) {
+        // Another component's place may only be held as a directory (for its metadata).
+        let clashes = |place: &Vec<u8>| {
+            manifest::inside(&entry.path, place)
+                && (entry.path != *place || entry.kind != FileKind::Directory)
+        };
+        if let Some(other) = self.reserved.iter().find(|place| clashes(place)) {
             return Err(format!(
                 "{}: lies where another component goes ({}); not restored",
                 name(),

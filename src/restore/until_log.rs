@@ -62,6 +62,11 @@ pub fn restore_until_log(
     let store_type = copies.last().map(|(_, c)| c.header.store_type.clone()).unwrap_or_default();
     let endings = || copies.iter().map(|(_, c)| last_of(c).to_string()).collect::<Vec<_>>().join(", ");
 
+    let newest = copies.iter().map(|(_, c)| last_of(c)).max();
+    if newest.is_none_or(|newest| n > newest) {
+        let what = format!("no snapshot holds log {n} (the snapshots end at logs {})", endings());
+        return Err(refused(&set, &name, n, what));
+    }
     let data_index = match StoreType::parse(&store_type) {
         Some(StoreType::Bdb) => copies.iter().rposition(|(_, c)| last_of(c) <= n),
         Some(StoreType::BdbJe) => copies.iter().rposition(|(_, c)| last_of(c) == n),
@@ -83,7 +88,12 @@ pub fn restore_until_log(
     };
     let (data_snapshot, data_component) = copies[data_index];
     let data_files = component_files(repo, &data_snapshot.id, &name)?;
-    let first = data_component.trailer.first_log_number.expect("a component with logs has a first");
+    let first = data_component.trailer.first_log_number.ok_or_else(|| {
+        Error::Snapshot(format!(
+            "snapshot {}: component {name} has a last log number but no first",
+            data_snapshot.id
+        ))
+    })?;
     let needed: BTreeSet<u64> = match store_type.as_str() {
         "bdb" => (first..=n).collect(),
         _ => data_files.iter().filter(|e| e.role == FileRole::Log).filter_map(|e| e.log_number).collect(),

@@ -45,8 +45,17 @@ pub fn components(root: &Path, offline: bool) -> Result<Vec<Component>> {
         fs::read_dir(root).map_err(|e| Error::io(root, e))?.flatten().map(|e| e.file_name()).collect();
     names.sort();
     for owner in names {
+        let owner_dir = root.join(&owner);
+        let Ok(meta) = fs::symlink_metadata(&owner_dir) else { continue };
+        if meta.is_symlink() && STORE_DIRS.iter().any(|kind| owner_dir.join(kind).is_dir()) {
+            let what = "a node or virtualhost directory is a symlink: cairn would keep only the link, not the stores behind it; back up its target with its own store type";
+            return Err(unsupported(&owner_dir, what.into()));
+        }
+        if !meta.is_dir() {
+            continue;
+        }
         for kind in STORE_DIRS {
-            let dir = root.join(&owner).join(kind);
+            let dir = owner_dir.join(kind);
             if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
