@@ -6,13 +6,12 @@
 //! files created meanwhile are copied, until a listing finds none.
 
 use super::dir::{Found, Walked, Walker};
-use super::logs::LogCopy;
+use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
-use super::{unsupported, Planned, Source, SourceReport, Sourced, StoreType};
+use super::{unsupported, Planned, StoreType};
 use crate::config::CHUNKER_FINE;
 use crate::error::{Error, Result};
-use crate::manifest::{Consistency, Excluded, FileRole};
-use std::collections::VecDeque;
+use crate::manifest::{Excluded, FileRole};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -41,49 +40,41 @@ pub fn looks_like_environment(root: &Path) -> bool {
 /// DB_CONFIG lines that move files out of the home, which this version does not follow.
 const RELOCATING: [&str; 4] = ["set_data_dir", "add_data_dir", "set_lg_dir", "set_create_dir"];
 
-pub struct BdbSource {
-    offline: bool,
-    queue: VecDeque<Planned>,
-    excluded: Vec<Excluded>,
-    logs: LogCopy,
-}
-
-impl BdbSource {
-    /// With `offline`, first asserts that no process uses the environment.
-    pub fn new(root: &Path, offline: bool) -> Result<BdbSource> {
-        if offline {
-            assert_no_open_files(root)?;
-        }
-        refuse_relocated_files(root)?;
-        let (mut config, mut data, mut logs, mut excluded) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for walked in Walker::new(root) {
-            let found = match walked {
-                Walked::Entry(found) => found,
-                Walked::Error { message, .. } => return Err(Error::Invalid(message)),
-            };
-            let top_level = !found.rel.contains(&b'/');
-            if top_level && is_region_file(&found.rel) {
-                let reason = "region file: the running environment's shared memory; recovery recreates it";
-                excluded.push(Excluded { path: found.rel, reason: reason.into() });
-            } else if let Some(n) = log_number(&found.rel).filter(|_| top_level && found.meta.is_file()) {
-                logs.push((found, n));
-            } else if found.rel == b"DB_CONFIG" {
-                config.push(Planned::plain(found));
-            } else {
-                // Everything else, subdirectories included, in walk order: a directory
-                // before its contents. Containers are updated page by page in place:
-                // small chunks keep an incremental close to the pages that changed.
-                data.push(Planned { role: FileRole::Data, chunker: CHUNKER_FINE, ..Planned::plain(found) });
-            }
-        }
-        if logs.is_empty() && !offline {
-            let what = "no log files in the environment home: a hot copy needs them (if the application moves them with set_lg_dir, back up that directory too, offline)";
-            return Err(unsupported(root, what.into()));
-        }
-        let (logs, first) = LogCopy::new(root, list_logs, logs)?;
-        let queue = config.into_iter().chain(data).chain(first).collect();
-        Ok(BdbSource { offline, queue, excluded, logs })
+/// The environment's files in copy order. With `offline`, first asserts that no process
+/// uses the environment.
+pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
+    if offline {
+        assert_no_open_files(root)?;
     }
+    refuse_relocated_files(root)?;
+    let (mut config, mut data, mut logs, mut excluded) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for walked in Walker::new(root) {
+        let found = match walked {
+            Walked::Entry(found) => found,
+            Walked::Error { message, .. } => return Err(Error::Invalid(message)),
+        };
+        let top_level = !found.rel.contains(&b'/');
+        if top_level && is_region_file(&found.rel) {
+            let reason = "region file: the running environment's shared memory; recovery recreates it";
+            excluded.push(Excluded { path: found.rel, reason: reason.into() });
+        } else if let Some(n) = log_number(&found.rel).filter(|_| top_level && found.meta.is_file()) {
+            logs.push((found, n));
+        } else if found.rel == b"DB_CONFIG" {
+            config.push(Planned::plain(found));
+        } else {
+            // Everything else, subdirectories included, in walk order: a directory
+            // before its contents. Containers are updated page by page in place:
+            // small chunks keep an incremental close to the pages that changed.
+            data.push(Planned { role: FileRole::Data, chunker: CHUNKER_FINE, ..Planned::plain(found) });
+        }
+    }
+    if logs.is_empty() && !offline {
+        let what = "no log files in the environment home: a hot copy needs them (if the application moves them with set_lg_dir, back up that directory too, offline)";
+        return Err(unsupported(root, what.into()));
+    }
+    let (logs, first) = LogCopy::new(root, list_logs, logs)?;
+    let files = config.into_iter().chain(data).chain(first).collect();
+    Ok(HotCopy::new(StoreType::Bdb, offline, files, logs, excluded))
 }
 
 /// The log files in the home as it is now.
@@ -116,43 +107,10 @@ fn refuse_relocated_files(root: &Path) -> Result<()> {
     Ok(())
 }
 
-impl Iterator for BdbSource {
-    type Item = Result<Sourced>;
-
-    fn next(&mut self) -> Option<Result<Sourced>> {
-        if self.queue.is_empty() {
-            match self.logs.next_pass() {
-                Ok(more) => self.queue.extend(more),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        self.queue.pop_front().map(|p| Ok(Sourced::File(p)))
-    }
-}
-
-impl Source for BdbSource {
-    fn store_type(&self) -> StoreType {
-        StoreType::Bdb
-    }
-
-    fn all_or_nothing(&self) -> bool {
-        true
-    }
-
-    fn report(&self) -> SourceReport {
-        let consistency = if self.offline { Consistency::Offline } else { Consistency::Hot };
-        SourceReport {
-            consistency,
-            passes: self.logs.passes(),
-            excluded: self.excluded.clone(),
-            contiguous_logs: true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stores::{Source, Sourced};
 
     #[test]
     fn log_names() {
@@ -168,7 +126,7 @@ mod tests {
         for name in ["log.0000000010", "b.db", "__db.001", "log.0000000009", "a.db", "DB_CONFIG"] {
             fs::write(dir.path().join(name), name).unwrap();
         }
-        let source = BdbSource::new(dir.path(), false).unwrap();
+        let source = open(dir.path(), false).unwrap();
         let report = source.report();
         let order: Vec<(String, FileRole)> = source
             .map(|s| match s.unwrap() {
@@ -186,7 +144,7 @@ mod tests {
     fn relocated_homes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("DB_CONFIG"), "set_data_dir data\n").unwrap();
-        let err = BdbSource::new(dir.path(), false).err().unwrap();
+        let err = open(dir.path(), false).err().unwrap();
         assert!(err.to_string().contains("set_data_dir"), "{err}");
     }
 }

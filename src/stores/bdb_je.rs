@@ -6,12 +6,11 @@
 //! appears (see `logs`). Gaps in the numbers are normal: they are cleaned files.
 
 use super::dir::{Found, Walked, Walker};
-use super::logs::LogCopy;
+use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
-use super::{unsupported, Planned, Source, SourceReport, Sourced, StoreType};
+use super::{unsupported, Planned, StoreType};
 use crate::error::{Error, Result};
-use crate::manifest::{Consistency, Excluded};
-use std::collections::VecDeque;
+use crate::manifest::Excluded;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -63,46 +62,38 @@ pub fn looks_like_environment(root: &Path) -> bool {
     })
 }
 
-pub struct JeSource {
-    offline: bool,
-    queue: VecDeque<Planned>,
-    excluded: Vec<Excluded>,
-    logs: LogCopy,
-}
-
-impl JeSource {
-    /// With `offline`, first asserts that no process has the environment open (a
-    /// running JE holds `je.lck` and its log files open).
-    pub fn new(root: &Path, offline: bool) -> Result<JeSource> {
-        if offline {
-            assert_no_open_files(root)?;
-        }
-        let (mut other, mut logs, mut excluded) = (Vec::new(), Vec::new(), Vec::new());
-        for walked in Walker::new(root) {
-            let found = match walked {
-                Walked::Entry(found) => found,
-                Walked::Error { message, .. } => return Err(Error::Invalid(message)),
-            };
-            let name = found.rel.rsplit(|&c| c == b'/').next().unwrap_or_default();
-            if let Some(n) = log_location(&found.rel).filter(|_| found.meta.is_file()) {
-                logs.push((found, n));
-            } else if let Some(reason) = left_out(name) {
-                excluded.push(Excluded { path: found.rel, reason: reason.into() });
-            } else {
-                // je.properties, the data subdirectories themselves, anything else the
-                // application keeps here: kept as they are, before the log.
-                other.push(Planned::plain(found));
-            }
-        }
-        if logs.is_empty() && !offline {
-            return Err(unsupported(
-                root,
-                "no .jdb log files: not a Berkeley DB Java Edition environment".into(),
-            ));
-        }
-        let (logs, first) = LogCopy::new(root, list_logs, logs)?;
-        Ok(JeSource { offline, queue: other.into_iter().chain(first).collect(), excluded, logs })
+/// The environment's files in copy order. With `offline`, first asserts that no process
+/// has the environment open (a running JE holds `je.lck` and its log files open).
+pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
+    if offline {
+        assert_no_open_files(root)?;
     }
+    let (mut other, mut logs, mut excluded) = (Vec::new(), Vec::new(), Vec::new());
+    for walked in Walker::new(root) {
+        let found = match walked {
+            Walked::Entry(found) => found,
+            Walked::Error { message, .. } => return Err(Error::Invalid(message)),
+        };
+        let name = found.rel.rsplit(|&c| c == b'/').next().unwrap_or_default();
+        if let Some(n) = log_location(&found.rel).filter(|_| found.meta.is_file()) {
+            logs.push((found, n));
+        } else if let Some(reason) = left_out(name) {
+            excluded.push(Excluded { path: found.rel, reason: reason.into() });
+        } else {
+            // je.properties, the data subdirectories themselves, anything else the
+            // application keeps here: kept as they are, before the log.
+            other.push(Planned::plain(found));
+        }
+    }
+    if logs.is_empty() && !offline {
+        return Err(unsupported(
+            root,
+            "no .jdb log files: not a Berkeley DB Java Edition environment".into(),
+        ));
+    }
+    let (logs, first) = LogCopy::new(root, list_logs, logs)?;
+    let files = other.into_iter().chain(first).collect();
+    Ok(HotCopy::new(StoreType::BdbJe, offline, files, logs, excluded))
 }
 
 /// The log files in the home and its data subdirectories as they are now.
@@ -125,43 +116,10 @@ fn list_logs(root: &Path) -> Result<Vec<(Found, u64)>> {
     Ok(logs)
 }
 
-impl Iterator for JeSource {
-    type Item = Result<Sourced>;
-
-    fn next(&mut self) -> Option<Result<Sourced>> {
-        if self.queue.is_empty() {
-            match self.logs.next_pass() {
-                Ok(more) => self.queue.extend(more),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        self.queue.pop_front().map(|p| Ok(Sourced::File(p)))
-    }
-}
-
-impl Source for JeSource {
-    fn store_type(&self) -> StoreType {
-        StoreType::BdbJe
-    }
-
-    fn all_or_nothing(&self) -> bool {
-        true
-    }
-
-    fn report(&self) -> SourceReport {
-        let consistency = if self.offline { Consistency::Offline } else { Consistency::Hot };
-        SourceReport {
-            consistency,
-            passes: self.logs.passes(),
-            excluded: self.excluded.clone(),
-            contiguous_logs: false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stores::{Source, Sourced};
 
     #[test]
     fn log_names() {
@@ -183,7 +141,7 @@ mod tests {
         for name in files.into_iter().chain(["je.properties", "0000000b.del"]) {
             fs::write(dir.path().join(name), name).unwrap();
         }
-        let source = JeSource::new(dir.path(), false).unwrap();
+        let source = open(dir.path(), false).unwrap();
         let report = source.report();
         let order: Vec<String> = source
             .map(|s| match s.unwrap() {

@@ -10,10 +10,11 @@
 //! could leave a hole between the two.
 
 use super::dir::Found;
-use super::{unsupported, Planned};
+use super::{unsupported, Planned, Source, SourceReport, Sourced, StoreType};
 use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
-use crate::manifest::FileRole;
+use crate::manifest::{Consistency, Excluded, FileRole};
+use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +101,62 @@ impl LogCopy {
             out.extend(self.newest.replace(log));
         }
         Ok(out)
+    }
+}
+
+/// A database store's copy as a `Source`: its other files first, then its logs as
+/// `LogCopy` hands them out.
+pub struct HotCopy {
+    store_type: StoreType,
+    offline: bool,
+    queue: VecDeque<Planned>,
+    excluded: Vec<Excluded>,
+    logs: LogCopy,
+}
+
+impl HotCopy {
+    pub fn new(
+        store_type: StoreType,
+        offline: bool,
+        files: Vec<Planned>,
+        logs: LogCopy,
+        excluded: Vec<Excluded>,
+    ) -> HotCopy {
+        HotCopy { store_type, offline, queue: files.into(), excluded, logs }
+    }
+}
+
+impl Iterator for HotCopy {
+    type Item = Result<Sourced>;
+
+    fn next(&mut self) -> Option<Result<Sourced>> {
+        if self.queue.is_empty() {
+            match self.logs.next_pass() {
+                Ok(more) => self.queue.extend(more),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        self.queue.pop_front().map(|p| Ok(Sourced::File(p)))
+    }
+}
+
+impl Source for HotCopy {
+    fn store_type(&self) -> StoreType {
+        self.store_type
+    }
+
+    fn all_or_nothing(&self) -> bool {
+        true
+    }
+
+    fn report(&self) -> SourceReport {
+        SourceReport {
+            consistency: if self.offline { Consistency::Offline } else { Consistency::Hot },
+            passes: self.logs.passes(),
+            excluded: self.excluded.clone(),
+            // Berkeley DB removes logs only from the oldest end; JE's cleaner any.
+            contiguous_logs: self.store_type == StoreType::Bdb,
+        }
     }
 }
 

@@ -89,8 +89,8 @@ impl StoreType {
                     format!("{} stores are copied as part of a qpid work directory", self.name()),
                 ))
             }
-            StoreType::Bdb => Box::new(bdb::BdbSource::new(root, offline)?),
-            StoreType::BdbJe => Box::new(bdb_je::JeSource::new(root, offline)?),
+            StoreType::Bdb => Box::new(bdb::open(root, offline)?),
+            StoreType::BdbJe => Box::new(bdb_je::open(root, offline)?),
         })
     }
 }

@@ -62,7 +62,7 @@ pub fn components(root: &Path, offline: bool) -> Result<Vec<Component>> {
             let placement = [owner.as_bytes(), b"/", kind.as_bytes()].concat();
             let owner = owner.to_string_lossy();
             let (store_type, files): (StoreType, Box<dyn Source>) = match classify(&dir)? {
-                Kind::Je => (StoreType::BdbJe, Box::new(bdb_je::JeSource::new(&dir, offline)?)),
+                Kind::Je => (StoreType::BdbJe, Box::new(bdb_je::open(&dir, offline)?)),
                 Kind::Json(file) => (StoreType::Json, Box::new(JsonStore::new(&dir, file)?)),
                 Kind::Derby if offline => (StoreType::Dir, Box::new(DirSource::new(&dir)?)),
                 Kind::Derby => {
