@@ -33,7 +33,7 @@ pub fn persist(file: File, temp: &Path, dest: &Path) -> Result<()> {
 }
 
 /// The directory holding `path`; `.` for a bare relative name.
-fn parent_of(path: &Path) -> &Path {
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::format;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
-use crate::pack::{Codec, PackEntry};
+use crate::pack::{Codec, FinishedPack, PackEntry};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,
@@ -168,6 +168,32 @@ impl Index {
             chunks.retain(|_, location| !gone.contains(&PackId(location.0)))?;
             let mut packs = txn.open_table(PACKS)?;
             for pack in gone {
+                packs.remove(pack.0)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Prune's one commit: the new packs and the chunk locations moved into them, then
+    /// the old packs and every chunk location still in them (chunks no snapshot needs).
+    /// Called only once the new packs are durable; the old files are deleted after.
+    pub fn replace_packs(&self, new: &[FinishedPack], old: &[(PackId, Vec<PackEntry>)]) -> Result<()> {
+        self.write(|txn| {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut packs = txn.open_table(PACKS)?;
+            for pack in new {
+                for e in &pack.entries {
+                    chunks.insert(e.id.0, (pack.id.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
+                }
+                packs.insert(pack.id.0, (pack.size, pack.entries.len() as u32))?;
+            }
+            for (pack, entries) in old {
+                for e in entries {
+                    let here = chunks.get(e.id.0)?.is_some_and(|location| location.value().0 == pack.0);
+                    if here {
+                        chunks.remove(e.id.0)?;
+                    }
+                }
                 packs.remove(pack.0)?;
             }
             Ok(())

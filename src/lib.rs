@@ -19,10 +19,13 @@ pub mod id;
 pub mod index;
 pub mod lock;
 pub mod manifest;
+pub mod marks;
 pub mod pack;
+pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod stores;
 
 pub use error::{Error, Result};

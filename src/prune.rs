@@ -1,0 +1,221 @@
+//! `prune`: gives back the space of chunks no snapshot references. Packs with nothing
+//! live are deleted; packs mostly dead are repacked (their live chunks copied, verified,
+//! into new packs) until the dead bytes left are within `max_unused` of the repository.
+//!
+//! Safe to kill at any instant, in this order:
+//! 1. mark: every snapshot's chunks, into a scratch file (flat memory); a snapshot that
+//!    cannot be read, or a chunk the index lacks, stops prune before anything changes;
+//! 2. new packs are written and made durable (until step 3 they are unindexed extras
+//!    that the next writer indexes and the next prune removes);
+//! 3. one index commit moves live chunks to the new packs and drops the old packs;
+//! 4. the old pack files are deleted (one left behind is removed by the next prune).
+//!
+//! A chunk is live in a pack only where the index places it: a second copy elsewhere
+//! (left by an interrupted backup) is dead weight.
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::id::{ChunkId, PackId};
+use crate::index::ChunkTable;
+use crate::manifest::{self, ManifestReader, Record};
+use crate::marks::{ChunkMarks, MarksView};
+use crate::pack::{self, Frame, PackEntry, PackWriter};
+use crate::repo::Repository;
+use crate::Progress;
+use serde::Serialize;
+use std::fs::File;
+
+pub struct PruneOptions {
+    /// Dead bytes that may stay in partly used packs, in percent of the repository.
+    pub max_unused_percent: f64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub snapshots: u64,
+    pub packs_before: u64,
+    pub bytes_before: u64,
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    pub packs_written: u64,
+    /// Live bytes copied into new packs.
+    pub bytes_repacked: u64,
+    /// Pack bytes after prune (or that would be, with `dry_run`).
+    pub bytes_after: u64,
+    /// Dead bytes left in partly used packs.
+    pub unused_after: u64,
+    pub dry_run: bool,
+}
+
+/// What marking found about one pack.
+struct PackUse {
+    id: PackId,
+    size: u64,
+    live_bytes: u64,
+    dead_bytes: u64,
+}
+
+pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
+    let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
+    report.snapshots = mark(repo, &mut marks, progress)?;
+    let marks = marks.view()?;
+    let chunks = repo.index.view()?.chunks()?;
+    check_all_indexed(repo, &marks, &chunks)?;
+
+    let mut uses = Vec::new();
+    for (id, path) in repo.pack_files()? {
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let (mut live_bytes, mut dead_bytes) = (0, 0);
+        for entry in pack::read_table(&file, &path)? {
+            match is_live(&entry, &id, &marks, &chunks)? {
+                true => live_bytes += entry.stored_len as u64,
+                false => dead_bytes += entry.stored_len as u64,
+            }
+        }
+        uses.push(PackUse { id, size, live_bytes, dead_bytes });
+    }
+    report.packs_before = uses.len() as u64;
+    report.bytes_before = uses.iter().map(|u| u.size).sum();
+
+    let (deleted, mut partial): (Vec<PackUse>, Vec<PackUse>) = uses.into_iter().partition(|u| u.live_bytes == 0);
+    // Repack the packs with the largest share of dead bytes first, until what is left
+    // is within the limit.
+    partial.sort_by(|a, b| (b.dead_bytes * a.size).cmp(&(a.dead_bytes * b.size)));
+    let kept_bytes: u64 = partial.iter().map(|u| u.size).sum();
+    let limit = (kept_bytes as f64 * options.max_unused_percent / 100.0) as u64;
+    let mut unused: u64 = partial.iter().map(|u| u.dead_bytes).sum();
+    let mut repack = Vec::new();
+    let mut keep = Vec::new();
+    for u in partial {
+        if unused > limit && u.dead_bytes > 0 {
+            unused -= u.dead_bytes;
+            repack.push(u);
+        } else {
+            keep.push(u);
+        }
+    }
+    report.packs_deleted = deleted.len() as u64;
+    report.packs_repacked = repack.len() as u64;
+    report.bytes_repacked = repack.iter().map(|u| u.live_bytes).sum();
+    report.unused_after = unused;
+    let kept: u64 = keep.iter().map(|u| u.size).sum();
+    if options.dry_run {
+        // New packs hold the live bytes plus a table entry and header each.
+        report.bytes_after = kept + report.bytes_repacked;
+        return Ok(report);
+    }
+
+    let written = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
+    report.packs_written = written.len() as u64;
+    report.bytes_after = kept + written.iter().map(|p| p.size).sum::<u64>();
+    let mut old = Vec::new();
+    for u in deleted.iter().chain(&repack) {
+        let path = pack::pack_path(&repo.packs_dir(), &u.id);
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        old.push((u.id, pack::read_table(&file, &path)?));
+    }
+    drop(chunks);
+    repo.index.replace_packs(&written, &old)?;
+    for (id, _) in &old {
+        let path = pack::pack_path(&repo.packs_dir(), id);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        fsutil::fsync_dir(fsutil::parent_of(&path))?;
+    }
+    Ok(report)
+}
+
+/// Marks the chunks of every snapshot on disk; returns how many snapshots there are.
+fn mark(repo: &Repository, marks: &mut ChunkMarks, progress: &dyn Progress) -> Result<u64> {
+    let ids = repo.snapshot_ids()?;
+    for (n, id) in ids.iter().enumerate() {
+        marks.begin_snapshot(n as u32)?;
+        let unreadable = |e: Error| {
+            Error::Snapshot(format!(
+                "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed (see `cairn check`)"
+            ))
+        };
+        manifest::verify_file(&repo.snapshots_dir(), id).map_err(unreadable)?;
+        let mut reader = ManifestReader::open(&repo.snapshots_dir(), id).map_err(unreadable)?;
+        while let Some(record) = reader.next_record().map_err(unreadable)? {
+            if let Record::File(entry) = record {
+                for chunk in &entry.chunks {
+                    marks.add(chunk.id)?;
+                }
+                progress.advance(1, entry.size);
+            }
+        }
+    }
+    Ok(ids.len() as u64)
+}
+
+/// Every referenced chunk must be where the index says: otherwise the index is not to
+/// be trusted with deciding what is dead.
+fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) -> Result<()> {
+    let mut missing: Option<ChunkId> = None;
+    let mut count = 0u64;
+    marks.for_each(|id, _, _| {
+        if chunks.get(&id)?.is_none() {
+            missing.get_or_insert(id);
+            count += 1;
+        }
+        Ok(())
+    })?;
+    match missing {
+        None => Ok(()),
+        Some(id) => Err(Error::Repository {
+            path: repo.root().to_path_buf(),
+            what: format!(
+                "{count} chunks that snapshots reference are not in the index (first: {id}); nothing was removed: run `cairn check`, then `cairn repair index`"
+            ),
+        }),
+    }
+}
+
+fn is_live(entry: &PackEntry, pack: &PackId, marks: &MarksView, chunks: &ChunkTable) -> Result<bool> {
+    if marks.get(&entry.id)?.is_none() {
+        return Ok(false);
+    }
+    Ok(chunks.get(&entry.id)?.is_some_and(|at| at.pack == *pack && at.offset == entry.offset))
+}
+
+/// Copies the live chunks of `repack` into new durable packs, verifying each.
+fn write_new_packs(
+    repo: &Repository,
+    repack: &[PackUse],
+    marks: &MarksView,
+    chunks: &ChunkTable,
+    progress: &dyn Progress,
+) -> Result<Vec<pack::FinishedPack>> {
+    let mut written = Vec::new();
+    let mut writer: Option<PackWriter> = None;
+    for u in repack {
+        let path = pack::pack_path(&repo.packs_dir(), &u.id);
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        for entry in pack::read_table(&file, &path)? {
+            if !is_live(&entry, &u.id, marks, chunks)? {
+                continue;
+            }
+            let stored = pack::read_stored(&file, &path, entry.offset, entry.stored_len)?;
+            // Never copy a damaged chunk into a new pack as if it were sound.
+            pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.clone())
+                .map_err(|e| Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id)))?;
+            let frame = Frame { id: entry.id, raw_len: entry.raw_len, codec: entry.codec, bytes: stored };
+            let out = match &mut writer {
+                Some(out) => out,
+                None => writer.insert(PackWriter::create(&repo.tmp_dir())?),
+            };
+            out.add(&frame)?;
+            progress.advance(0, entry.stored_len as u64);
+            if out.len() >= repo.config.pack_target {
+                written.push(writer.take().expect("open").finish(&repo.packs_dir())?);
+            }
+        }
+    }
+    if let Some(out) = writer.filter(|w| !w.is_empty()) {
+        written.push(out.finish(&repo.packs_dir())?);
+    }
+    Ok(written)
+}
