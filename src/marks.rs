@@ -27,7 +27,8 @@ impl ChunkMarks {
     pub fn create(tmp_dir: &Path) -> Result<ChunkMarks> {
         std::fs::create_dir_all(tmp_dir).map_err(|e| Error::io(tmp_dir, e))?;
         let path = fsutil::temp_path(tmp_dir, "marks");
-        let db = Database::builder().set_cache_size(CACHE).create(&path).map_err(|e| Error::index(&path, e))?;
+        let db =
+            Database::builder().set_cache_size(CACHE).create(&path).map_err(|e| Error::index(&path, e))?;
         let marks = ChunkMarks { db, path, pending: Vec::new(), owner: 0 };
         // Creates the table, so that a view of no marks finds it.
         marks.write(|_| Ok(()))?;

@@ -80,7 +80,8 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     report.packs_before = uses.len() as u64;
     report.bytes_before = uses.iter().map(|u| u.size).sum();
 
-    let (deleted, mut partial): (Vec<PackUse>, Vec<PackUse>) = uses.into_iter().partition(|u| u.live_bytes == 0);
+    let (deleted, mut partial): (Vec<PackUse>, Vec<PackUse>) =
+        uses.into_iter().partition(|u| u.live_bytes == 0);
     // Repack the packs with the largest share of dead bytes first, until what is left
     // is within the limit.
     partial.sort_by(|a, b| (b.dead_bytes * a.size).cmp(&(a.dead_bytes * b.size)));
@@ -200,8 +201,9 @@ fn write_new_packs(
             }
             let stored = pack::read_stored(&file, &path, entry.offset, entry.stored_len)?;
             // Never copy a damaged chunk into a new pack as if it were sound.
-            pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.clone())
-                .map_err(|e| Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id)))?;
+            pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.clone()).map_err(|e| {
+                Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id))
+            })?;
             let frame = Frame { id: entry.id, raw_len: entry.raw_len, codec: entry.codec, bytes: stored };
             let out = match &mut writer {
                 Some(out) => out,

@@ -97,6 +97,9 @@ pub struct Candidate<'a> {
     pub tags: &'a [String],
 }
 
+/// The calendar period a time falls in, as a number that grows with time.
+type Period = fn(Timestamp) -> i64;
+
 /// Decisions for `snapshots`, in the same order. They need not be sorted.
 pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
     let mut order: Vec<usize> = (0..snapshots.len()).collect();
@@ -108,7 +111,7 @@ pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
     for &i in order.iter().take(policy.last as usize) {
         reasons[i].push("last".into());
     }
-    let periods: [(&str, u32, fn(Timestamp) -> i64); 5] = [
+    let periods: [(&str, u32, Period); 5] = [
         ("hourly", policy.hourly, |t| t.secs.div_euclid(3600)),
         ("daily", policy.daily, |t| t.secs.div_euclid(86_400)),
         // Days since the epoch of the week's Monday (1970-01-01 was a Thursday).
