@@ -65,6 +65,10 @@ pub enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Remove the snapshots a retention policy does not keep (per set).
+    Forget(ForgetArgs),
+    /// Give back the space of chunks that no snapshot references.
+    Prune(PruneArgs),
     /// Verify the repository; exits 0 only when it is sound.
     Check {
         /// Also read, decompress and hash every chunk.
@@ -114,6 +118,54 @@ pub struct BackupArgs {
     /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// Only this backup set (default: every set, each on its own).
+    #[arg(long)]
+    pub set: Option<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// ... of each of the last N days.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// ... of each of the last N weeks (Monday to Sunday).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// ... of each of the last N months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// ... of each of the last N years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every snapshot taken within this span before the newest (e.g. 1y6m, 30d, 12h).
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag.
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Show what would be kept and removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Dead bytes allowed to stay in partly used packs, in percent of the repository;
+    /// more is repacked.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub max_unused: f64,
+    /// Show what would be deleted and repacked; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand)]

@@ -1,11 +1,13 @@
 //! One function per command: validated options -> library call -> output -> exit code.
 
 use crate::cli::{BackupArgs, Cli, Command, RepairWhat};
+use crate::space;
 use crate::Exit;
 use anyhow::{bail, Context, Result};
 use cairn::backup::{BackupOptions, Mode};
 use cairn::lock::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary, Timestamp};
+use cairn::prune::PruneOptions;
 use cairn::repo::{self, OpenOptions, Repository};
 use cairn::restore::RestoreOptions;
 use cairn::restore::UntilLog;
@@ -90,6 +92,15 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 (None, None) => unreachable!("clap requires one"),
             };
             restore(&repo, id, RestoreOptions { target, overwrite }, json, &mut out)
+        }
+        Command::Forget(args) => {
+            let repo = g.open(LockMode::Exclusive, "cairn forget")?;
+            space::forget(&repo, args, json, &mut out)
+        }
+        Command::Prune(args) => {
+            let repo = g.open(LockMode::Exclusive, "cairn prune")?;
+            let options = PruneOptions { max_unused_percent: args.max_unused, dry_run: args.dry_run };
+            space::prune(&repo, &options, json, &mut out)
         }
         Command::Check { read_data } => {
             let repo = g.open(LockMode::Shared, "cairn check")?;
@@ -459,7 +470,7 @@ fn mode_string(kind: &FileKind, mode: u32) -> String {
     s
 }
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -475,13 +486,13 @@ fn size(bytes: u64) -> String {
 }
 
 /// A progress line on stderr when it is a terminal; indicatif draws nothing otherwise.
-struct Bar {
+pub struct Bar {
     bar: indicatif::ProgressBar,
     files: AtomicU64,
 }
 
 impl Bar {
-    fn new(what: &str) -> Bar {
+    pub fn new(what: &str) -> Bar {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -494,7 +505,7 @@ impl Bar {
         Bar { bar, files: AtomicU64::new(0) }
     }
 
-    fn done(&self) {
+    pub fn done(&self) {
         self.bar.finish_and_clear();
     }
 }

@@ -13,6 +13,7 @@ pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod error;
+pub mod forget;
 pub mod format;
 mod fsutil;
 pub mod id;

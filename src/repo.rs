@@ -226,6 +226,15 @@ impl Repository {
         manifest::list_snapshots(&self.snapshots_dir())
     }
 
+    /// Deletes a snapshot's manifest durably, then its index entry (a crash between
+    /// the two leaves an entry that the next writer drops).
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        let path = manifest::snapshot_path(&self.snapshots_dir(), id);
+        std::fs::remove_file(&path).at(&path)?;
+        fsutil::fsync_dir(&self.snapshots_dir())?;
+        self.index.remove_snapshot(id)
+    }
+
     pub fn summary(&self, id: &SnapshotId) -> Result<SnapshotSummary> {
         match self.index.view()?.snapshot_summary(id)? {
             Some(summary) => Ok(summary),
