@@ -74,7 +74,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     report.chunks = view.chunk_count()?;
     for id in on_disk.keys().filter(|id| !indexed.contains_key(id)) {
         report.notes.push(format!(
-            "pack {id} is not in the index (left by an interrupted backup; the next backup indexes it)"
+            "pack {id} is not in the index (left by an interrupted backup or prune; the next writer indexes it, and prune removes what no snapshot needs)"
         ));
     }
 

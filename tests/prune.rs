@@ -1,0 +1,147 @@
+//! forget and prune on a repository of many backups of a changing tree: the space comes
+//! back, kept snapshots stay whole, and a prune killed at any moment loses nothing.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn spec() -> TreeSpec {
+    TreeSpec {
+        seed: 7,
+        small_files: 300,
+        large_files: vec![(3 << 20, false), (2 << 20, false), (2 << 20, true), (1 << 20, false)],
+        deep_levels: 5,
+    }
+}
+
+/// New bytes for one large file and a few small ones, and a new file that the next
+/// round removes again: every round leaves chunks that only its snapshot holds.
+fn change_tree(tree: &Tree, round: u64) {
+    let large = &tree.large[(round % tree.large.len() as u64) as usize];
+    modify_file(&tree.root.join(large), 100 + round);
+    for k in 0..3 {
+        let small = &tree.small[((round * 31 + k * 7) % tree.small.len() as u64) as usize];
+        modify_file(&tree.root.join(small), 500 + round * 10 + k);
+    }
+    let _ = fs::remove_file(tree.root.join(format!("extra-{}.bin", round.wrapping_sub(1))));
+    fs::write(tree.root.join(format!("extra-{round}.bin")), Rng::new(round).random_bytes(1 << 20)).unwrap();
+}
+
+/// A repository with `rounds` backups of a changing tree; returns the environment, the
+/// tree, and the snapshot ids with a copy of the tree each was taken from.
+fn many_backups(rounds: u64) -> (TestEnv, Tree, Vec<(String, std::path::PathBuf)>) {
+    let env = TestEnv::new();
+    let tree = generate_tree(&env.path("src"), &spec());
+    let mut taken = Vec::new();
+    for round in 0..rounds {
+        change_tree(&tree, round);
+        let id = env.backup(&tree.root, &[]);
+        let copy = env.path(&format!("as-of-{round}"));
+        copy_tree(&tree.root, &copy);
+        taken.push((id, copy));
+    }
+    (env, tree, taken)
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn forgetting_all_but_the_last_and_pruning_gives_the_space_back() {
+    let (env, tree, taken) = many_backups(8);
+    let before = env.data_size();
+    let run = env.run(["--json", "forget", "--keep-last", "2", "--prune"]).success().json();
+    let kept: Vec<&str> = run["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["keep"] == true)
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [taken[6].0.as_str(), taken[7].0.as_str()]);
+    assert_eq!(env.snapshots().len(), 2);
+    env.run(["check", "--read-data"]).success();
+    for (id, copy) in &taken[6..] {
+        let out = env.path(&format!("restored-{id}"));
+        env.restore(id, &out);
+        assert_trees_equal(copy, &out);
+    }
+
+    // Down to the last one: within 10% of a fresh repository holding only it.
+    env.run(["forget", "--keep-last", "1"]).success();
+    let report = env.run(["--json", "prune", "--max-unused", "0"]).success().json();
+    let after = env.data_size();
+    let fresh = TestEnv::new();
+    fresh.backup(&tree.root, &[]);
+    let alone = fresh.data_size();
+    eprintln!("packs: {before} bytes after 8 backups, {after} after prune, {alone} in a fresh repository");
+    assert!(after as f64 <= alone as f64 * 1.10, "{after} vs {alone}: {report}");
+    assert!(after < before / 2);
+    let out = env.path("restored-last");
+    env.restore(&taken[7].0, &out);
+    assert_trees_equal(&tree.root, &out);
+}
+
+#[test]
+fn a_prune_killed_at_any_moment_loses_nothing_and_the_next_one_completes() {
+    let (env, _tree, taken) = many_backups(6);
+    env.run(["forget", "--keep-last", "2"]).success();
+    let pristine = env.path("pristine");
+    copy_tree(&env.repo, &pristine);
+    let t = Instant::now();
+    env.run(["prune", "--max-unused", "0"]).success();
+    let took = t.elapsed();
+    let pruned_size = env.data_size();
+    eprintln!("an uninterrupted prune took {took:?}");
+
+    let fractions = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+    let mut interrupted = 0;
+    for &fraction in &fractions {
+        fs::remove_dir_all(&env.repo).unwrap();
+        copy_tree(&pristine, &env.repo);
+        let delay = took.mul_f64(fraction).max(Duration::from_millis(5));
+        let mut child = env
+            .command([OsStr::new("prune"), OsStr::new("--max-unused"), OsStr::new("0")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever the moment, every kept snapshot's chunks are there and sound...
+        env.run(["check", "--read-data"]).success();
+        // ...and the next prune completes, to the same size as an uninterrupted one.
+        env.run(["prune", "--max-unused", "0"]).success();
+        let size = env.data_size();
+        assert!(size <= pruned_size + pruned_size / 20, "fraction {fraction}: {size} vs {pruned_size}");
+    }
+    assert!(interrupted >= fractions.len() / 3, "only {interrupted} prunes were still running when killed");
+    env.run(["check", "--read-data"]).success();
+    for (id, copy) in &taken[4..] {
+        let out = env.path(&format!("restored-{id}"));
+        env.restore(id, &out);
+        assert_trees_equal(copy, &out);
+    }
+}
+
+#[test]
+fn prune_refuses_while_another_process_holds_the_repository() {
+    let env = TestEnv::new();
+    let lock = fs::OpenOptions::new().read(true).write(true).open(env.repo.join("lock")).unwrap();
+    lock.try_lock().expect("take the lock");
+    env.run(["prune"]).expect_code(11);
+    env.run(["forget", "--keep-last", "1"]).expect_code(11);
+    drop(lock);
+    env.run(["forget"]).failure().mentions("no --keep-* rule given");
+}
