@@ -69,6 +69,14 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Give back the space of chunks that no snapshot references.
     Prune(PruneArgs),
+    /// Space accounting: logical, unique and stored bytes, and per snapshot what only it
+    /// holds and what it added.
+    Stats {
+        /// Only this snapshot's line (id, unique prefix or `latest`).
+        snapshot: Option<String>,
+    },
+    /// Files added, removed and changed from snapshot A to snapshot B.
+    Diff { a: String, b: String },
     /// Verify the repository; exits 0 only when it is sound.
     Check {
         /// Also read, decompress and hash every chunk.

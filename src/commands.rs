@@ -102,6 +102,16 @@ pub fn run(cli: Cli) -> Result<Exit> {
             let options = PruneOptions { max_unused_percent: args.max_unused, dry_run: args.dry_run };
             space::prune(&repo, &options, json, &mut out)
         }
+        Command::Stats { snapshot } => {
+            let repo = g.open(LockMode::Shared, "cairn stats")?;
+            let only = snapshot.map(|s| repo.resolve(&s)).transpose()?;
+            space::stats(&repo, only, json, &mut out)
+        }
+        Command::Diff { a, b } => {
+            let repo = g.open(LockMode::Shared, "cairn diff")?;
+            let (a, b) = (repo.resolve(&a)?, repo.resolve(&b)?);
+            space::diff(&repo, &a, &b, json, &mut out)
+        }
         Command::Check { read_data } => {
             let repo = g.open(LockMode::Shared, "cairn check")?;
             let bar = Bar::new("checking");

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod forget;
 pub mod format;
@@ -27,6 +28,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod stats;
 pub mod stores;
 
 pub use error::{Error, Result};

@@ -854,3 +854,45 @@ fn a_differential_is_made_against_the_newest_full_snapshot() {
     env.restore(differential["id"].as_str().unwrap(), &out);
     assert_trees_equal(&tree, &out);
 }
+
+#[test]
+fn stats_and_diff_account_for_every_byte() {
+    let env = TestEnv::new();
+    let tree = env.path("src");
+    fs::create_dir_all(tree.join("d")).unwrap();
+    let mut rng = Rng::new(3);
+    fs::write(tree.join("shared"), rng.random_bytes(300_000)).unwrap();
+    fs::write(tree.join("d/gone"), rng.random_bytes(200_000)).unwrap();
+    fs::write(tree.join("changed"), "one").unwrap();
+    let first = env.backup_json(&tree, &[]);
+    fs::remove_file(tree.join("d/gone")).unwrap();
+    fs::write(tree.join("new"), rng.random_bytes(100_000)).unwrap();
+    fs::write(tree.join("changed"), "two!").unwrap();
+    let second = env.backup_json(&tree, &[]);
+
+    let stats = env.run(["--json", "stats"]).success().json();
+    assert_eq!(num(&stats, "snapshots"), 2);
+    assert_eq!(num(&stats, "logical_bytes"), num(&first, "bytes") + num(&second, "bytes"));
+    // Random data does not compress: unique bytes are the three large files and two
+    // versions of the small one; what only each snapshot holds is what it alone has.
+    assert_eq!(num(&stats, "unique_bytes"), 300_000 + 200_000 + 100_000 + 3 + 4);
+    let per = stats["per_snapshot"].as_array().unwrap();
+    let only = |i: usize| num(&per[i], "exclusive_stored_bytes");
+    assert!((200_000..200_100).contains(&only(0)), "{}", only(0));
+    assert!((100_000..100_100).contains(&only(1)), "{}", only(1));
+    assert!(stats["deduplication_ratio"].as_f64().unwrap() > 1.4);
+
+    let (a, b) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    let diff = env.run(["--json", "diff", a, b]).success().json();
+    let changes: Vec<(String, String)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap().to_string(), c["change"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [("changed", "modified"), ("d", "metadata"), ("d/gone", "removed"), ("new", "added")];
+    assert_eq!(changes, expected.map(|(p, c)| (p.to_string(), c.to_string())));
+    assert_eq!(num(&diff["summary"], "removed_bytes"), 200_000);
+    assert_eq!(num(&diff["summary"], "added_bytes"), 100_000);
+    env.run(["diff", a, b]).success().mentions("- src/d/gone").mentions("1 added");
+}

@@ -111,6 +111,12 @@ fn an_incremental_reuses_complete_logs_and_reads_data_files_again() {
         .sum();
     let bytes = second["bytes"].as_u64().unwrap();
     assert_eq!(second["bytes_read"].as_u64().unwrap(), bytes - old_logs, "{second}");
+    // diff names the log numbers each snapshot holds.
+    let (a, b) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    let diff = env.run(["--json", "diff", a, b]).success().json();
+    let logs = &diff["summary"]["logs"][0];
+    assert_eq!(logs["before"], serde_json::json!([1, first["components"][0]["last_log_number"]]));
+    assert_eq!(logs["after"], serde_json::json!([1, second["components"][0]["last_log_number"]]));
     let out = env.path("restored");
     env.restore(second["id"].as_str().unwrap(), &out);
     assert_recovers_with(&out, 3500);

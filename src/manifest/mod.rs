@@ -358,7 +358,7 @@ pub fn display_path(path: &[u8]) -> String {
     out
 }
 
-fn serialize_path<S: serde::Serializer>(path: &[u8], s: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_path<S: serde::Serializer>(path: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&display_path(path))
 }
 
