@@ -174,10 +174,9 @@ impl Index {
         })
     }
 
-    /// Prune's one commit: the new packs and the chunk locations moved into them, then
-    /// the old packs and every chunk location still in them (chunks no snapshot needs).
-    /// Called only once the new packs are durable; the old files are deleted after.
-    pub fn replace_packs(&self, new: &[FinishedPack], old: &[(PackId, Vec<PackEntry>)]) -> Result<()> {
+    /// Records packs that prune wrote, moving the locations of their chunks into them
+    /// (the copies in the old packs become dead). Called once the packs are durable.
+    pub fn add_repacked(&self, new: &[FinishedPack]) -> Result<()> {
         self.write(|txn| {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut packs = txn.open_table(PACKS)?;
@@ -187,13 +186,17 @@ impl Index {
                 }
                 packs.insert(pack.id.0, (pack.size, pack.entries.len() as u32))?;
             }
-            for (pack, entries) in old {
-                for e in entries {
-                    let here = chunks.get(e.id.0)?.is_some_and(|location| location.value().0 == pack.0);
-                    if here {
-                        chunks.remove(e.id.0)?;
-                    }
-                }
+            Ok(())
+        })
+    }
+
+    /// Forgets packs that prune is about to delete, with every chunk location still in
+    /// them (chunks no snapshot needs), by one scan of the chunk table.
+    pub fn drop_packs(&self, old: &std::collections::HashSet<PackId>) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(CHUNKS)?.retain(|_, location| !old.contains(&PackId(location.0)))?;
+            let mut packs = txn.open_table(PACKS)?;
+            for pack in old {
                 packs.remove(pack.0)?;
             }
             Ok(())

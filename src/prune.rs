@@ -5,9 +5,10 @@
 //! Safe to kill at any instant, in this order:
 //! 1. mark: every snapshot's chunks, into a scratch file (flat memory); a snapshot that
 //!    cannot be read, or a chunk the index lacks, stops prune before anything changes;
-//! 2. new packs are written and made durable (until step 3 they are unindexed extras
-//!    that the next writer indexes and the next prune removes);
-//! 3. one index commit moves live chunks to the new packs and drops the old packs;
+//! 2. each new pack is made durable, then indexed with the live chunks moved into it
+//!    (the copies in old packs become dead; a pack killed before its commit is an
+//!    unindexed extra that the next writer indexes and the next prune removes);
+//! 3. one index commit drops the old packs and the chunk locations left in them;
 //! 4. the old pack files are deleted (one left behind is removed by the next prune).
 //!
 //! A chunk is live in a pack only where the index places it: a second copy elsewhere
@@ -23,7 +24,11 @@ use crate::pack::{self, Frame, PackEntry, PackWriter};
 use crate::repo::Repository;
 use crate::Progress;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::fs::File;
+
+/// New packs' chunk entries held before they are indexed in one commit: about 15 MB.
+const INDEX_BATCH: usize = 1 << 18;
 
 pub struct PruneOptions {
     /// Dead bytes that may stay in partly used packs, in percent of the repository.
@@ -109,18 +114,13 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
         return Ok(report);
     }
 
-    let written = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
-    report.packs_written = written.len() as u64;
-    report.bytes_after = kept + written.iter().map(|p| p.size).sum::<u64>();
-    let mut old = Vec::new();
-    for u in deleted.iter().chain(&repack) {
-        let path = pack::pack_path(&repo.packs_dir(), &u.id);
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        old.push((u.id, pack::read_table(&file, &path)?));
-    }
+    let (written, written_bytes) = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
+    report.packs_written = written;
+    report.bytes_after = kept + written_bytes;
+    let old: HashSet<PackId> = deleted.iter().chain(&repack).map(|u| u.id).collect();
     drop(chunks);
-    repo.index.replace_packs(&written, &old)?;
-    for (id, _) in &old {
+    repo.index.drop_packs(&old)?;
+    for id in &old {
         let path = pack::pack_path(&repo.packs_dir(), id);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         fsutil::fsync_dir(fsutil::parent_of(&path))?;
@@ -182,15 +182,28 @@ fn is_live(entry: &PackEntry, pack: &PackId, marks: &MarksView, chunks: &ChunkTa
     Ok(chunks.get(&entry.id)?.is_some_and(|at| at.pack == *pack && at.offset == entry.offset))
 }
 
-/// Copies the live chunks of `repack` into new durable packs, verifying each.
+/// Copies the live chunks of `repack` into new durable packs, verifying each, and
+/// indexes them a batch at a time (few commits, bounded memory); returns how many packs
+/// and bytes.
 fn write_new_packs(
     repo: &Repository,
     repack: &[PackUse],
     marks: &MarksView,
     chunks: &ChunkTable,
     progress: &dyn Progress,
-) -> Result<Vec<pack::FinishedPack>> {
-    let mut written = Vec::new();
+) -> Result<(u64, u64)> {
+    let mut written = (0, 0);
+    let mut unindexed: Vec<pack::FinishedPack> = Vec::new();
+    let mut finish = |writer: PackWriter, last: bool| -> Result<()> {
+        let pack = writer.finish(&repo.packs_dir())?;
+        written = (written.0 + 1, written.1 + pack.size);
+        unindexed.push(pack);
+        if last || unindexed.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
+            repo.index.add_repacked(&unindexed)?;
+            unindexed.clear();
+        }
+        Ok(())
+    };
     let mut writer: Option<PackWriter> = None;
     for u in repack {
         let path = pack::pack_path(&repo.packs_dir(), &u.id);
@@ -212,12 +225,14 @@ fn write_new_packs(
             out.add(&frame)?;
             progress.advance(0, entry.stored_len as u64);
             if out.len() >= repo.config.pack_target {
-                written.push(writer.take().expect("open").finish(&repo.packs_dir())?);
+                finish(writer.take().expect("open"), false)?;
             }
         }
     }
-    if let Some(out) = writer.filter(|w| !w.is_empty()) {
-        written.push(out.finish(&repo.packs_dir())?);
+    match writer.filter(|w| !w.is_empty()) {
+        Some(out) => finish(out, true)?,
+        None if !unindexed.is_empty() => repo.index.add_repacked(&unindexed)?,
+        None => {}
     }
     Ok(written)
 }
