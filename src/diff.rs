@@ -16,9 +16,9 @@ use std::cmp::Ordering;
 pub enum Change {
     Added,
     Removed,
-    /// Content or type changed.
+    /// Content or type changed (or the same content cut into other chunks).
     Modified,
-    /// Same content; mode, owner or times changed.
+    /// Same content; mode, owner, modification time or link count changed.
     Metadata,
 }
 
@@ -150,7 +150,8 @@ fn compare(x: &FileEntry, y: &FileEntry) -> Option<Change> {
     if x.kind != y.kind || content(x) != content(y) {
         return Some(Change::Modified);
     }
-    let meta = |e: &FileEntry| (e.mode, e.uid, e.gid, e.mtime);
+    // Links too: a hard link turned into a copy restores as a different tree.
+    let meta = |e: &FileEntry| (e.mode, e.uid, e.gid, e.mtime, e.links);
     (meta(x) != meta(y)).then_some(Change::Metadata)
 }
 

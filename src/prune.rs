@@ -109,15 +109,19 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     report.unused_after = unused;
     let kept: u64 = keep.iter().map(|u| u.size).sum();
     if options.dry_run {
-        // New packs hold the live bytes plus a table entry and header each.
         report.bytes_after = kept + report.bytes_repacked;
+        report.packs_written = report.bytes_repacked.div_ceil(repo.config.pack_target);
         return Ok(report);
     }
 
-    let (written, written_bytes) = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
-    report.packs_written = written;
-    report.bytes_after = kept + written_bytes;
-    let old: HashSet<PackId> = deleted.iter().chain(&repack).map(|u| u.id).collect();
+    let written = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
+    report.packs_written = written.ids.len() as u64;
+    report.bytes_after = kept + written.bytes;
+    // A pack is named by its bytes, and repacking the same chunks gives the same bytes:
+    // a pack that a killed prune wrote (and the next writer indexed, so it counted as
+    // dead here) can be written again now under the same name. It holds live chunks.
+    let old: HashSet<PackId> =
+        deleted.iter().chain(&repack).map(|u| u.id).filter(|id| !written.ids.contains(id)).collect();
     drop(chunks);
     repo.index.drop_packs(&old)?;
     for id in &old {
@@ -182,21 +186,27 @@ fn is_live(entry: &PackEntry, pack: &PackId, marks: &MarksView, chunks: &ChunkTa
     Ok(chunks.get(&entry.id)?.is_some_and(|at| at.pack == *pack && at.offset == entry.offset))
 }
 
+/// The packs prune wrote.
+struct Written {
+    ids: HashSet<PackId>,
+    bytes: u64,
+}
+
 /// Copies the live chunks of `repack` into new durable packs, verifying each, and
-/// indexes them a batch at a time (few commits, bounded memory); returns how many packs
-/// and bytes.
+/// indexes them a batch at a time (few commits, bounded memory).
 fn write_new_packs(
     repo: &Repository,
     repack: &[PackUse],
     marks: &MarksView,
     chunks: &ChunkTable,
     progress: &dyn Progress,
-) -> Result<(u64, u64)> {
-    let mut written = (0, 0);
+) -> Result<Written> {
+    let mut written = Written { ids: HashSet::new(), bytes: 0 };
     let mut unindexed: Vec<pack::FinishedPack> = Vec::new();
     let mut finish = |writer: PackWriter, last: bool| -> Result<()> {
         let pack = writer.finish(&repo.packs_dir())?;
-        written = (written.0 + 1, written.1 + pack.size);
+        written.ids.insert(pack.id);
+        written.bytes += pack.size;
         unindexed.push(pack);
         if last || unindexed.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
             repo.index.add_repacked(&unindexed)?;

@@ -54,17 +54,22 @@ impl Span {
             }
             let n: i64 = digits.parse().map_err(|_| bad())?;
             digits.clear();
-            match c {
-                'y' => span.years += n,
-                'm' => span.months += n,
-                'w' => span.days += 7 * n,
-                'd' => span.days += n,
-                'h' => span.hours += n,
+            let (field, factor) = match c {
+                'y' => (&mut span.years, 1),
+                'm' => (&mut span.months, 1),
+                'w' => (&mut span.days, 7),
+                'd' => (&mut span.days, 1),
+                'h' => (&mut span.hours, 1),
                 _ => return Err(bad()),
-            }
+            };
+            *field = n.checked_mul(factor).and_then(|n| field.checked_add(n)).ok_or_else(bad)?;
         }
         if !digits.is_empty() || span == Span::default() {
             return Err(bad());
+        }
+        // Beyond ten thousand years the arithmetic on times could overflow.
+        if span.years > 10_000 || span.months > 120_000 || span.days > 3_660_000 || span.hours > 87_840_000 {
+            return Err(format!("{text:?} is longer than ten thousand years"));
         }
         Ok(span)
     }
@@ -103,8 +108,9 @@ type Period = fn(Timestamp) -> i64;
 /// Decisions for `snapshots`, in the same order. They need not be sorted.
 pub fn apply(policy: &Policy, snapshots: &[Candidate]) -> Vec<Decision> {
     let mut order: Vec<usize> = (0..snapshots.len()).collect();
-    // Newest first; equal times keep their given order.
-    order.sort_by(|&a, &b| snapshots[b].time.cmp(&snapshots[a].time));
+    // Newest first; of equal times the later one given counts as newer, as `latest`
+    // (the last of the list sorted by time and id) does.
+    order.sort_by(|&a, &b| (snapshots[b].time, b).cmp(&(snapshots[a].time, a)));
     let mut reasons = vec![Vec::<String>::new(); snapshots.len()];
     let newest = order.first().map(|&i| snapshots[i].time);
 
@@ -228,7 +234,9 @@ mod tests {
         assert_eq!(span("1y").before(at("2024-02-29T00:00:00Z")), at("2023-02-28T00:00:00Z"));
         assert_eq!(span("2w1d12h").before(at("2026-03-16T12:00:00Z")), at("2026-03-01T00:00:00Z"));
         assert_eq!(span("13m").before(at("2026-01-15T00:00:00Z")), at("2024-12-15T00:00:00Z"));
-        for bad in ["", "5", "d", "3x", "1.5d"] {
+        for bad in
+            ["", "5", "d", "3x", "1.5d", "3000000000000000h", "2000000000000000w", "800000000000000000y"]
+        {
             assert!(Span::parse(bad).is_err(), "{bad}");
         }
         assert!(Policy::default().is_empty());
