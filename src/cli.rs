@@ -53,8 +53,9 @@ pub enum Command {
         /// guaranteed per store type).
         #[arg(long, value_name = "N")]
         until_log: Option<u64>,
-        /// With --until-log: the component, when the set has several database ones.
-        #[arg(long, requires = "until_log")]
+        /// Only this component, its contents directly in the target (with --until-log:
+        /// the database component, when the set has several).
+        #[arg(long, value_name = "NAME")]
         component: Option<String>,
         /// With --at or --until-log: the backup set (needed when there are several).
         #[arg(long)]
@@ -77,6 +78,13 @@ pub enum Command {
     },
     /// Files added, removed and changed from snapshot A to snapshot B.
     Diff { a: String, b: String },
+    /// Write one file of a snapshot to standard output: a dump component, or a
+    /// component's file (`cairn dump latest jcr | pg_restore ...`).
+    Dump {
+        snapshot: String,
+        /// COMPONENT, or COMPONENT/PATH.
+        what: String,
+    },
     /// Verify the repository; exits 0 only when it is sound.
     Check {
         /// Also read, decompress and hash every chunk.
@@ -92,9 +100,19 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct BackupArgs {
-    pub path: PathBuf,
+    /// Directories or files, each a component named after its last element (several
+    /// need --set).
+    #[arg(required_unless_present_any = ["dumps", "plan"])]
+    pub paths: Vec<PathBuf>,
+    /// A dump component: the standard output of COMMAND (run with sh -c), or with `-`
+    /// this process's standard input, kept as one file named NAME.
+    #[arg(long = "dump", value_name = "NAME=COMMAND")]
+    pub dumps: Vec<String>,
+    /// A backup-set file (TOML): set name, components, hooks, retention.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "dumps", "set", "pre_exec", "post_exec"])]
+    pub plan: Option<PathBuf>,
     /// Backup set: incrementals build on the newest snapshot of the same set
-    /// (default: the absolute path).
+    /// (default for a single path: its absolute path).
     #[arg(long)]
     pub set: Option<String>,
     #[arg(long = "tag", value_name = "TAG")]
@@ -133,6 +151,9 @@ pub struct ForgetArgs {
     /// Only this backup set (default: every set, each on its own).
     #[arg(long)]
     pub set: Option<String>,
+    /// The set and the retention of a backup-set file.
+    #[arg(long, value_name = "FILE", conflicts_with = "set")]
+    pub plan: Option<PathBuf>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_last: u32,

@@ -4,9 +4,10 @@ use crate::cli::{BackupArgs, Cli, Command, RepairWhat};
 use crate::space;
 use crate::Exit;
 use anyhow::{bail, Context, Result};
-use cairn::backup::{BackupOptions, Mode};
+use cairn::backup::{BackupOptions, Input, Mode};
 use cairn::lock::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary, Timestamp};
+use cairn::plan::Plan;
 use cairn::prune::PruneOptions;
 use cairn::repo::{self, OpenOptions, Repository};
 use cairn::restore::RestoreOptions;
@@ -71,7 +72,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 return restore_until_log(
                     &repo,
                     &request,
-                    RestoreOptions { target, overwrite },
+                    RestoreOptions { target, overwrite, component: None },
                     json,
                     &mut out,
                 );
@@ -91,7 +92,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 }
                 (None, None) => unreachable!("clap requires one"),
             };
-            restore(&repo, id, RestoreOptions { target, overwrite }, json, &mut out)
+            restore(&repo, id, RestoreOptions { target, overwrite, component }, json, &mut out)
         }
         Command::Forget(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn forget")?;
@@ -101,6 +102,17 @@ pub fn run(cli: Cli) -> Result<Exit> {
             let repo = g.open(LockMode::Exclusive, "cairn prune")?;
             let options = PruneOptions { max_unused_percent: args.max_unused, dry_run: args.dry_run };
             space::prune(&repo, &options, json, &mut out)
+        }
+        Command::Dump { snapshot, what } => {
+            let repo = g.open(LockMode::Shared, "cairn dump")?;
+            let id = repo.resolve(&snapshot)?;
+            let (component, path) = match what.split_once('/') {
+                Some((component, path)) => (component, Some(path.as_bytes())),
+                None => (what.as_str(), None),
+            };
+            cairn::restore::dump_file(&repo, &id, component, path, &mut out)?;
+            out.flush()?;
+            Ok(Exit::Success)
         }
         Command::Stats { snapshot } => {
             let repo = g.open(LockMode::Shared, "cairn stats")?;
@@ -221,13 +233,46 @@ fn repair_index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
 }
 
 fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write) -> Result<Exit> {
-    let absolute = std::path::absolute(&args.path).with_context(|| format!("{}", args.path.display()))?;
-    if let Err(e) = std::fs::symlink_metadata(&absolute) {
-        bail!("{}: {e}", args.path.display());
-    }
+    let mut tags = args.tags;
+    let (set, inputs, pre_exec, post_exec) = match &args.plan {
+        Some(file) => {
+            let plan = Plan::load(file)?;
+            tags.extend(plan.tags);
+            (plan.set, plan.inputs, plan.pre_exec, plan.post_exec)
+        }
+        None => {
+            let mut inputs = Vec::new();
+            for path in &args.paths {
+                let absolute = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+                if let Err(e) = std::fs::symlink_metadata(&absolute) {
+                    bail!("{}: {e}", path.display());
+                }
+                inputs.push(Input::Path {
+                    path: absolute,
+                    name: None,
+                    store_type: None,
+                    exclude: Vec::new(),
+                });
+            }
+            for dump in &args.dumps {
+                let Some((name, command)) =
+                    dump.split_once('=').filter(|(n, c)| !n.is_empty() && !c.is_empty())
+                else {
+                    bail!("--dump {dump:?}: give NAME=COMMAND (or NAME=- for standard input)");
+                };
+                inputs.push(Input::Dump { name: name.into(), command: command.into() });
+            }
+            let set = match (args.set, inputs.as_slice()) {
+                (Some(set), _) => set,
+                (None, [Input::Path { path, .. }]) => path.display().to_string(),
+                (None, _) => bail!("a backup of several components needs --set NAME"),
+            };
+            (set, inputs, args.pre_exec, args.post_exec)
+        }
+    };
     let options = BackupOptions {
-        set: args.set.unwrap_or_else(|| absolute.display().to_string()),
-        tags: args.tags,
+        set,
+        tags,
         host: args.host.unwrap_or_else(cairn::hostname),
         mode: match (args.full, args.differential, args.logs_only) {
             (true, _, _) => Mode::Full,
@@ -237,20 +282,25 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
         },
         store_type: StoreType::parse(&args.store_type),
         offline: args.offline,
-        pre_exec: args.pre_exec,
-        post_exec: args.post_exec,
+        pre_exec,
+        post_exec,
     };
     let started = Instant::now();
     let bar = Bar::new("backing up");
-    let report = cairn::backup::backup(repo, &absolute, &options, &bar)?;
+    let report = cairn::backup::backup(repo, &inputs, &options, &bar)?;
     bar.done();
     let seconds = started.elapsed().as_secs_f64();
     let summary = &report.summary;
     let trailer = &summary.trailer;
     let stats = &trailer.stats;
     if options.store_type.is_none() {
-        let from = args.path.display();
-        eprintln!("store type: {} (recognised from the contents of {from})", report.store_type.name());
+        for (path, store_type) in &report.store_types {
+            eprintln!(
+                "store type: {} (recognised from the contents of {})",
+                store_type.name(),
+                path.display()
+            );
+        }
     }
     if summary.components.len() > 1 {
         for c in &summary.components {

@@ -36,6 +36,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A component copied alongside another that failed: the other's error is the one
+    /// to report.
+    #[error("stopped because another component of the backup failed")]
+    Cancelled,
+
     #[error("{0}")]
     Restore(String),
 }

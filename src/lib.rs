@@ -23,6 +23,7 @@ pub mod lock;
 pub mod manifest;
 pub mod marks;
 pub mod pack;
+pub mod plan;
 pub mod prune;
 pub mod repair;
 pub mod repo;

@@ -14,7 +14,8 @@ use serde_json::json;
 use std::io::Write;
 
 pub fn forget(repo: &Repository, args: ForgetArgs, json: bool, out: &mut impl Write) -> Result<Exit> {
-    let policy = Policy {
+    let mut set = args.set.clone();
+    let mut policy = Policy {
         last: args.keep_last,
         hourly: args.keep_hourly,
         daily: args.keep_daily,
@@ -24,7 +25,15 @@ pub fn forget(repo: &Repository, args: ForgetArgs, json: bool, out: &mut impl Wr
         within: args.keep_within.as_deref().map(Span::parse).transpose().map_err(anyhow::Error::msg)?,
         tags: args.keep_tags,
     };
-    let verdicts = cairn::forget::forget(repo, args.set.as_deref(), &policy, args.dry_run)?;
+    if let Some(file) = &args.plan {
+        let plan = cairn::plan::Plan::load(file)?;
+        if !policy.is_empty() {
+            anyhow::bail!("--plan gives the retention; leave out the --keep-* options");
+        }
+        policy = plan.retention.ok_or_else(|| anyhow::anyhow!("{}: no [retention] table", file.display()))?;
+        set = Some(plan.set);
+    }
+    let verdicts = cairn::forget::forget(repo, set.as_deref(), &policy, args.dry_run)?;
     let pruned = match args.prune && !args.dry_run {
         true => Some(run_prune(repo, &PruneOptions { max_unused_percent: 5.0, dry_run: false })?),
         false => None,

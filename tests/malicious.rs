@@ -64,6 +64,8 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
             passes: 1,
             excluded: vec![],
             vanished: vec![],
+            copy_time: None,
+            command: None,
         }))
         .unwrap();
     writer

@@ -155,8 +155,8 @@ fn an_incremental_reads_only_the_newest_log_files() {
         .filter(|f| f["log_number"].as_u64().is_some_and(|n| n >= last))
         .map(|f| f["size"].as_u64().unwrap())
         .sum();
+    // (The cleaner may have deleted every older file meanwhile: then all is new.)
     assert_eq!(second["bytes_read"].as_u64().unwrap(), read_again);
-    assert!(read_again < second["bytes"].as_u64().unwrap());
 
     let restored = env.path("restored");
     env.restore(id, &restored);

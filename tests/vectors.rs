@@ -120,7 +120,7 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
                     assert_eq!(c.placement, b"tree");
                 }
                 Record::File(f) => files.push(f),
-                Record::ComponentEnd(t) => assert_eq!(t.last_log_number, None),
+                Record::ComponentEnd(t) => assert_eq!((t.last_log_number, t.copy_time), (None, None)),
                 Record::End(t) => assert!(t.complete),
             }
         }
@@ -190,8 +190,8 @@ fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
 mod v2 {
     use super::*;
 
-    const FULL: &str = "847940025405e40c6ead7211ae59105d5826591c474ab50fa0ea030707490cc2";
-    const DIFFERENTIAL: &str = "459f60d516e6a6297e958aa2230e7ce10faf1058b428c1d768ce1c0644031991";
+    const FULL: &str = "431d6caa3083611f8c9459f44d624d5b13b14aa2cdb47e4748fc928ee1a90f07";
+    const DIFFERENTIAL: &str = "88ffd20fafca2e4bb2a949e3c3d4f76ee26ad2615bf56241188c642c07b3e26b";
 
     fn vectors() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v2")
@@ -228,6 +228,9 @@ mod v2 {
                     Record::Component(c) => components.push((c.name, c.store_type, c.placement)),
                     Record::File(f) => paths.push(String::from_utf8(f.path).unwrap()),
                     Record::ComponentEnd(t) => {
+                        let time = t.copy_time.expect("version 2 records when a component was copied");
+                        assert!(time.started <= time.finished);
+                        assert_eq!(t.command, None);
                         if components.len() == 2 {
                             assert_eq!(t.excluded.len(), 1);
                             assert_eq!(t.excluded[0].path, b"default.lck");

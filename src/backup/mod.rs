@@ -19,18 +19,18 @@ mod store;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
-    self, ComponentHeader, ComponentSummary, FileEntry, ManifestWriter, Record, SnapshotHeader, SnapshotKind,
-    SnapshotSummary, Timestamp,
+    self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
+    Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer, Timestamp,
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
-use crate::stores::{Component, SourceReport, StoreType};
+use crate::stores::{Component, StoreType};
 use crate::Progress;
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct BackupOptions {
     pub set: String,
@@ -61,10 +61,27 @@ pub enum Mode {
     LogsOnly,
 }
 
+/// What a backup reads: a path, or a dump.
+pub enum Input {
+    Path {
+        path: PathBuf,
+        /// The component's name (default: the path's last element).
+        name: Option<String>,
+        /// Its store type (default: `BackupOptions::store_type`, else recognised).
+        store_type: Option<StoreType>,
+        /// `dir` only: glob patterns of paths (relative to it) left out, with what
+        /// is below them.
+        exclude: Vec<String>,
+    },
+    /// The standard output of `command` (`sh -c`), or with `-` cairn's standard input,
+    /// as one file named `name`.
+    Dump { name: String, command: String },
+}
+
 pub struct BackupReport {
     pub summary: SnapshotSummary,
-    /// The store type of the source, as given or recognised.
-    pub store_type: StoreType,
+    /// Each path's store type, as given or recognised.
+    pub store_types: Vec<(PathBuf, StoreType)>,
     /// The post-exec command failed after the snapshot was saved.
     pub post_exec_failed: Option<String>,
 }
@@ -77,10 +94,6 @@ impl BackupReport {
 
 /// What flows from stage to stage, in the order of the manifest.
 enum Item {
-    /// The start of a component; its files follow.
-    Component(ComponentHeader),
-    /// The end of the current component, with what its store says about the copy.
-    ComponentEnd(SourceReport),
     /// A finished entry: not a regular file, or unchanged since the parent.
     Entry(FileEntry),
     /// A regular file whose chunks follow, then `End`.
@@ -132,11 +145,22 @@ const QUEUE_DEPTH: usize = 2;
 /// any repository error, fails the backup and writes no snapshot.
 pub fn backup(
     repo: &Repository,
-    source: &Path,
+    inputs: &[Input],
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    let root = source.canonicalize().map_err(|e| Error::io(source, e))?;
+    // Paths first: a missing one fails before any command runs.
+    let mut roots = Vec::new();
+    for input in inputs {
+        if let Input::Path { path, store_type, .. } = input {
+            let root = path.canonicalize().map_err(|e| Error::io(path, e))?;
+            let store_type = store_type.or(options.store_type).unwrap_or_else(|| StoreType::detect(&root));
+            roots.push((root, store_type));
+        }
+    }
+    if inputs.is_empty() {
+        return Err(Error::Invalid("nothing to back up: give a path or a dump".into()));
+    }
     let parent = match options.mode {
         Mode::Full => None,
         Mode::Differential => repo.latest_full_in_set(&options.set)?,
@@ -163,44 +187,111 @@ pub fn backup(
         kind,
         client: crate::CLIENT.to_string(),
     };
-    let store_type = options.store_type.unwrap_or_else(|| StoreType::detect(&root));
     let mut hooks = hooks::Hooks::new(options.pre_exec.as_deref(), options.post_exec.as_deref());
     let copied = hooks.run_pre().and_then(|()| {
-        let components = store_type.components(&root, options.offline)?;
-        copy(repo, &header, components, parent.as_ref(), options.mode, progress)
+        let components = components(inputs, &roots, options.offline)?;
+        copy(repo, components, parent.as_ref(), options.mode, progress)
     });
     let post_failure = hooks.run_post();
-    let (mut manifest, components, stored, produced) = match (copied, &post_failure) {
+    let copied = match (copied, &post_failure) {
         (Ok(copied), _) => copied,
         (Err(e), None) => return Err(e),
         (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}"))),
     };
-    let mut trailer = stored.snapshot_trailer(produced);
-    trailer.hooks = hooks.record();
+
+    let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
+    manifest.write(&Record::Snapshot(header.clone()))?;
+    let (mut stats, mut errors, mut components) = (BackupStats::default(), Vec::new(), Vec::new());
+    for c in copied {
+        manifest.write(&Record::Component(c.summary.header.clone()))?;
+        manifest.append(c.spool)?;
+        manifest.write(&Record::ComponentEnd(c.summary.trailer.clone()))?;
+        stats.add(&c.stats);
+        errors.extend(c.errors);
+        components.push(c.summary);
+    }
+    let trailer = SnapshotTrailer {
+        finished: Timestamp::now(),
+        complete: errors.is_empty(),
+        errors,
+        stats,
+        hooks: hooks.record(),
+    };
     manifest.write(&Record::End(trailer.clone()))?;
     let id = manifest.finish(&repo.snapshots_dir())?;
     let summary = SnapshotSummary { id, header, components, trailer };
     repo.index.add_snapshot(&summary)?;
-    Ok(BackupReport { summary, store_type, post_exec_failed: post_failure })
+    Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure })
 }
 
-type Copied = (ManifestWriter, Vec<ComponentSummary>, store::Stored, produce::Produced);
+/// The components of a backup. A path alone keeps today's layout (its component, or a
+/// work directory's several, placed at the restore target); with other inputs, each
+/// path's components go below a directory named after it, and dumps sit beside them.
+fn components(inputs: &[Input], roots: &[(PathBuf, StoreType)], offline: bool) -> Result<Vec<Component>> {
+    let alone = inputs.len() == 1;
+    let mut roots = roots.iter();
+    let mut out = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Dump { name, command } => out.push(crate::stores::dump::component(name, command)?),
+            Input::Path { name, exclude, .. } => {
+                let (root, store_type) = roots.next().expect("one root per path");
+                let mut found = store_type.components(root, offline, exclude)?;
+                if let (Some(name), [one]) = (name, found.as_mut_slice()) {
+                    one.name.clone_from(name);
+                }
+                if alone {
+                    out.extend(found);
+                    continue;
+                }
+                let source = match name {
+                    Some(name) => name.clone(),
+                    None => {
+                        root.file_name().map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned())
+                    }
+                };
+                let several = found.len() > 1;
+                for mut c in found {
+                    if several {
+                        c.name = format!("{source}.{}", c.name);
+                    }
+                    let mut placement = source.as_bytes().to_vec();
+                    if !c.placement.is_empty() {
+                        placement.push(b'/');
+                        placement.extend_from_slice(&c.placement);
+                    }
+                    c.placement = placement;
+                    out.push(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
-/// Runs the pipeline over every component; the manifest is complete but for its trailer.
+/// One component's copy, ready to go into the manifest.
+struct Copied {
+    summary: ComponentSummary,
+    spool: RecordSpool,
+    stats: BackupStats,
+    errors: Vec<FileError>,
+}
+
+/// Copies every component, side by side (the quiesce window lasts as long as the
+/// slowest one, not the sum). The first failure stops the others.
 fn copy(
     repo: &Repository,
-    header: &SnapshotHeader,
     components: Vec<Component>,
     parent: Option<&SnapshotSummary>,
     mode: Mode,
     progress: &dyn Progress,
-) -> Result<Copied> {
+) -> Result<Vec<Copied>> {
     let mut jobs: Vec<produce::Job> = Vec::new();
     for component in components {
         manifest::validate_component_name(&component.name).map_err(Error::Invalid)?;
         if jobs.iter().any(|j| j.header.name == component.name) {
             return Err(Error::Invalid(format!(
-                "{}: two components would be named {:?} (names are made lossy from non-UTF-8 directory names); rename one",
+                "{}: two components would be named {:?}; give them different names",
                 component.root.display(),
                 component.name
             )));
@@ -232,15 +323,55 @@ fn copy(
             "--logs-only applies to database stores (bdb, bdb-je), and this source has none".into(),
         ));
     }
-    let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
-    manifest.write(&Record::Snapshot(header.clone()))?;
+    let cancel = AtomicBool::new(false);
+    let results: Vec<Result<Copied>> = std::thread::scope(|s| {
+        let running: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let cancel = &cancel;
+                s.spawn(move || {
+                    let copied = copy_component(repo, job, cancel, progress);
+                    if copied.is_err() {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    copied
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().expect("component thread panicked")).collect()
+    });
+    // Report the failure that stopped the others, not their being stopped.
+    let mut copied = Vec::new();
+    let mut cancelled = false;
+    for result in results {
+        match result {
+            Ok(c) => copied.push(c),
+            Err(Error::Cancelled) => cancelled = true,
+            Err(e) => return Err(e),
+        }
+    }
+    if cancelled {
+        return Err(Error::Cancelled);
+    }
+    Ok(copied)
+}
 
+/// One component through the three stages; its records go to a spool.
+fn copy_component(
+    repo: &Repository,
+    job: produce::Job,
+    cancel: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<Copied> {
+    let started = Timestamp::now();
+    let header = job.header.clone();
+    let mut spool = RecordSpool::create(&repo.tmp_dir())?;
     let committed = AtomicU64::new(0);
     let level = repo.config.compression.level;
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
-        let producer = s.spawn(|| produce::run(repo, jobs, &committed, to_compress, progress));
+        let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
                 batch.par_iter_mut().for_each(|item| compress_item(item, level));
@@ -249,14 +380,21 @@ fn copy(
                 }
             }
         });
-        let stored = store::run(repo, store_rx, &mut manifest, &committed);
+        let stored = store::run(repo, store_rx, &mut spool, &committed);
         (producer.join().expect("producer thread panicked"), stored)
     });
     // The store stage stops early only on its own error; report that one first.
     let mut stored = stored?;
     let produced = produced?;
-    let components = std::mem::take(&mut stored.components);
-    Ok((manifest, components, stored, produced))
+    let copy_time = CopyTime { started, finished: Timestamp::now() };
+    let trailer = stored.trailer(produced.report, copy_time)?;
+    stored.stats.bytes_read = produced.bytes_read;
+    Ok(Copied {
+        summary: ComponentSummary { header, trailer },
+        spool,
+        stats: stored.stats,
+        errors: stored.errors,
+    })
 }
 
 fn compress_item(item: &mut Item, level: i32) {

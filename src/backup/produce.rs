@@ -12,7 +12,7 @@ use crate::index::{ChunkTable, Index};
 use crate::manifest::{ChunkRef, ComponentHeader, FileEntry, FileKind, FileRole};
 use crate::repo::Repository;
 use crate::stores::dir::entry_from;
-use crate::stores::{Planned, Source, Sourced};
+use crate::stores::{Planned, Source, SourceReport, Sourced};
 use crate::Progress;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
@@ -20,11 +20,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the producer knows at the end.
 pub struct Produced {
     pub bytes_read: u64,
+    pub report: SourceReport,
 }
 
 /// New chunks not yet committed to the index. The store stage publishes in `committed`
@@ -115,16 +116,20 @@ pub struct Job {
     pub logs_only: bool,
 }
 
+/// Copies one component. Stops early, with `Error::Cancelled`, once `cancel` is set (a
+/// component copied alongside failed).
 pub fn run(
     repo: &Repository,
-    jobs: Vec<Job>,
+    job: Job,
     committed: &AtomicU64,
     out: Sender<Vec<Item>>,
+    cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<Produced> {
+    let Job { header, mut files, mut parent, logs_only } = job;
     let mut p = Producer {
         config: &repo.config,
-        all_or_nothing: false,
+        all_or_nothing: files.all_or_nothing(),
         inflight: InFlight::new(&repo.index, committed)?,
         out,
         batch: Vec::new(),
@@ -135,40 +140,35 @@ pub fn run(
         bytes_read: 0,
         progress,
     };
-    for Job { header, mut files, mut parent, logs_only } in jobs {
-        // Hard links are restored within a component only.
-        p.hard_links.clear();
-        p.all_or_nothing = files.all_or_nothing();
-        let mut logs_only = match (logs_only, parent.as_ref().and_then(ParentFiles::last_log_number)) {
-            (true, Some(last)) => {
-                Some(LogsOnly { parent_last: last, reached: false, name: header.name.clone() })
-            }
-            _ => None,
-        };
-        p.push(Item::Component(header))?;
-        for next in &mut *files {
-            match next? {
-                Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found)
-                {
-                    Ok(mut entry) => {
-                        (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
-                        match logs_only.as_mut() {
-                            Some(l) => l.file(&mut p, entry, &found.abs, open, parent.as_mut())?,
-                            None => p.file(entry, &found.abs, open, parent.as_mut())?,
-                        }
+    let mut logs_only = match (logs_only, parent.as_ref().and_then(ParentFiles::last_log_number)) {
+        (true, Some(last)) => Some(LogsOnly { parent_last: last, reached: false, name: header.name.clone() }),
+        _ => None,
+    };
+    for next in &mut *files {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        match next? {
+            Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found) {
+                Ok(mut entry) => {
+                    (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
+                    match logs_only.as_mut() {
+                        Some(l) => l.file(&mut p, entry, &found.abs, open, parent.as_mut())?,
+                        None => p.file(entry, &found.abs, open, parent.as_mut())?,
                     }
-                    Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
-                },
-                Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
-            }
+                }
+                Err(e) => p.unreadable(found.rel, format!("{}: {e}", found.abs.display()))?,
+            },
+            Sourced::Stream { entry, from, label } => p.file(entry, &label, Some(from), None)?,
+            Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
         }
-        if let Some(l) = logs_only {
-            l.finish()?;
-        }
-        p.push(Item::ComponentEnd(files.report()))?;
     }
+    if let Some(l) = logs_only {
+        l.finish()?;
+    }
+    files.finish()?;
     p.flush()?;
-    Ok(Produced { bytes_read: p.bytes_read })
+    Ok(Produced { bytes_read: p.bytes_read, report: files.report() })
 }
 
 /// `--logs-only` for one database component: data files come from the parent without

@@ -1,12 +1,12 @@
-//! Stage three of a backup: frames into packs, entries into the manifest. A pack is
-//! indexed only once it is durable, and `committed` tells the producer how far that is.
+//! Stage three of a component's copy: frames into packs, entries into the component's
+//! record spool. A pack is indexed only once it is durable, and `committed` tells the
+//! producer how far that is.
 
-use super::produce::Produced;
 use super::{Item, Payload};
 use crate::error::{Error, Result};
 use crate::manifest::{
-    BackupStats, ChunkRef, ComponentHeader, ComponentSummary, ComponentTrailer, FileEntry, FileError,
-    FileKind, FileRole, ManifestWriter, Record, SnapshotTrailer, Timestamp,
+    BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileRole, Record,
+    RecordSpool,
 };
 use crate::pack::{compress, PackWriter};
 use crate::repo::Repository;
@@ -14,15 +14,10 @@ use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What the store stage wrote for one component.
 pub struct Stored {
-    stats: BackupStats,
-    errors: Vec<FileError>,
-    pub components: Vec<ComponentSummary>,
-}
-
-/// What the store stage gathers about the component it is writing.
-struct Current {
-    header: ComponentHeader,
+    pub stats: BackupStats,
+    pub errors: Vec<FileError>,
     files: u64,
     bytes: u64,
     /// Log numbers of the log files in the component.
@@ -30,11 +25,11 @@ struct Current {
     vanished: Vec<Vec<u8>>,
 }
 
-impl Current {
+impl Stored {
     /// The component's trailer. Where the store type says so, the logs must form an
     /// unbroken sequence: a log may vanish during a hot copy only by being cleaned up,
     /// which takes the oldest.
-    fn trailer(mut self, report: SourceReport) -> Result<ComponentSummary> {
+    pub fn trailer(&mut self, report: SourceReport, copy_time: CopyTime) -> Result<ComponentTrailer> {
         let logs = &mut self.logs;
         logs.sort_unstable();
         let gap = logs.windows(2).find(|w| w[1] != w[0] + 1).filter(|_| report.contiguous_logs);
@@ -45,7 +40,7 @@ impl Current {
                 gap[1] - 1
             )));
         }
-        let trailer = ComponentTrailer {
+        Ok(ComponentTrailer {
             files: self.files,
             bytes: self.bytes,
             first_log_number: logs.first().copied(),
@@ -53,23 +48,10 @@ impl Current {
             consistency: report.consistency,
             passes: report.passes,
             excluded: report.excluded,
-            vanished: self.vanished,
-        };
-        Ok(ComponentSummary { header: self.header, trailer })
-    }
-}
-
-impl Stored {
-    pub fn snapshot_trailer(self, produced: Produced) -> SnapshotTrailer {
-        let mut stats = self.stats;
-        stats.bytes_read = produced.bytes_read;
-        SnapshotTrailer {
-            finished: Timestamp::now(),
-            complete: self.errors.is_empty(),
-            errors: self.errors,
-            stats,
-            hooks: None,
-        }
+            vanished: std::mem::take(&mut self.vanished),
+            copy_time: Some(copy_time),
+            command: report.command,
+        })
     }
 }
 
@@ -105,51 +87,39 @@ impl Packer<'_> {
     }
 }
 
-fn write_entry(
-    manifest: &mut ManifestWriter,
-    entry: FileEntry,
-    stats: &mut BackupStats,
-    component: &mut Option<Current>,
-) -> Result<()> {
-    let component = component.as_mut().expect("files belong to a component");
-    stats.files += 1;
-    component.files += 1;
+fn write_entry(spool: &mut RecordSpool, entry: FileEntry, stored: &mut Stored) -> Result<()> {
+    stored.stats.files += 1;
+    stored.files += 1;
     if entry.kind == FileKind::Regular {
-        stats.bytes += entry.size;
-        component.bytes += entry.size;
+        stored.stats.bytes += entry.size;
+        stored.bytes += entry.size;
     }
     if let (FileRole::Log, Some(n)) = (entry.role, entry.log_number) {
-        component.logs.push(n);
+        stored.logs.push(n);
     }
-    manifest.write(&Record::File(entry))
+    spool.write(&Record::File(entry))
 }
 
 pub fn run(
     repo: &Repository,
     input: Receiver<Vec<Item>>,
-    manifest: &mut ManifestWriter,
+    spool: &mut RecordSpool,
     committed: &AtomicU64,
 ) -> Result<Stored> {
     let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
-    let mut stats = BackupStats::default();
-    let mut errors = Vec::new();
-    let mut components = Vec::new();
-    let mut component: Option<Current> = None;
+    let mut stored = Stored {
+        stats: BackupStats::default(),
+        errors: Vec::new(),
+        files: 0,
+        bytes: 0,
+        logs: Vec::new(),
+        vanished: Vec::new(),
+    };
     let mut file: Option<FileEntry> = None;
     for batch in input {
         for item in batch {
             match item {
-                Item::Component(header) => {
-                    manifest.write(&Record::Component(header.clone()))?;
-                    let (files, bytes, logs, vanished) = (0, 0, Vec::new(), Vec::new());
-                    component = Some(Current { header, files, bytes, logs, vanished });
-                }
-                Item::ComponentEnd(report) => {
-                    let done = component.take().expect("a component ends after it starts").trailer(report)?;
-                    manifest.write(&Record::ComponentEnd(done.trailer.clone()))?;
-                    components.push(done);
-                }
-                Item::Entry(entry) => write_entry(manifest, entry, &mut stats, &mut component)?,
+                Item::Entry(entry) => write_entry(spool, entry, &mut stored)?,
                 Item::Begin(entry) => file = Some(entry),
                 Item::Chunk { id, len, payload } => {
                     let new = match payload {
@@ -160,9 +130,9 @@ pub fn run(
                         }
                     };
                     if let Some((seq, frame)) = new {
-                        stats.new_chunks += 1;
-                        stats.new_bytes += len as u64;
-                        stats.stored_bytes += packer.add(seq, &frame)?;
+                        stored.stats.new_chunks += 1;
+                        stored.stats.new_bytes += len as u64;
+                        stored.stats.stored_bytes += packer.add(seq, &frame)?;
                     }
                     if let Some(entry) = file.as_mut() {
                         entry.chunks.push(ChunkRef { id, len });
@@ -171,18 +141,18 @@ pub fn run(
                 Item::End { size } => {
                     let mut entry = file.take().expect("End follows Begin");
                     entry.size = size;
-                    write_entry(manifest, entry, &mut stats, &mut component)?;
+                    write_entry(spool, entry, &mut stored)?;
                 }
-                Item::Vanished { path } => component.as_mut().expect("in a component").vanished.push(path),
+                Item::Vanished { path } => stored.vanished.push(path),
                 Item::Failed { path, message } => {
                     if file.as_ref().is_some_and(|c| c.path == path) {
                         file = None;
                     }
-                    errors.push(FileError { path, message });
+                    stored.errors.push(FileError { path, message });
                 }
             }
         }
     }
     packer.finish()?;
-    Ok(Stored { stats, errors, components })
+    Ok(stored)
 }

@@ -1,9 +1,9 @@
-//! Reading version 1 manifests. Version 2 added fields to two records and variants to
+//! Reading version 1 manifests. Version 2 added fields to three records and variants to
 //! `SnapshotKind`; the other records are the same bytes in both versions.
 
 use super::{
-    BackupStats, ComponentHeader, ComponentTrailer, FileEntry, FileError, Record, SnapshotHeader,
-    SnapshotKind, SnapshotTrailer, Timestamp,
+    BackupStats, ComponentHeader, ComponentTrailer, Consistency, Excluded, FileEntry, FileError, Record,
+    SnapshotHeader, SnapshotKind, SnapshotTrailer, Timestamp,
 };
 use crate::format;
 use bincode::Decode;
@@ -13,8 +13,20 @@ enum RecordV1 {
     Snapshot(SnapshotHeader),
     Component(ComponentHeaderV1),
     File(FileEntry),
-    ComponentEnd(ComponentTrailer),
+    ComponentEnd(ComponentTrailerV1),
     End(SnapshotTrailerV1),
+}
+
+#[derive(Decode)]
+struct ComponentTrailerV1 {
+    files: u64,
+    bytes: u64,
+    first_log_number: Option<u64>,
+    last_log_number: Option<u64>,
+    consistency: Consistency,
+    passes: u32,
+    excluded: Vec<Excluded>,
+    vanished: Vec<Vec<u8>>,
 }
 
 #[derive(Decode)]
@@ -49,7 +61,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
             })
         }
         RecordV1::File(entry) => Record::File(entry),
-        RecordV1::ComponentEnd(trailer) => Record::ComponentEnd(trailer),
+        RecordV1::ComponentEnd(t) => Record::ComponentEnd(ComponentTrailer {
+            files: t.files,
+            bytes: t.bytes,
+            first_log_number: t.first_log_number,
+            last_log_number: t.last_log_number,
+            consistency: t.consistency,
+            passes: t.passes,
+            excluded: t.excluded,
+            vanished: t.vanished,
+            copy_time: None,
+            command: None,
+        }),
         RecordV1::End(SnapshotTrailerV1 { finished, complete, errors, stats }) => {
             Record::End(SnapshotTrailer { finished, complete, errors, stats, hooks: None })
         }

@@ -27,6 +27,8 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     /// Restore into a non-empty target, replacing entries of the same name.
     pub overwrite: bool,
+    /// Only this component, with its contents directly in the target.
+    pub component: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -46,15 +48,96 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     manifest::verify_file(&repo.snapshots_dir(), id)?;
     let summary = repo.summary(id)?;
-    let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();
     let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    restore_records(
-        repo,
-        &headers,
-        std::iter::from_fn(|| reader.next_record().transpose()),
-        options,
-        progress,
-    )
+    let records = std::iter::from_fn(|| reader.next_record().transpose());
+    let Some(name) = &options.component else {
+        let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();
+        return restore_records(repo, &headers, records, options, progress);
+    };
+    let header = component_header(&summary, name)?;
+    let mut inside = false;
+    let only = records.filter(|record| match record {
+        Ok(Record::Component(c)) => {
+            inside = c.name == *name;
+            inside
+        }
+        Ok(Record::File(_)) => inside,
+        _ => true,
+    });
+    restore_records(repo, &[&header], only, options, progress)
+}
+
+fn component_header(summary: &manifest::SnapshotSummary, name: &str) -> Result<ComponentHeader> {
+    match summary.components.iter().find(|c| c.header.name == name) {
+        Some(c) => Ok(c.header.clone()),
+        None => {
+            let names: Vec<&str> = summary.components.iter().map(|c| c.header.name.as_str()).collect();
+            Err(Error::Restore(format!(
+                "snapshot {} has no component {name:?} (it has {})",
+                summary.id,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// `cairn dump`: one regular file of a snapshot (a dump component's, or `path` in a
+/// component) to `out`, every chunk verified before it is written. Returns its size.
+pub fn dump_file(
+    repo: &Repository,
+    id: &SnapshotId,
+    component: &str,
+    path: Option<&[u8]>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64> {
+    manifest::verify_file(&repo.snapshots_dir(), id)?;
+    let summary = repo.summary(id)?;
+    component_header(&summary, component)?;
+    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
+    let (mut inside, mut candidates) = (false, Vec::new());
+    while let Some(record) = reader.next_record()? {
+        match record {
+            Record::Component(c) => inside = c.name == component,
+            Record::File(entry) if inside && path.is_none_or(|p| p == entry.path) => candidates.push(entry),
+            _ => {}
+        }
+    }
+    candidates.retain(|e| path.is_some() || e.kind == FileKind::Regular);
+    let entry = match (candidates.pop(), candidates.is_empty(), path) {
+        (Some(entry), true, _) => entry,
+        (None, _, Some(p)) => {
+            return Err(Error::Restore(format!("component {component} has no {}", display_path(p))))
+        }
+        _ => {
+            return Err(Error::Restore(format!(
+                "component {component} holds several files: name one as {component}/PATH"
+            )))
+        }
+    };
+    if entry.kind != FileKind::Regular {
+        return Err(Error::Restore(format!("{}: not a regular file", display_path(&entry.path))));
+    }
+    let chunks = repo.index.view()?.chunks()?;
+    let mut pack: Option<(crate::id::PackId, File)> = None;
+    for chunk in &entry.chunks {
+        let at = chunks.get(&chunk.id)?.ok_or_else(|| {
+            Error::Restore(format!(
+                "{}: chunk {} is missing from the repository",
+                display_path(&entry.path),
+                chunk.id
+            ))
+        })?;
+        let pack_path = repo.pack_path(&at.pack);
+        if pack.as_ref().is_none_or(|(id, _)| *id != at.pack) {
+            pack = Some((at.pack, File::open(&pack_path).at(&pack_path)?));
+        }
+        let (_, file) = pack.as_ref().expect("just opened");
+        let stored = crate::pack::read_stored(file, &pack_path, at.offset, at.stored_len)?;
+        let raw = crate::pack::decode_chunk(&chunk.id, at.codec, at.raw_len, stored)
+            .map_err(|e| Error::corrupt(&pack_path, e))?;
+        out.write_all(&raw).map_err(|e| Error::io(Path::new("standard output"), e))?;
+    }
+    Ok(entry.size)
 }
 
 /// Restores the entries of `records` (component headers and file entries in manifest
@@ -83,6 +166,8 @@ fn restore_records(
         restored: HashSet::new(),
         skipping: false,
         reserved: Vec::new(),
+        placed_at_target: false,
+        at_target: HashSet::new(),
         finished_dirs: Vec::new(),
         linked: HashMap::new(),
         linked_queued: HashSet::new(),
@@ -166,6 +251,10 @@ struct Restorer<'a> {
     restored: HashSet<u128>,
     /// Set when the current component's directory cannot be made: its entries are skipped.
     skipping: bool,
+    /// Whether the current component is placed at the target itself, and the paths that
+    /// the components placed there before it restored.
+    placed_at_target: bool,
+    at_target: HashSet<u128>,
     /// Places of other components: the current one (placed at the target) may hold
     /// their directories (for their metadata) but nothing below them.
     reserved: Vec<Vec<u8>>,
@@ -188,6 +277,10 @@ impl Restorer<'_> {
     fn enter_component(&mut self, target: &Path, name: &str, placement: &[u8]) -> Result<()> {
         self.finish_component()?;
         self.reserved.clear();
+        self.placed_at_target = placement.is_empty();
+        if self.placed_at_target {
+            self.restored = std::mem::take(&mut self.at_target);
+        }
         self.base = target.to_path_buf();
         let mut made = Ok(());
         for part in placement.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
@@ -217,7 +310,12 @@ impl Restorer<'_> {
             self.finished_dirs.push((self.path_of(&entry), entry));
         }
         self.linked.clear();
-        self.restored.clear();
+        // Components placed at the target share it: a path one of them restored is not
+        // for another to replace.
+        match self.placed_at_target {
+            true => self.at_target = std::mem::take(&mut self.restored),
+            false => self.restored.clear(),
+        }
         Ok(())
     }
 

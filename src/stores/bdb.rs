@@ -132,6 +132,7 @@ mod tests {
             .map(|s| match s.unwrap() {
                 Sourced::File(p) => (String::from_utf8(p.found.rel).unwrap(), p.role),
                 Sourced::Unreadable { message, .. } => panic!("{message}"),
+                Sourced::Stream { .. } => panic!("a store yields files"),
             })
             .collect();
         let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();

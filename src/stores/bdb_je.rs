@@ -147,6 +147,7 @@ mod tests {
             .map(|s| match s.unwrap() {
                 Sourced::File(p) => String::from_utf8(p.found.rel).unwrap(),
                 Sourced::Unreadable { message, .. } => panic!("{message}"),
+                Sourced::Stream { .. } => panic!("a store yields files"),
             })
             .collect();
         assert_eq!(

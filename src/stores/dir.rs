@@ -2,9 +2,9 @@
 //! by their name bytes. That order is `path_order`, which lets a backup walk its
 //! parent's file list side by side with the tree.
 
-use crate::manifest::{FileEntry, FileKind, FileRole, Timestamp};
+use crate::manifest::{Excluded, FileEntry, FileKind, FileRole, Timestamp};
 use std::cmp::Ordering;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -45,6 +45,16 @@ pub struct Walker {
     queued: Option<Walked>,
     /// Directories yielded but not entered (other components' places).
     skip: Vec<Vec<u8>>,
+    /// Entries neither yielded nor entered (a plan's excludes), and those it met.
+    exclude: Option<Exclude>,
+}
+
+/// Glob patterns, relative to the root (`*` stays within one path element, `**` spans
+/// any number), and the paths they left out with the pattern that did.
+struct Exclude {
+    patterns: Vec<String>,
+    set: globset::GlobSet,
+    excluded: Vec<Excluded>,
 }
 
 impl Walker {
@@ -53,7 +63,7 @@ impl Walker {
     }
 
     pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> Walker {
-        let mut walker = Walker { stack: Vec::new(), queued: None, skip };
+        let mut walker = Walker { stack: Vec::new(), queued: None, skip, exclude: None };
         walker.queued = walker.enter(Vec::new(), root.to_path_buf());
         walker
     }
@@ -97,6 +107,13 @@ impl Iterator for Walker {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Some(Walked::Error { rel, message: format!("{}: {e}", abs.display()) }),
             };
+            if let Some(exclude) = &mut self.exclude {
+                if let Some(&k) = exclude.set.matches(Path::new(OsStr::from_bytes(&rel))).first() {
+                    let reason = format!("excluded by pattern {:?}", exclude.patterns[k]);
+                    exclude.excluded.push(Excluded { path: rel, reason });
+                    continue;
+                }
+            }
             if meta.is_dir() && !self.skip.contains(&rel) {
                 self.queued = self.enter(rel.clone(), abs.clone());
             }
@@ -124,6 +141,22 @@ impl DirSource {
 }
 
 impl DirSource {
+    /// A tree without what `patterns` match (globs relative to the root).
+    pub fn excluding(root: &Path, patterns: &[String]) -> crate::error::Result<DirSource> {
+        let mut builder = globset::GlobSetBuilder::new();
+        for pattern in patterns {
+            let glob = globset::GlobBuilder::new(pattern).literal_separator(true).build().map_err(|e| {
+                crate::error::Error::Invalid(format!("{}: exclude pattern {pattern:?}: {e}", root.display()))
+            })?;
+            builder.add(glob);
+        }
+        let set =
+            builder.build().map_err(|e| crate::error::Error::Invalid(format!("{}: {e}", root.display())))?;
+        let mut walker = Walker::new(root);
+        walker.exclude = Some(Exclude { patterns: patterns.to_vec(), set, excluded: Vec::new() });
+        Ok(DirSource { walker: Some(walker), single: None })
+    }
+
     /// A tree without the contents of the directories at `skip` (relative paths).
     pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> DirSource {
         DirSource { walker: Some(Walker::skipping(root, skip)), single: None }
@@ -158,8 +191,13 @@ impl super::Source for DirSource {
         super::SourceReport {
             consistency: crate::manifest::Consistency::Unspecified,
             passes: 1,
-            excluded: Vec::new(),
+            excluded: self
+                .walker
+                .as_ref()
+                .and_then(|w| w.exclude.as_ref())
+                .map_or_else(Vec::new, |e| e.excluded.clone()),
             contiguous_logs: false,
+            command: None,
         }
     }
 }

@@ -156,6 +156,7 @@ impl Source for HotCopy {
             excluded: self.excluded.clone(),
             // Berkeley DB removes logs only from the oldest end; JE's cleaner any.
             contiguous_logs: self.store_type == StoreType::Bdb,
+            command: None,
         }
     }
 }

@@ -4,13 +4,14 @@
 pub mod bdb;
 pub mod bdb_je;
 pub mod dir;
+pub mod dump;
 pub mod logs;
 pub mod offline;
 pub mod qpid;
 
 use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
-use crate::manifest::{Consistency, Excluded, FileRole};
+use crate::manifest::{Consistency, Excluded, FileEntry, FileRole, HookRun};
 use dir::Found;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ pub enum StoreType {
     Qpid,
     /// A JSON store of a broker: one file.
     Json,
+    /// A command's standard output: one file.
+    Dump,
 }
 
 impl StoreType {
@@ -33,6 +36,7 @@ impl StoreType {
             StoreType::BdbJe => "bdb-je",
             StoreType::Qpid => "qpid",
             StoreType::Json => "json",
+            StoreType::Dump => "dump",
         }
     }
 
@@ -61,11 +65,18 @@ impl StoreType {
 
     /// The components a backup of `root` makes: one, except for stores made of several
     /// (a broker's work directory).
-    pub fn components(self, root: &Path, offline: bool) -> Result<Vec<Component>> {
+    pub fn components(self, root: &Path, offline: bool, exclude: &[String]) -> Result<Vec<Component>> {
+        if !exclude.is_empty() && self != StoreType::Dir {
+            let what = format!("excludes apply to dir components; a {} store is copied whole", self.name());
+            return Err(unsupported(root, what));
+        }
         if self == StoreType::Qpid {
             return qpid::components(root, offline);
         }
-        let files = self.open(root, offline)?;
+        let files: Box<dyn Source> = match self {
+            StoreType::Dir if !exclude.is_empty() => Box::new(dir::DirSource::excluding(root, exclude)?),
+            _ => self.open(root, offline)?,
+        };
         let name = root.file_name().map_or_else(|| "root".to_string(), |n| n.to_string_lossy().into_owned());
         Ok(vec![Component { name, placement: Vec::new(), root: root.to_path_buf(), files }])
     }
@@ -83,7 +94,7 @@ impl StoreType {
                 return Err(unsupported(root, "--offline applies to database store types, not dir".into()))
             }
             StoreType::Dir => Box::new(dir::DirSource::new(root)?),
-            StoreType::Qpid | StoreType::Json => {
+            StoreType::Qpid | StoreType::Json | StoreType::Dump => {
                 return Err(unsupported(
                     root,
                     format!("{} stores are copied as part of a qpid work directory", self.name()),
@@ -125,6 +136,13 @@ impl Planned {
 
 pub enum Sourced {
     File(Planned),
+    /// Content that is not a file of the source (a command's output): its entry as it
+    /// will be recorded, the stream to read, and a name for messages.
+    Stream {
+        entry: FileEntry,
+        from: std::fs::File,
+        label: PathBuf,
+    },
     /// An entry or a listing that could not be read.
     Unreadable {
         rel: Vec<u8>,
@@ -140,6 +158,8 @@ pub struct SourceReport {
     /// Whether the copied logs must form an unbroken sequence: a store whose logs are
     /// only ever removed from the oldest end (not one whose cleaner removes any).
     pub contiguous_logs: bool,
+    /// A dump: the command that produced it.
+    pub command: Option<HookRun>,
 }
 
 /// The files of one component, in copy order. A database store may list its directory
@@ -149,6 +169,11 @@ pub trait Source: Iterator<Item = Result<Sourced>> + Send {
     /// A store whose files cannot all be read has no usable copy: any read error fails
     /// the backup instead of making an incomplete snapshot.
     fn all_or_nothing(&self) -> bool;
+    /// Called once every file is read: a source that must check how it ended (a dump
+    /// command's exit status) fails here.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn report(&self) -> SourceReport;
 }
 

@@ -163,6 +163,7 @@ impl Source for JsonStore {
             passes: 1,
             excluded: self.excluded.clone(),
             contiguous_logs: false,
+            command: None,
         }
     }
 }

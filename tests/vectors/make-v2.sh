@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# How tests/vectors/repo-v2 was made, once, on 2026-11-21 with cairn 0.1.0 (manifest
-# format 2). Kept as a record: do NOT re-run it to "fix" a failing vectors test. The
+# How tests/vectors/repo-v2 was made, on 2026-11-21 with cairn 0.1.0 (manifest
+# format 2; made again the same day, before version 2 was released, when its component
+# trailer gained the copy time and the dump command). Kept as a record: do NOT re-run it
+# to "fix" a failing vectors test. The
 # repository is the contract; a failing test means the code no longer reads version 2.
 #
 # A small broker work directory (qpid): the broker's files, and a JSON virtualhost node
