@@ -401,6 +401,16 @@ fn print_snapshots(snapshots: &[SnapshotSummary], json: bool, out: &mut impl Wri
             s.header.set,
             s.header.tags.join(",")
         )?;
+        if s.components.len() > 1 {
+            for c in &s.components {
+                let logs = match (c.trailer.first_log_number, c.trailer.last_log_number) {
+                    (Some(first), Some(last)) => format!(", logs {first}..{last}"),
+                    _ => String::new(),
+                };
+                let (name, kind, files) = (&c.header.name, &c.header.store_type, c.trailer.files);
+                writeln!(out, "    {name} ({kind}): {files} entries, {}{logs}", size(c.trailer.bytes))?;
+            }
+        }
     }
     writeln!(out, "{} snapshots", snapshots.len())?;
     Ok(())
@@ -415,7 +425,15 @@ fn ls(repo: &Repository, id: &cairn::SnapshotId, json: bool, out: &mut impl Writ
     }
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Component(c) => component = c.name,
+            Record::Component(c) => {
+                if !json {
+                    writeln!(out, "component {} ({}):", c.name, c.store_type)?;
+                }
+                component = c.name
+            }
+            Record::ComponentEnd(t) if !json => {
+                writeln!(out, "  {} entries, {}", t.files, size(t.bytes))?;
+            }
             Record::File(entry) if json => {
                 let mut value = serde_json::to_value(&entry)?;
                 value["component"] = json!(component);

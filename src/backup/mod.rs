@@ -324,15 +324,20 @@ fn copy(
         ));
     }
     let cancel = AtomicBool::new(false);
+    let stoppers: Vec<_> = jobs.iter().filter_map(|j| j.files.stopper()).collect();
+    let stop_all = || {
+        cancel.store(true, Ordering::Relaxed);
+        stoppers.iter().for_each(|stop| stop());
+    };
     let results: Vec<Result<Copied>> = std::thread::scope(|s| {
         let running: Vec<_> = jobs
             .into_iter()
             .map(|job| {
-                let cancel = &cancel;
+                let (cancel, stop_all) = (&cancel, &stop_all);
                 s.spawn(move || {
                     let copied = copy_component(repo, job, cancel, progress);
                     if copied.is_err() {
-                        cancel.store(true, Ordering::Relaxed);
+                        stop_all();
                     }
                     copied
                 })

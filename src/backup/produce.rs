@@ -163,6 +163,11 @@ pub fn run(
             Sourced::Unreadable { rel, message } => p.unreadable(rel, message)?,
         }
     }
+    // A source stopped because another component failed (its command killed) ends
+    // like a finished one: the other failure is the one to report.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
     if let Some(l) = logs_only {
         l.finish()?;
     }

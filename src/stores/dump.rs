@@ -11,7 +11,7 @@ use crate::manifest::{Consistency, FileEntry, FileKind, FileRole, HookRun, Times
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -43,6 +43,8 @@ pub fn component(name: &str, command: &str) -> Result<Component> {
     } else {
         let mut child = Command::new("/bin/sh")
             .args(["-c", command])
+            // Its own process group, so that stopping it stops what it started too.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -116,6 +118,11 @@ impl Source for DumpSource {
         true
     }
 
+    fn stopper(&self) -> Option<Box<dyn Fn() + Send + Sync>> {
+        let pid = self.child.as_ref()?.id();
+        Some(Box::new(move || kill_group(pid)))
+    }
+
     fn finish(&mut self) -> Result<()> {
         let exit_code = match self.child.take() {
             None => 0,
@@ -152,11 +159,17 @@ impl Source for DumpSource {
     }
 }
 
+/// Kills a command's whole process group.
+fn kill_group(pid: u32) {
+    use nix::sys::signal::{killpg, Signal};
+    let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
 impl Drop for DumpSource {
     /// A backup that stopped early does not leave the command running.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            kill_group(child.id());
             let _ = child.wait();
         }
     }

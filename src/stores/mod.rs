@@ -169,6 +169,11 @@ pub trait Source: Iterator<Item = Result<Sourced>> + Send {
     /// A store whose files cannot all be read has no usable copy: any read error fails
     /// the backup instead of making an incomplete snapshot.
     fn all_or_nothing(&self) -> bool;
+    /// Something that makes a blocked copy return at once (a dump command killed), for
+    /// when another component of the backup failed.
+    fn stopper(&self) -> Option<Box<dyn Fn() + Send + Sync>> {
+        None
+    }
     /// Called once every file is read: a source that must check how it ended (a dump
     /// command's exit status) fails here.
     fn finish(&mut self) -> Result<()> {
