@@ -109,7 +109,7 @@ pub struct BackupArgs {
     #[arg(long = "dump", value_name = "NAME=COMMAND")]
     pub dumps: Vec<String>,
     /// A backup-set file (TOML): set name, components, hooks, retention.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "dumps", "set", "pre_exec", "post_exec"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "dumps", "set", "pre_exec", "post_exec", "store_type"])]
     pub plan: Option<PathBuf>,
     /// Backup set: incrementals build on the newest snapshot of the same set
     /// (default for a single path: its absolute path).

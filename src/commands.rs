@@ -265,6 +265,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             let set = match (args.set, inputs.as_slice()) {
                 (Some(set), _) => set,
                 (None, [Input::Path { path, .. }]) => path.display().to_string(),
+                (None, [Input::Dump { .. }]) => bail!("a dump needs --set NAME"),
                 (None, _) => bail!("a backup of several components needs --set NAME"),
             };
             (set, inputs, args.pre_exec, args.post_exec)

@@ -332,3 +332,53 @@ fn a_failing_component_stops_the_others_runs_the_post_hook_and_writes_nothing() 
     fs::write(&plan, "set = \"app\"\n[[component]]\nname = \"d\"\npth = \"data\"\n").unwrap();
     env.run(["backup", "--plan", plan.to_str().unwrap()]).failure().mentions("line 4").mentions("pth");
 }
+
+#[test]
+fn a_broker_work_directory_and_standard_input_go_into_a_set_in_their_places() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let work = env.path("work");
+    fs::create_dir_all(work.join("n1/config")).unwrap();
+    fs::create_dir_all(work.join("log")).unwrap();
+    fs::write(work.join("config.json"), r#"{"modelVersion":"9.0"}"#).unwrap();
+    fs::write(work.join("n1/config/n1.json"), r#"{"name":"n1"}"#).unwrap();
+    fs::write(work.join("log/qpid.log"), "started\n").unwrap();
+    let data = env.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), "f").unwrap();
+
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["--json", "backup", "--set", "s", work.to_str().unwrap(), data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = env.command(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(b"notes from standard input\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = backup(&["--dump", "notes=-"]);
+    let places: Vec<(&str, &str)> = first["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["placement"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        places,
+        [("work.broker", "work"), ("work.n1.config", "work/n1/config"), ("data", "data"), ("notes", "")]
+    );
+    env.run(["check"]).success();
+    let out = env.path("out");
+    env.restore(first["id"].as_str().unwrap(), &out);
+    assert_trees_equal(&work, &out.join("work"));
+    assert_trees_equal(&data, &out.join("data"));
+    assert_eq!(fs::read_to_string(out.join("notes")).unwrap(), "notes from standard input\n");
+    let second = backup(&["--dump", "notes=-"]);
+    assert_eq!(second["parent"], first["id"]);
+
+    // Places that would clash, and standard input read twice, are refused up front.
+    env.run(["backup", "--set", "s", work.to_str().unwrap(), "--dump", "work=true"])
+        .failure()
+        .mentions("would be restored where component");
+    env.run(["backup", "--set", "s", "--dump", "a=-", "--dump", "b=-"]).failure().mentions("only one dump");
+}

@@ -24,6 +24,7 @@ use crate::manifest::{
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
+use crate::stores::dump::STDIN;
 use crate::stores::{Component, StoreType};
 use crate::Progress;
 use crossbeam_channel::bounded;
@@ -152,14 +153,22 @@ pub fn backup(
     // Paths first: a missing one fails before any command runs.
     let mut roots = Vec::new();
     for input in inputs {
-        if let Input::Path { path, store_type, .. } = input {
-            let root = path.canonicalize().map_err(|e| Error::io(path, e))?;
+        if let Input::Path { path, store_type, name, .. } = input {
+            let root = path.canonicalize().map_err(|e| match name {
+                Some(name) => Error::Invalid(format!("component {name}: {}: {e}", path.display())),
+                None => Error::io(path, e),
+            })?;
             let store_type = store_type.or(options.store_type).unwrap_or_else(|| StoreType::detect(&root));
             roots.push((root, store_type));
         }
     }
     if inputs.is_empty() {
         return Err(Error::Invalid("nothing to back up: give a path or a dump".into()));
+    }
+    let from_stdin =
+        inputs.iter().filter(|i| matches!(i, Input::Dump { command, .. } if command == STDIN)).count();
+    if from_stdin > 1 {
+        return Err(Error::Invalid("only one dump can read standard input".into()));
     }
     let parent = match options.mode {
         Mode::Full => None,
@@ -226,47 +235,89 @@ pub fn backup(
 
 /// The components of a backup. A path alone keeps today's layout (its component, or a
 /// work directory's several, placed at the restore target); with other inputs, each
-/// path's components go below a directory named after it, and dumps sit beside them.
+/// path's components go below a directory named after it, and dumps (one file each)
+/// sit beside them at the target. Names and places are checked before any dump command
+/// starts.
 fn components(inputs: &[Input], roots: &[(PathBuf, StoreType)], offline: bool) -> Result<Vec<Component>> {
     let alone = inputs.len() == 1;
     let mut roots = roots.iter();
-    let mut out = Vec::new();
+    let mut slots: Vec<Option<Component>> = Vec::new();
+    // (name, placement, is a dump)
+    let mut names: Vec<(String, Vec<u8>, bool)> = Vec::new();
     for input in inputs {
-        match input {
-            Input::Dump { name, command } => out.push(crate::stores::dump::component(name, command)?),
-            Input::Path { name, exclude, .. } => {
-                let (root, store_type) = roots.next().expect("one root per path");
-                let mut found = store_type.components(root, offline, exclude)?;
-                if let (Some(name), [one]) = (name, found.as_mut_slice()) {
-                    one.name.clone_from(name);
+        let Input::Path { name, exclude, .. } = input else {
+            let Input::Dump { name, .. } = input else { unreachable!("two kinds") };
+            names.push((name.clone(), Vec::new(), true));
+            slots.push(None);
+            continue;
+        };
+        let (root, store_type) = roots.next().expect("one root per path");
+        let mut found = store_type.components(root, offline, exclude)?;
+        if let (Some(name), [one]) = (name, found.as_mut_slice()) {
+            one.name.clone_from(name);
+        }
+        if !alone {
+            let source = match name {
+                Some(name) => name.clone(),
+                None => root.file_name().map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned()),
+            };
+            let several = found.len() > 1;
+            for c in &mut found {
+                if several {
+                    c.name = format!("{source}.{}", c.name);
                 }
-                if alone {
-                    out.extend(found);
-                    continue;
+                let mut placement = source.as_bytes().to_vec();
+                if !c.placement.is_empty() {
+                    placement.push(b'/');
+                    placement.extend_from_slice(&c.placement);
                 }
-                let source = match name {
-                    Some(name) => name.clone(),
-                    None => {
-                        root.file_name().map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned())
-                    }
-                };
-                let several = found.len() > 1;
-                for mut c in found {
-                    if several {
-                        c.name = format!("{source}.{}", c.name);
-                    }
-                    let mut placement = source.as_bytes().to_vec();
-                    if !c.placement.is_empty() {
-                        placement.push(b'/');
-                        placement.extend_from_slice(&c.placement);
-                    }
-                    c.placement = placement;
-                    out.push(c);
-                }
+                c.placement = placement;
             }
         }
+        for c in found {
+            names.push((c.name.clone(), c.placement.clone(), false));
+            slots.push(Some(c));
+        }
+    }
+    check_names(&names)?;
+    let mut dumps = inputs.iter().filter_map(|input| match input {
+        Input::Dump { name, command } => Some((name, command)),
+        Input::Path { .. } => None,
+    });
+    let mut out = Vec::new();
+    for slot in slots {
+        out.push(match slot {
+            Some(component) => component,
+            None => {
+                let (name, command) = dumps.next().expect("one slot per dump");
+                crate::stores::dump::component(name, command)?
+            }
+        });
     }
     Ok(out)
+}
+
+/// Every component needs its own name, and a restore of the snapshot needs places that
+/// do not clash: a dump's file (at the target, under its name) must not be where
+/// another component goes.
+fn check_names(names: &[(String, Vec<u8>, bool)]) -> Result<()> {
+    for (i, (name, placement, _)) in names.iter().enumerate() {
+        manifest::validate_component_name(name).map_err(Error::Invalid)?;
+        if names[..i].iter().any(|(other, _, _)| other == name) {
+            return Err(Error::Invalid(format!(
+                "two components would be named {name:?}: name them in a plan file (or rename one)"
+            )));
+        }
+        let first = placement.split(|&b| b == b'/').next().unwrap_or_default();
+        if let Some((dump, _, _)) =
+            names.iter().find(|(n, _, dump)| *dump && !first.is_empty() && n.as_bytes() == first)
+        {
+            return Err(Error::Invalid(format!(
+                "the dump {dump:?} would be restored where component {name:?} goes; rename one"
+            )));
+        }
+    }
+    manifest::validate_placements(names.iter().map(|(_, p, _)| p.as_slice())).map_err(Error::Invalid)
 }
 
 /// One component's copy, ready to go into the manifest.
@@ -288,14 +339,6 @@ fn copy(
 ) -> Result<Vec<Copied>> {
     let mut jobs: Vec<produce::Job> = Vec::new();
     for component in components {
-        manifest::validate_component_name(&component.name).map_err(Error::Invalid)?;
-        if jobs.iter().any(|j| j.header.name == component.name) {
-            return Err(Error::Invalid(format!(
-                "{}: two components would be named {:?}; give them different names",
-                component.root.display(),
-                component.name
-            )));
-        }
         let store_type = component.files.store_type();
         let logs_only = mode == Mode::LogsOnly && store_type.has_logs();
         let parent_files = match parent {
@@ -334,12 +377,14 @@ fn copy(
             .into_iter()
             .map(|job| {
                 let (cancel, stop_all) = (&cancel, &stop_all);
-                s.spawn(move || {
-                    let copied = copy_component(repo, job, cancel, progress);
-                    if copied.is_err() {
+                s.spawn(move || match copy_component(repo, job, cancel, progress) {
+                    // Failing once the others were told to stop is being stopped.
+                    Err(_) if cancel.load(Ordering::Relaxed) => Err(Error::Cancelled),
+                    Err(e) => {
                         stop_all();
+                        Err(e)
                     }
-                    copied
+                    copied => copied,
                 })
             })
             .collect();

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -90,6 +91,8 @@ impl<'a> InFlight<'a> {
 
 struct Producer<'a> {
     config: &'a Config,
+    /// Set when another component of the backup failed: stop.
+    cancel: &'a AtomicBool,
     /// A store copy must be complete: read errors fail the backup.
     all_or_nothing: bool,
     inflight: InFlight<'a>,
@@ -129,6 +132,7 @@ pub fn run(
     let Job { header, mut files, mut parent, logs_only } = job;
     let mut p = Producer {
         config: &repo.config,
+        cancel,
         all_or_nothing: files.all_or_nothing(),
         inflight: InFlight::new(&repo.index, committed)?,
         out,
@@ -248,6 +252,15 @@ impl LogsOnly {
             self.parent_last, self.name
         ))
     }
+}
+
+/// Whether `file` has input (or an end) within a fifth of a second.
+fn readable_soon(file: &File) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+    // An error (interrupted) just means: look again.
+    poll(&mut fds, PollTimeout::from(200u16)).is_ok_and(|n| n > 0)
 }
 
 /// Enough for two maximal chunks of any profile, in whole read units: every full
@@ -393,11 +406,20 @@ impl Producer<'_> {
         params: &ChunkerParams,
     ) -> Result<std::io::Result<u64>> {
         let (mut filled, mut total, mut eof) = (0usize, 0u64, false);
+        // A pipe (a dump) may block for as long as its command pleases: wait for it in
+        // short polls, so that a failure elsewhere stops this copy at once.
+        let pipe = file.metadata().is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_char_device());
         loop {
             while !eof {
                 let room = (buffer.len() - filled) / READ_UNIT * READ_UNIT;
                 if room == 0 {
                     break;
+                }
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                if pipe && !readable_soon(file) {
+                    continue;
                 }
                 match file.read(&mut buffer[filled..filled + room]) {
                     Ok(0) => eof = true,

@@ -428,27 +428,18 @@ pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
 }
 
 /// Where components go in a restore of the whole snapshot: each placement is the target
-/// itself (shared by any number) or a safe relative path, none inside another; those at
-/// the target hold nothing below another's place and no path twice (checked by the
-/// restore).
+/// itself (shared by any number) or a safe relative path, no two the same. One may lie
+/// inside another (a broker's stores inside its work directory); the outer one then
+/// holds nothing below the inner one's place, and components at the target no path
+/// twice (checked by the restore).
 pub fn validate_placements<'a>(placements: impl IntoIterator<Item = &'a [u8]>) -> Result<(), String> {
     let mut seen: Vec<&[u8]> = Vec::new();
     for placement in placements {
         if !placement.is_empty() {
             validate_path(placement).map_err(|e| format!("placement: {e}"))?;
-        }
-        // Several components may be placed at the target itself (dumps, one file each).
-        let clash = seen.iter().find(|other| {
-            !other.is_empty()
-                && !placement.is_empty()
-                && (inside(placement, other) || inside(other, placement))
-        });
-        if let Some(other) = clash {
-            return Err(format!(
-                "components placed at {} and {} overlap",
-                display_path(other),
-                display_path(placement)
-            ));
+            if seen.contains(&placement) {
+                return Err(format!("two components are placed at {}", display_path(placement)));
+            }
         }
         seen.push(placement);
     }
@@ -842,11 +833,11 @@ mod tests {
     }
 
     #[test]
-    fn placements_may_not_overlap() {
+    fn placements_may_nest_but_not_repeat() {
         let ok: [&[u8]; 3] = [b"", b"node/config", b"node/messages"];
         validate_placements(ok).unwrap();
-        validate_placements([&b""[..], b""]).unwrap();
-        let bad: [&[&[u8]]; 3] = [&[b"a", b"a"], &[b"a", b"a/b"], &[b"a/b", b"a"]];
+        validate_placements([&b""[..], b"", b"a", b"a/b"]).unwrap();
+        let bad: [&[&[u8]]; 2] = [&[b"a", b"a"], &[b"a/b", b"c", b"a/b"]];
         for placements in bad {
             assert!(validate_placements(placements.iter().copied()).is_err(), "{placements:?}");
         }

@@ -151,7 +151,7 @@ fn restore_records(
 ) -> Result<RestoreReport> {
     prepare_target(&options.target, options.overwrite)?;
     // A snapshot of several components puts each at its placement; the places of the
-    // others are out of bounds for the one placed at the target itself.
+    // others are out of bounds for one whose place holds theirs.
     let per_component = components.len() > 1;
     let placed_apart: Vec<Vec<u8>> =
         components.iter().map(|c| c.placement.clone()).filter(|p| !p.is_empty()).collect();
@@ -181,9 +181,17 @@ fn restore_records(
         match record? {
             Record::Component(c) if per_component => {
                 restorer.enter_component(&options.target, &c.name, &c.placement)?;
-                if c.placement.is_empty() {
-                    restorer.reserved.clone_from(&placed_apart);
-                }
+                // The places of components inside this one's, relative to it.
+                restorer.reserved = placed_apart
+                    .iter()
+                    .filter(|p| **p != c.placement)
+                    .filter_map(|p| match c.placement.is_empty() {
+                        true => Some(p.clone()),
+                        false => {
+                            p.strip_prefix(c.placement.as_slice())?.strip_prefix(b"/").map(<[u8]>::to_vec)
+                        }
+                    })
+                    .collect();
             }
             Record::File(_) if restorer.skipping => {}
             Record::File(entry) => restorer.entry(entry)?,
@@ -255,8 +263,8 @@ struct Restorer<'a> {
     /// the components placed there before it restored.
     placed_at_target: bool,
     at_target: HashSet<u128>,
-    /// Places of other components: the current one (placed at the target) may hold
-    /// their directories (for their metadata) but nothing below them.
+    /// Places of other components inside the current one's: it may hold their
+    /// directories (for their metadata) but nothing below them.
     reserved: Vec<Vec<u8>>,
     /// Directories of finished components with their metadata, applied at the very end:
     /// a later component may still create entries in them.

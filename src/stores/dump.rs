@@ -9,11 +9,13 @@ use crate::config::CHUNKER_MEDIUM;
 use crate::error::{Error, Result};
 use crate::manifest::{Consistency, FileEntry, FileKind, FileRole, HookRun, Timestamp};
 use std::fs::File;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// The command that means "cairn's standard input".
@@ -28,6 +30,8 @@ pub struct DumpSource {
     stream: Option<File>,
     child: Option<Child>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    /// The command's pid until it has been waited for; 0 after.
+    running: Arc<AtomicU32>,
     run: Option<HookRun>,
 }
 
@@ -35,16 +39,19 @@ pub struct DumpSource {
 pub fn component(name: &str, command: &str) -> Result<Component> {
     let started = Timestamp::now();
     let (stream, child, stderr) = if command == STDIN {
+        if std::io::stdin().is_terminal() {
+            return Err(Error::Invalid(format!(
+                "dump {name}: standard input is a terminal; pipe the dump into cairn"
+            )));
+        }
         let fd = std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| Error::Invalid(format!("standard input: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("dump {name}: standard input: {e}")))?;
         (File::from(fd), None, None)
     } else {
         let mut child = Command::new("/bin/sh")
             .args(["-c", command])
-            // Its own process group, so that stopping it stops what it started too.
-            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -60,6 +67,7 @@ pub fn component(name: &str, command: &str) -> Result<Component> {
         });
         (File::from(stdout), Some(child), Some(stderr))
     };
+    let running = Arc::new(AtomicU32::new(child.as_ref().map_or(0, Child::id)));
     let files = DumpSource {
         name: name.to_string(),
         command: command.to_string(),
@@ -67,6 +75,7 @@ pub fn component(name: &str, command: &str) -> Result<Component> {
         stream: Some(stream),
         child,
         stderr,
+        running,
         run: None,
     };
     Ok(Component {
@@ -119,8 +128,14 @@ impl Source for DumpSource {
     }
 
     fn stopper(&self) -> Option<Box<dyn Fn() + Send + Sync>> {
-        let pid = self.child.as_ref()?.id();
-        Some(Box::new(move || kill_group(pid)))
+        let running = self.running.clone();
+        Some(Box::new(move || {
+            // Only a command not yet waited for: its pid cannot be another's yet.
+            let pid = running.load(Ordering::Acquire);
+            if pid != 0 {
+                kill(pid);
+            }
+        }))
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -128,6 +143,7 @@ impl Source for DumpSource {
             None => 0,
             Some(mut child) => {
                 let status = child.wait().map_err(|e| Error::Invalid(format!("dump {}: {e}", self.name)))?;
+                self.running.store(0, Ordering::Release);
                 let stderr = self.stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
                 let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
                 if !status.success() {
@@ -159,18 +175,20 @@ impl Source for DumpSource {
     }
 }
 
-/// Kills a command's whole process group.
-fn kill_group(pid: u32) {
-    use nix::sys::signal::{killpg, Signal};
-    let _ = killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+/// Stops a command. What it started itself may live on, but the copy stops waiting for
+/// it: the producer polls its pipe and sees the backup cancelled.
+fn kill(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    let _ = kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
 impl Drop for DumpSource {
     /// A backup that stopped early does not leave the command running.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            kill_group(child.id());
+            let _ = child.kill();
             let _ = child.wait();
+            self.running.store(0, Ordering::Release);
         }
     }
 }
