@@ -1,15 +1,17 @@
-//! A backup, top to bottom. Three stages connected by bounded queues keep both cores
-//! busy while memory stays bounded:
+//! A backup, top to bottom. The pre hook runs, then every component (a store, a tree, a
+//! dump) is copied side by side, each through three stages connected by bounded queues
+//! that keep both cores busy while memory stays bounded:
 //!
 //! ```text
 //! produce (thread)   walk -> reuse parent's chunks | read 64 KiB multiples -> FastCDC
 //!                    -> BLAKE3 (rayon) -> dedup against index + in-flight chunks
 //! compress (thread)  zstd every new chunk of a batch (rayon)
-//! store (caller)     append frames to the pack; full pack -> fsync, rename -> index commit;
-//!                    file entries -> manifest; at the end manifest -> snapshots/<id>
+//! store (thread)     append frames to the pack; full pack -> fsync, rename -> index commit;
+//!                    file entries -> the component's record spool
 //! ```
-//! The snapshot exists once its manifest is renamed into place, and that happens only
-//! after every pack it needs is durable and indexed.
+//! Then the post hook runs, and the spools become one manifest, renamed into
+//! `snapshots/<id>`. The snapshot exists from that rename, which happens only after
+//! every pack it needs is durable and indexed.
 
 mod hooks;
 mod parent;
@@ -140,10 +142,10 @@ const BATCH_ITEMS: usize = 2048;
 /// (2 queues x QUEUE_DEPTH + 3 in hand) x BATCH_BYTES.
 const QUEUE_DEPTH: usize = 2;
 
-/// Backs up `source` as one snapshot (one component per store it holds) and returns
-/// it. For `dir`, files that cannot be read are reported in the snapshot (marked
-/// incomplete); a database store's copy must be complete, so there any read error, like
-/// any repository error, fails the backup and writes no snapshot.
+/// Backs up `inputs` as one snapshot (one component per store or dump) and returns it.
+/// For `dir`, files that cannot be read are reported in the snapshot (marked
+/// incomplete); a database store's copy or a dump must be complete, so there any read
+/// error, like any repository error, fails the backup and writes no snapshot.
 pub fn backup(
     repo: &Repository,
     inputs: &[Input],
@@ -245,11 +247,13 @@ fn components(inputs: &[Input], roots: &[(PathBuf, StoreType)], offline: bool) -
     // (name, placement, is a dump)
     let mut names: Vec<(String, Vec<u8>, bool)> = Vec::new();
     for input in inputs {
-        let Input::Path { name, exclude, .. } = input else {
-            let Input::Dump { name, .. } = input else { unreachable!("two kinds") };
-            names.push((name.clone(), Vec::new(), true));
-            slots.push(None);
-            continue;
+        let (name, exclude) = match input {
+            Input::Path { name, exclude, .. } => (name, exclude),
+            Input::Dump { name, .. } => {
+                names.push((name.clone(), Vec::new(), true));
+                slots.push(None);
+                continue;
+            }
         };
         let (root, store_type) = roots.next().expect("one root per path");
         let mut found = store_type.components(root, offline, exclude)?;
