@@ -391,3 +391,26 @@ fn a_logs_first_copy_fails_recovery_where_a_data_first_copy_passes() {
     assert!(!failed.status.success(), "recovery accepted a logs-first copy: {failed:?}");
     assert_recovers_with(&data_first, 1000);
 }
+
+#[test]
+fn data_files_quiet_since_before_the_parent_are_not_read_again() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    let h = home.to_str().unwrap();
+    bdb(&["create", h, "2000"]);
+    // File times tick coarsely: only a data file quiet for a while before the parent
+    // backup proves by its unchanged times that the parent's copy is still right.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let first = env.backup_json(&home, &[]);
+    let second = env.backup_json(&home, &[]);
+    let last = first["components"][0]["last_log_number"].as_u64().unwrap();
+    let last_log = fs::metadata(home.join(format!("log.{last:010}"))).unwrap().len();
+    assert_eq!(second["bytes_read"].as_u64().unwrap(), last_log, "{second}");
+    // Written to since: read again.
+    bdb(&["add", h, "2000", "10"]);
+    let third = env.backup_json(&home, &[]);
+    assert!(third["bytes_read"].as_u64().unwrap() > fs::metadata(home.join("accounts.db")).unwrap().len());
+    let out = env.path("restored");
+    env.restore(third["id"].as_str().unwrap(), &out);
+    assert_recovers_with(&out, 2010);
+}

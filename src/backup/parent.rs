@@ -3,7 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{self, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
+use crate::manifest::{
+    self, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary, Timestamp,
+};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use std::cmp::Ordering;
@@ -11,6 +13,7 @@ use std::collections::HashMap;
 
 pub struct ParentFiles {
     id: SnapshotId,
+    started: Timestamp,
     last_log_number: Option<u64>,
     files: Files,
 }
@@ -60,7 +63,12 @@ impl ParentFiles {
             }
             Files::Indexed(by_path)
         };
-        Ok(ParentFiles { id, last_log_number, files })
+        Ok(ParentFiles { id, started: parent.header.time, last_log_number, files })
+    }
+
+    /// When the parent backup began.
+    pub fn started(&self) -> Timestamp {
+        self.started
     }
 
     /// The parent component's last log number: logs below it are complete.

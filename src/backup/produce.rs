@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
 use crate::index::{ChunkTable, Index};
-use crate::manifest::{ChunkRef, ComponentHeader, FileEntry, FileKind, FileRole};
+use crate::manifest::{ChunkRef, ComponentHeader, FileEntry, FileKind, FileRole, Timestamp};
 use crate::repo::Repository;
 use crate::stores::dir::entry_from;
 use crate::stores::{Planned, Source, SourceReport, Sourced};
@@ -270,14 +270,25 @@ fn read_buffer_len(config: &Config) -> usize {
     (2 * largest).max(8 << 20).div_ceil(READ_UNIT) * READ_UNIT
 }
 
-/// What a file's role allows: data files are always read (updated in place, a hot copy
-/// must take them as they are now); logs below the parent's last log are complete and
-/// never change; the parent's last log and newer ones are read.
-fn may_reuse(entry: &FileEntry, parent_last_log: Option<u64>) -> bool {
+/// Seconds a data file must have been quiet before the parent backup began for its
+/// unchanged times to prove unchanged content: file times tick coarsely (a few ms), so a
+/// write just after the parent read the file could leave them as they were.
+const QUIET_SECS: i64 = 2;
+
+/// What a file's role allows (given that its size, times and inode are as the parent
+/// recorded): logs below the parent's last log are complete and never change; the
+/// parent's last log and newer ones are read. Data files are updated in place: reused
+/// only when last changed well before the parent backup began, else read as they are now.
+fn may_reuse(entry: &FileEntry, parent: &ParentFiles) -> bool {
     match entry.role {
         FileRole::Plain => true,
-        FileRole::Data => false,
-        FileRole::Log => matches!((entry.log_number, parent_last_log), (Some(n), Some(last)) if n < last),
+        FileRole::Data => {
+            let changed = entry.mtime.max(entry.ctime);
+            Timestamp { secs: changed.secs + QUIET_SECS, ..changed } < parent.started()
+        }
+        FileRole::Log => {
+            matches!((entry.log_number, parent.last_log_number()), (Some(n), Some(last)) if n < last)
+        }
     }
 }
 
@@ -325,13 +336,13 @@ impl Producer<'_> {
             self.progress.advance(1, 0);
             return self.push(Item::Entry(entry));
         }
-        let (previous, parent_last_log) = match parent {
-            Some(parent) => (parent.find(&entry.path)?, parent.last_log_number()),
-            None => (None, None),
+        let previous = match parent {
+            Some(parent) => parent.find(&entry.path)?.filter(|_| may_reuse(&entry, parent)),
+            None => None,
         };
         let link = (entry.device, entry.inode);
         let first_name = if entry.links > 1 { self.other_name_of(link) } else { None };
-        let known = previous.as_ref().filter(|_| may_reuse(&entry, parent_last_log)).or(first_name.as_ref());
+        let known = previous.as_ref().or(first_name.as_ref());
         if let Some(known) = known.filter(|known| unchanged(known, &entry)) {
             let chunks = known.chunks.clone();
             // Reuse only what the repository still holds; otherwise read the file again.

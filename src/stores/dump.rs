@@ -59,11 +59,19 @@ pub fn component(name: &str, command: &str) -> Result<Component> {
             .map_err(|e| Error::Invalid(format!("dump {name}: cannot run /bin/sh -c {command:?}: {e}")))?;
         let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
         let mut stderr = child.stderr.take().expect("piped");
-        // Read concurrently, or a chatty command blocks on a full pipe.
+        // Read concurrently, or a chatty command blocks on a full pipe; keep the end.
         let stderr = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stderr.read_to_end(&mut text);
-            text
+            let (mut tail, mut buffer) = (Vec::new(), [0u8; 8192]);
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buffer[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            tail
         });
         (File::from(stdout), Some(child), Some(stderr))
     };
