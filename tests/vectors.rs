@@ -158,19 +158,39 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
     }
 }
 
+/// A copy of a vectors repository whose index the binary rebuilt from packs and
+/// manifests alone, and which then passed `check --read-data`; `restore` puts a
+/// snapshot of it into a new directory of the copy's temporary directory.
+struct Checked {
+    work: tempfile::TempDir,
+}
+
+impl Checked {
+    fn new(vectors: &Path) -> Checked {
+        let checked = Checked { work: tempfile::tempdir().unwrap() };
+        copy_dir(vectors, &checked.work.path().join("repo"));
+        checked.cairn(&["repair", "index"]);
+        checked.cairn(&["check", "--read-data"]);
+        checked
+    }
+
+    fn cairn(&self, args: &[&str]) {
+        let repo = self.work.path().join("repo");
+        Command::cargo_bin("cairn").unwrap().arg("-r").arg(repo).args(args).assert().success();
+    }
+
+    fn restore(&self, id: &str) -> PathBuf {
+        let target = self.work.path().join(id);
+        self.cairn(&["restore", id, "--target", target.to_str().unwrap()]);
+        target
+    }
+}
+
 #[test]
 fn the_binary_rebuilds_the_index_and_restores_every_snapshot() {
-    let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("repo");
-    copy_dir(&vectors(), &repo);
-    let cairn = |args: &[&str]| {
-        Command::cargo_bin("cairn").unwrap().arg("-r").arg(&repo).args(args).assert().success()
-    };
-    cairn(&["repair", "index"]);
-    cairn(&["check", "--read-data"]);
+    let checked = Checked::new(&vectors());
     for id in [FULL, INCREMENTAL] {
-        let target = work.path().join(id);
-        cairn(&["restore", id, "--target", target.to_str().unwrap()]);
+        let target = checked.restore(id);
         for (path, content) in expected_files(id) {
             let file = target.join(std::ffi::OsStr::from_bytes(&path));
             assert_eq!(fs::read(&file).unwrap(), content, "{}", file.display());
@@ -259,17 +279,9 @@ mod v2 {
 
     #[test]
     fn the_binary_rebuilds_the_index_and_restores_the_work_directory() {
-        let work = tempfile::tempdir().unwrap();
-        let repo = work.path().join("repo");
-        copy_dir(&vectors(), &repo);
-        let cairn = |args: &[&str]| {
-            Command::cargo_bin("cairn").unwrap().arg("-r").arg(&repo).args(args).assert().success()
-        };
-        cairn(&["repair", "index"]);
-        cairn(&["check", "--read-data"]);
+        let checked = Checked::new(&vectors());
         for id in [FULL, DIFFERENTIAL] {
-            let target = work.path().join(id);
-            cairn(&["restore", id, "--target", target.to_str().unwrap()]);
+            let target = checked.restore(id);
             for (path, content) in expected_files(id) {
                 assert_eq!(fs::read_to_string(target.join(path)).unwrap(), content, "{path}");
             }
