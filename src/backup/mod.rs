@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct BackupOptions {
     pub set: String,
@@ -376,12 +377,13 @@ fn copy(
         cancel.store(true, Ordering::Relaxed);
         stoppers.iter().for_each(|stop| stop());
     };
+    let packer = store::SharedPacker::new(repo);
     let results: Vec<Result<Copied>> = std::thread::scope(|s| {
         let running: Vec<_> = jobs
             .into_iter()
             .map(|job| {
-                let (cancel, stop_all) = (&cancel, &stop_all);
-                s.spawn(move || match copy_component(repo, job, cancel, progress) {
+                let (cancel, stop_all, packer) = (&cancel, &stop_all, &packer);
+                s.spawn(move || match copy_component(repo, job, packer, cancel, progress) {
                     // Failing once the others were told to stop is being stopped.
                     Err(_) if cancel.load(Ordering::Relaxed) => Err(Error::Cancelled),
                     Err(e) => {
@@ -407,6 +409,7 @@ fn copy(
     if cancelled {
         return Err(Error::Cancelled);
     }
+    packer.finish()?;
     Ok(copied)
 }
 
@@ -414,13 +417,14 @@ fn copy(
 fn copy_component(
     repo: &Repository,
     job: produce::Job,
+    packer: &store::SharedPacker,
     cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<Copied> {
     let started = Timestamp::now();
     let header = job.header.clone();
     let mut spool = RecordSpool::create(&repo.tmp_dir())?;
-    let committed = AtomicU64::new(0);
+    let committed = Arc::new(AtomicU64::new(0));
     let level = repo.config.compression.level;
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
@@ -434,7 +438,7 @@ fn copy_component(
                 }
             }
         });
-        let stored = store::run(repo, store_rx, &mut spool, &committed);
+        let stored = store::run(repo, store_rx, &mut spool, packer, &committed);
         (producer.join().expect("producer thread panicked"), stored)
     });
     // The store stage stops early only on its own error; report that one first.

@@ -13,6 +13,7 @@ use crate::repo::Repository;
 use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What the store stage wrote for one component.
 pub struct Stored {
@@ -55,33 +56,56 @@ impl Stored {
     }
 }
 
-struct Packer<'a> {
+/// The pack being filled, shared by the components copied side by side: a set of many
+/// small components still makes few, full packs.
+pub struct SharedPacker<'a> {
     repo: &'a Repository,
-    pack: Option<PackWriter>,
-    /// One past the highest sequence number in the open pack.
-    pack_seq_end: u64,
-    committed: &'a AtomicU64,
+    open: Mutex<OpenPack>,
 }
 
-impl Packer<'_> {
-    fn add(&mut self, seq: u64, frame: &crate::pack::Frame) -> Result<u64> {
-        if self.pack.is_none() {
-            self.pack = Some(PackWriter::create(&self.repo.tmp_dir())?);
+#[derive(Default)]
+struct OpenPack {
+    pack: Option<PackWriter>,
+    /// Per component with chunks in the open pack: its `committed` counter and one past
+    /// the highest sequence number it added (each adds in sequence order).
+    waiting: Vec<(Arc<AtomicU64>, u64)>,
+}
+
+impl<'a> SharedPacker<'a> {
+    pub fn new(repo: &'a Repository) -> SharedPacker<'a> {
+        SharedPacker { repo, open: Mutex::new(OpenPack::default()) }
+    }
+
+    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &crate::pack::Frame) -> Result<u64> {
+        let mut open = self.open.lock().expect("packer lock");
+        if open.pack.is_none() {
+            open.pack = Some(PackWriter::create(&self.repo.tmp_dir())?);
         }
-        let pack = self.pack.as_mut().expect("just created");
+        let pack = open.pack.as_mut().expect("just created");
         pack.add(frame)?;
-        self.pack_seq_end = seq + 1;
-        if pack.len() >= self.repo.config.pack_target {
-            self.finish()?;
+        let full = pack.len() >= self.repo.config.pack_target;
+        match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
+            Some((_, end)) => *end = seq + 1,
+            None => open.waiting.push((committed.clone(), seq + 1)),
+        }
+        if full {
+            Self::finish_open(self.repo, &mut open)?;
         }
         Ok(frame.bytes.len() as u64)
     }
 
-    fn finish(&mut self) -> Result<()> {
-        if let Some(pack) = self.pack.take() {
-            let done = pack.finish(&self.repo.packs_dir())?;
-            self.repo.index.add_pack(&done.id, done.size, &done.entries)?;
-            self.committed.store(self.pack_seq_end, Ordering::Release);
+    /// Makes the open pack durable and indexed: every chunk added so far is then safe.
+    pub fn finish(&self) -> Result<()> {
+        Self::finish_open(self.repo, &mut self.open.lock().expect("packer lock"))
+    }
+
+    fn finish_open(repo: &Repository, open: &mut OpenPack) -> Result<()> {
+        if let Some(pack) = open.pack.take() {
+            let done = pack.finish(&repo.packs_dir())?;
+            repo.index.add_pack(&done.id, done.size, &done.entries)?;
+            for (committed, end) in open.waiting.drain(..) {
+                committed.store(end, Ordering::Release);
+            }
         }
         Ok(())
     }
@@ -100,13 +124,15 @@ fn write_entry(spool: &mut RecordSpool, entry: FileEntry, stored: &mut Stored) -
     spool.write(&Record::File(entry))
 }
 
+/// Stores one component's items; its chunks are durable once `packer` has finished the
+/// pack they went to (the caller finishes the last one when every component is done).
 pub fn run(
     repo: &Repository,
     input: Receiver<Vec<Item>>,
     spool: &mut RecordSpool,
-    committed: &AtomicU64,
+    packer: &SharedPacker,
+    committed: &Arc<AtomicU64>,
 ) -> Result<Stored> {
-    let mut packer = Packer { repo, pack: None, pack_seq_end: 0, committed };
     let mut stored = Stored {
         stats: BackupStats::default(),
         errors: Vec::new(),
@@ -132,7 +158,7 @@ pub fn run(
                     if let Some((seq, frame)) = new {
                         stored.stats.new_chunks += 1;
                         stored.stats.new_bytes += len as u64;
-                        stored.stats.stored_bytes += packer.add(seq, &frame)?;
+                        stored.stats.stored_bytes += packer.add(committed, seq, &frame)?;
                     }
                     if let Some(entry) = file.as_mut() {
                         entry.chunks.push(ChunkRef { id, len });
@@ -153,6 +179,5 @@ pub fn run(
             }
         }
     }
-    packer.finish()?;
     Ok(stored)
 }
