@@ -158,12 +158,16 @@ fn a_gap_in_the_logs_fails_the_backup_and_writes_no_snapshot() {
 }
 
 #[test]
-fn an_environment_with_relocated_files_is_refused() {
+fn an_environment_with_files_outside_its_home_is_refused() {
     let env = TestEnv::new();
     let home = env.path("home");
     bdb(&["create", home.to_str().unwrap(), "10"]);
-    fs::write(home.join("DB_CONFIG"), "set_data_dir data\n").unwrap();
-    env.run(["backup", home.to_str().unwrap()]).failure().mentions("set_data_dir");
+    let outside = env.path("logs-elsewhere");
+    fs::write(home.join("DB_CONFIG"), format!("set_lg_dir {}\n", outside.display())).unwrap();
+    env.run(["backup", home.to_str().unwrap()])
+        .failure()
+        .mentions("set_lg_dir")
+        .mentions("outside the environment home");
     assert!(env.snapshots().is_empty());
 }
 
@@ -413,4 +417,31 @@ fn data_files_quiet_since_before_the_parent_are_not_read_again() {
     let out = env.path("restored");
     env.restore(third["id"].as_str().unwrap(), &out);
     assert_recovers_with(&out, 2010);
+}
+
+#[test]
+fn data_and_log_directories_inside_the_home_are_followed() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    for sub in ["data", "logs"] {
+        fs::create_dir_all(home.join(sub)).unwrap();
+    }
+    fs::write(home.join("DB_CONFIG"), "set_data_dir data\nset_lg_dir logs\n").unwrap();
+    let h = home.to_str().unwrap();
+    bdb(&["create", h, "2000"]);
+    assert!(home.join("data/accounts.db").exists() && home.join("logs/log.0000000001").exists());
+    let report = env.backup_json(&home, &[]);
+    let id = report["id"].as_str().unwrap();
+    let names = names_in_copy_order(&env, id);
+    assert_eq!(&names[..3], ["DB_CONFIG", "data", "data/accounts.db"]);
+    let logs: Vec<&String> = names.iter().filter(|n| n.starts_with("logs/log.")).collect();
+    assert!(logs.len() > 3 && logs.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(names.last(), logs.last().copied(), "logs come last");
+    assert_eq!(report["components"][0]["last_log_number"], logs.len() as u64);
+
+    let out = env.path("restored");
+    env.restore(id, &out);
+    let status = Command::new("db5.3_recover").args(["-c", "-h"]).arg(&out).status().unwrap();
+    assert!(status.success());
+    bdb(&["check", out.to_str().unwrap(), "2000"]);
 }

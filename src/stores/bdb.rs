@@ -37,7 +37,8 @@ pub fn looks_like_environment(root: &Path) -> bool {
     })
 }
 
-/// DB_CONFIG lines that move files out of the home, which this version does not follow.
+/// DB_CONFIG lines that put files in other directories: followed inside the home,
+/// refused outside it.
 const RELOCATING: [&str; 4] = ["set_data_dir", "add_data_dir", "set_lg_dir", "set_create_dir"];
 
 /// The environment's files in copy order. With `offline`, first asserts that no process
@@ -46,7 +47,11 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
     if offline {
         assert_no_open_files(root)?;
     }
-    refuse_relocated_files(root)?;
+    let log_dir = directories(root)?;
+    let in_log_dir = |rel: &[u8]| match rel.iter().rposition(|&c| c == b'/') {
+        None => log_dir.is_empty(),
+        Some(slash) => rel[..slash] == log_dir[..],
+    };
     let (mut config, mut data, mut logs, mut excluded) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for walked in Walker::new(root) {
         let found = match walked {
@@ -57,7 +62,10 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
         if top_level && is_region_file(&found.rel) {
             let reason = "region file: the running environment's shared memory; recovery recreates it";
             excluded.push(Excluded { path: found.rel, reason: reason.into() });
-        } else if let Some(n) = log_number(&found.rel).filter(|_| top_level && found.meta.is_file()) {
+        } else if let Some(n) = file_name(&found.rel)
+            .and_then(log_number)
+            .filter(|_| in_log_dir(&found.rel) && found.meta.is_file())
+        {
             logs.push((found, n));
         } else if found.rel == b"DB_CONFIG" {
             config.push(Planned::plain(found));
@@ -69,42 +77,64 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
         }
     }
     if logs.is_empty() && !offline {
-        let what = "no log files in the environment home: a hot copy needs them (if the application moves them with set_lg_dir, back up that directory too, offline)";
+        let what = "no log files in the environment's log directory: a hot copy needs them";
         return Err(unsupported(root, what.into()));
     }
-    let (logs, first) = LogCopy::new(root, list_logs, logs)?;
+    let home = root.to_path_buf();
+    let (logs, first) = LogCopy::new(root, Box::new(move || list_logs(&home, &log_dir)), logs)?;
     let files = config.into_iter().chain(data).chain(first).collect();
     Ok(HotCopy::new(StoreType::Bdb, offline, files, logs, excluded))
 }
 
-/// The log files in the home as it is now.
-fn list_logs(root: &Path) -> Result<Vec<(Found, u64)>> {
+fn file_name(rel: &[u8]) -> Option<&[u8]> {
+    rel.rsplit(|&c| c == b'/').next()
+}
+
+/// The log files in the log directory (`log_dir`, relative to the home) as it is now.
+fn list_logs(home: &Path, log_dir: &[u8]) -> Result<Vec<(Found, u64)>> {
+    let dir = home.join(std::ffi::OsStr::from_bytes(log_dir));
     let mut logs = Vec::new();
-    for entry in fs::read_dir(root).map_err(|e| Error::io(root, e))? {
-        let entry = entry.map_err(|e| Error::io(root, e))?;
+    for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
         let name = entry.file_name().as_bytes().to_vec();
         let Some(n) = log_number(&name) else { continue };
         let abs = entry.path();
+        let rel = match log_dir.is_empty() {
+            true => name,
+            false => [log_dir, b"/", &name].concat(),
+        };
         // Gone already: the next pass's caller only wants logs that exist.
         if let Ok(meta) = fs::symlink_metadata(&abs) {
             if meta.is_file() {
-                logs.push((Found { rel: name, abs, meta }, n));
+                logs.push((Found { rel, abs, meta }, n));
             }
         }
     }
     Ok(logs)
 }
 
-fn refuse_relocated_files(root: &Path) -> Result<()> {
-    let Ok(text) = fs::read_to_string(root.join("DB_CONFIG")) else { return Ok(()) };
+/// Reads DB_CONFIG's directories: data directories inside the home are walked like the
+/// rest of it; returns the log directory (relative to the home, empty for the home).
+/// Directories outside the home are refused: the copy would not be one tree.
+fn directories(root: &Path) -> Result<Vec<u8>> {
+    let Ok(text) = fs::read_to_string(root.join("DB_CONFIG")) else { return Ok(Vec::new()) };
+    let mut log_dir = Vec::new();
     for line in text.lines() {
-        let word = line.split_whitespace().next().unwrap_or("");
-        if RELOCATING.contains(&word) {
-            let what = format!("DB_CONFIG uses {word}: environments with data or log directories outside the home are not supported yet (back up with --type dir after a checkpoint with the store stopped)");
+        let mut words = line.split_whitespace();
+        let word = words.next().unwrap_or("");
+        if !RELOCATING.contains(&word) {
+            continue;
+        }
+        let dir = words.next().unwrap_or("").trim_end_matches('/');
+        if dir.is_empty() || dir.starts_with('/') || crate::manifest::validate_path(dir.as_bytes()).is_err() {
+            let what = format!("DB_CONFIG: {word} {dir}: a directory outside the environment home; back up each directory's environment with the store stopped (--type dir), or keep the directories inside the home");
             return Err(unsupported(root, what));
         }
+        if word == "set_lg_dir" {
+            log_dir = dir.as_bytes().to_vec();
+        }
     }
-    Ok(())
+    Ok(log_dir)
 }
 
 #[cfg(test)]
@@ -142,10 +172,42 @@ mod tests {
     }
 
     #[test]
-    fn relocated_homes_are_refused() {
+    fn directories_inside_the_home_are_followed_and_outside_refused() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("DB_CONFIG"), "set_data_dir data\n").unwrap();
-        let err = open(dir.path(), false).err().unwrap();
-        assert!(err.to_string().contains("set_data_dir"), "{err}");
+        for bad in ["set_lg_dir /var/log/db", "set_data_dir ../data", "add_data_dir"] {
+            fs::write(dir.path().join("DB_CONFIG"), format!("{bad}\n")).unwrap();
+            let err = open(dir.path(), false).err().unwrap();
+            assert!(err.to_string().contains("outside the environment home"), "{bad}: {err}");
+        }
+        fs::write(dir.path().join("DB_CONFIG"), "set_data_dir data\nset_lg_dir logs/\n").unwrap();
+        for sub in ["data", "logs"] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        for name in ["data/a.db", "logs/log.0000000001", "logs/log.0000000002", "log.0000000007"] {
+            fs::write(dir.path().join(name), name).unwrap();
+        }
+        let order: Vec<(String, Option<u64>)> = open(dir.path(), false)
+            .unwrap()
+            .map(|s| match s.unwrap() {
+                Sourced::File(p) => (String::from_utf8(p.found.rel).unwrap(), p.log_number),
+                _ => panic!("files only"),
+            })
+            .collect();
+        let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+        // A stray log.* outside the log directory is an ordinary file of the home.
+        assert_eq!(
+            names,
+            [
+                "DB_CONFIG",
+                "data",
+                "data/a.db",
+                "log.0000000007",
+                "logs",
+                "logs/log.0000000001",
+                "logs/log.0000000002"
+            ]
+        );
+        assert_eq!(order[6].1, Some(2));
+        assert_eq!(order[3].1, None);
     }
 }

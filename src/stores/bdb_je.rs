@@ -91,7 +91,8 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
             "no .jdb log files: not a Berkeley DB Java Edition environment".into(),
         ));
     }
-    let (logs, first) = LogCopy::new(root, list_logs, logs)?;
+    let home = root.to_path_buf();
+    let (logs, first) = LogCopy::new(root, Box::new(move || list_logs(&home)), logs)?;
     let files = other.into_iter().chain(first).collect();
     Ok(HotCopy::new(StoreType::BdbJe, offline, files, logs, excluded))
 }

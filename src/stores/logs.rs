@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_PASSES: u32 = 10;
 
 /// Every log file of the store as it is now, with its number.
-pub type ListLogs = fn(&Path) -> Result<Vec<(Found, u64)>>;
+pub type ListLogs = Box<dyn Fn() -> Result<Vec<(Found, u64)>> + Send>;
 
 pub struct LogCopy {
     root: PathBuf,
@@ -67,7 +67,7 @@ impl LogCopy {
         if self.done {
             return Ok(Vec::new());
         }
-        let newer: Vec<(Found, u64)> = (self.list)(&self.root)?
+        let newer: Vec<(Found, u64)> = (self.list)()?
             .into_iter()
             .filter(|(_, n)| self.last_listed.is_none_or(|last| *n > last))
             .collect();
@@ -198,7 +198,9 @@ mod tests {
         for n in [3, 1, 2] {
             fs::write(dir.path().join(format!("{n}.log")), "x").unwrap();
         }
-        let (mut copy, first) = LogCopy::new(dir.path(), list_top, list_top(dir.path()).unwrap()).unwrap();
+        let root = dir.path().to_path_buf();
+        let list: ListLogs = Box::new(move || list_top(&root));
+        let (mut copy, first) = LogCopy::new(dir.path(), list, list_top(dir.path()).unwrap()).unwrap();
         assert_eq!(numbers(&first), [1, 2]);
         fs::write(dir.path().join("4.log"), "x").unwrap();
         fs::write(dir.path().join("5.log"), "x").unwrap();
@@ -212,7 +214,8 @@ mod tests {
     #[test]
     fn a_store_that_keeps_writing_logs_fails_after_the_last_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut copy, _) = LogCopy::new(dir.path(), list_top, Vec::new()).unwrap();
+        let root = dir.path().to_path_buf();
+        let (mut copy, _) = LogCopy::new(dir.path(), Box::new(move || list_top(&root)), Vec::new()).unwrap();
         let mut result = Ok(Vec::new());
         for n in 0..=MAX_PASSES as u64 {
             fs::write(dir.path().join(format!("{n}.log")), "x").unwrap();
