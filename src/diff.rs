@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::id::SnapshotId;
-use crate::manifest::{self, FileEntry, ManifestReader, Record};
+use crate::manifest::{self, FileEntry, ManifestReader};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use serde::Serialize;
@@ -174,14 +174,10 @@ impl Files {
         if !present {
             return Ok(Files::None);
         }
-        manifest::verify_file(&repo.snapshots_dir(), id)?;
-        let mut reader = Box::new(ManifestReader::open(&repo.snapshots_dir(), id)?);
-        while let Some(record) = reader.next_record()? {
-            if matches!(&record, Record::Component(c) if c.name == name) {
-                break;
-            }
-        }
-        let mut files = Files::Stream(reader);
+        let Some(reader) = ManifestReader::open_component(&repo.snapshots_dir(), id, name)? else {
+            return Ok(Files::None);
+        };
+        let mut files = Files::Stream(Box::new(reader));
         if !in_path_order {
             let mut all = Vec::new();
             while let Some(entry) = files.next()? {
@@ -197,13 +193,7 @@ impl Files {
         Ok(match self {
             Files::None => None,
             Files::Sorted(entries) => entries.next(),
-            Files::Stream(reader) => match reader.next_record()? {
-                Some(Record::File(entry)) => Some(entry),
-                _ => {
-                    *self = Files::None;
-                    None
-                }
-            },
+            Files::Stream(reader) => reader.next_file()?,
         })
     }
 }

@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::ChunkId;
+use crate::id::{ChunkId, SnapshotId};
+use crate::manifest::{ManifestReader, Record};
+use crate::Progress;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,29 @@ impl ChunkMarks {
     pub fn begin_snapshot(&mut self, owner: u32) -> Result<()> {
         self.flush()?;
         self.owner = owner;
+        Ok(())
+    }
+
+    /// Marks every chunk of snapshot `id` as referenced by `owner` (numbered by the
+    /// caller). Reading the manifest to its end checks its hash: a damaged one is an
+    /// error, not a partial mark.
+    pub fn add_snapshot(
+        &mut self,
+        snapshots_dir: &Path,
+        id: &SnapshotId,
+        owner: u32,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        self.begin_snapshot(owner)?;
+        let mut reader = ManifestReader::open(snapshots_dir, id)?;
+        while let Some(record) = reader.next_record()? {
+            if let Record::File(entry) = record {
+                for chunk in &entry.chunks {
+                    self.add(chunk.id)?;
+                }
+                progress.advance(1, entry.size);
+            }
+        }
         Ok(())
     }
 

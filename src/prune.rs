@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkTable;
-use crate::manifest::{self, ManifestReader, Record};
 use crate::marks::{ChunkMarks, MarksView};
 use crate::pack::{self, Frame, PackEntry, PackWriter};
 use crate::repo::Repository;
@@ -136,22 +135,11 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
 fn mark(repo: &Repository, marks: &mut ChunkMarks, progress: &dyn Progress) -> Result<u64> {
     let ids = repo.snapshot_ids()?;
     for (n, id) in ids.iter().enumerate() {
-        marks.begin_snapshot(n as u32)?;
-        let unreadable = |e: Error| {
+        marks.add_snapshot(&repo.snapshots_dir(), id, n as u32, progress).map_err(|e| {
             Error::Snapshot(format!(
                 "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed (see `cairn check`)"
             ))
-        };
-        manifest::verify_file(&repo.snapshots_dir(), id).map_err(unreadable)?;
-        let mut reader = ManifestReader::open(&repo.snapshots_dir(), id).map_err(unreadable)?;
-        while let Some(record) = reader.next_record().map_err(unreadable)? {
-            if let Record::File(entry) = record {
-                for chunk in &entry.chunks {
-                    marks.add(chunk.id)?;
-                }
-                progress.advance(1, entry.size);
-            }
-        }
+        })?;
     }
     Ok(ids.len() as u64)
 }

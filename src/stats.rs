@@ -5,7 +5,6 @@
 
 use crate::error::Result;
 use crate::id::SnapshotId;
-use crate::manifest::{self, ManifestReader, Record};
 use crate::marks::ChunkMarks;
 use crate::repo::Repository;
 use crate::Progress;
@@ -49,17 +48,7 @@ pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
     let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
     let mut report = RepoStats { snapshots: snapshots.len() as u64, ..Default::default() };
     for (n, summary) in snapshots.iter().enumerate() {
-        marks.begin_snapshot(n as u32)?;
-        manifest::verify_file(&repo.snapshots_dir(), &summary.id)?;
-        let mut reader = ManifestReader::open(&repo.snapshots_dir(), &summary.id)?;
-        while let Some(record) = reader.next_record()? {
-            if let Record::File(entry) = record {
-                for chunk in &entry.chunks {
-                    marks.add(chunk.id)?;
-                }
-                progress.advance(1, entry.size);
-            }
-        }
+        marks.add_snapshot(&repo.snapshots_dir(), &summary.id, n as u32, progress)?;
         report.logical_bytes += summary.trailer.stats.bytes;
         report.per_snapshot.push(SnapshotStats {
             id: summary.id,

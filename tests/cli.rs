@@ -805,7 +805,6 @@ fn hooks_run_around_the_copy_and_the_window_is_recorded() {
     assert_eq!(fs::read_to_string(&log).unwrap(), "pre\npost\n");
     let hooks = &report["hooks"];
     assert_eq!((hooks["pre"]["exit_code"].as_i64(), hooks["post"]["exit_code"].as_i64()), (Some(0), Some(0)));
-    let seconds = |t: &Value| t["secs"].as_f64().unwrap() + t["nanos"].as_f64().unwrap() / 1e9;
     assert!(seconds(&hooks["pre"]["finished"]) <= seconds(&hooks["window_start"]));
     assert!(seconds(&hooks["window_start"]) <= seconds(&hooks["window_end"]));
     assert!(seconds(&hooks["window_end"]) <= seconds(&hooks["post"]["started"]));

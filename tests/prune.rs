@@ -60,11 +60,6 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn forgetting_all_but_the_last_and_pruning_gives_the_space_back() {
     let (env, tree, taken) = many_backups(8);

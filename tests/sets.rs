@@ -64,17 +64,19 @@ impl Postgres {
         pg
     }
 
+    /// A server program, run as postgres when needed.
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if !self.as_postgres {
+            return Command::new(program);
+        }
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(program);
+        command
+    }
+
     fn server(&self, args: &[&str]) {
-        let program = self.bin.join(args[0]);
-        let mut command = match self.as_postgres {
-            true => {
-                let mut c = Command::new("setpriv");
-                c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(&program);
-                c
-            }
-            false => Command::new(&program),
-        };
-        let out = command.args(&args[1..]).stdin(Stdio::null()).output().unwrap();
+        let out = self.command(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -116,28 +118,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let program = self.bin.join("pg_ctl");
-        let data = self.data.to_str().unwrap().to_string();
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = match self.as_postgres {
-            true => Command::new("setpriv")
-                .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            false => Command::new(&program).args(args).output(),
-        };
+        let _ = self.command("pg_ctl").arg("-D").arg(&self.data).args(["-m", "immediate", "stop"]).output();
     }
-}
-
-fn bdb(args: &[&str]) {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bdb/bdbtool.py");
-    let out = Command::new("/usr/bin/python3").arg(tool).args(args).output().unwrap();
-    assert!(out.status.success(), "bdbtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    assert!(Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
 }
 
 #[test]
@@ -149,7 +131,7 @@ fn a_directory_a_berkeley_db_and_a_postgresql_dump_restore_together_as_they_were
     let data = env.path("data");
     let tree = generate_tree(&data, &TreeSpec::small(11));
     let bdb_home = env.path("store");
-    bdb(&["create", bdb_home.to_str().unwrap(), "1000"]);
+    bdbtool(&["create", bdb_home.to_str().unwrap(), "1000"]);
     let dump = format!("{} -Fc app", pg.client("pg_dump"));
     let backup = |env: &TestEnv| {
         env.backup_json(&data, &["--set", "app", bdb_home.to_str().unwrap(), "--dump", &format!("db={dump}")])
@@ -174,7 +156,7 @@ fn a_directory_a_berkeley_db_and_a_postgresql_dump_restore_together_as_they_were
     pg.psql("app", "UPDATE items SET name = name || ' (changed)' WHERE id % 7 = 0; INSERT INTO items VALUES (5000, 'new');");
     modify_file(&data.join(&tree.small[0]), 99);
     fs::write(data.join("added.txt"), "added after the first backup").unwrap();
-    bdb(&["add", bdb_home.to_str().unwrap(), "1000", "500"]);
+    bdbtool(&["add", bdb_home.to_str().unwrap(), "1000", "500"]);
     let second = backup(&env);
     assert_eq!(second["kind"], "incremental");
     assert_ne!(pg.contents("app"), table_then);
@@ -188,7 +170,7 @@ fn a_directory_a_berkeley_db_and_a_postgresql_dump_restore_together_as_they_were
     assert_trees_equal(&data_then, &out.join("data"));
     let status = Command::new("db5.3_recover").args(["-c", "-h"]).arg(out.join("store")).status().unwrap();
     assert!(status.success());
-    bdb(&["check", out.join("store").to_str().unwrap(), "1000"]);
+    bdbtool(&["check", out.join("store").to_str().unwrap(), "1000"]);
     pg.psql("postgres", "CREATE DATABASE app_then;");
     let restore = format!("{} -d app_then {}", pg.client("pg_restore"), out.join("db").display());
     assert!(Command::new("sh").arg("-c").arg(&restore).status().unwrap().success());
@@ -292,10 +274,6 @@ dump = "sleep 0.3; echo b"
     // Forget with the plan's retention and set.
     env.run(["backup", "--plan", plan.to_str().unwrap()]).success();
     env.run(["forget", "--plan", plan.to_str().unwrap()]).success().mentions("1 kept, 1 removed");
-}
-
-fn seconds(t: &Value) -> f64 {
-    t["secs"].as_f64().unwrap() + t["nanos"].as_f64().unwrap() / 1e9
 }
 
 #[test]

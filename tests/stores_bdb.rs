@@ -6,25 +6,14 @@ mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use support::*;
-
-fn bdbtool() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bdb/bdbtool.py")
-}
-
-/// Runs bdbtool.py with the system Python, the one Debian's bindings load in.
-fn bdb(args: &[&str]) {
-    let out =
-        Command::new("/usr/bin/python3").arg(bdbtool()).args(args).output().expect("run /usr/bin/python3");
-    assert!(out.status.success(), "bdbtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Starts a long-running bdbtool.py mode (writer, archiver), with its output as lines.
 fn spawn_bdb(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new("/usr/bin/python3")
-        .arg(bdbtool())
+        .arg(bdbtool_path())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -46,7 +35,7 @@ fn assert_recovers_with(home: &Path, records: u64) {
     for name in ["accounts.db", "events.db"] {
         run("db5.3_verify", &["-h", h, name]);
     }
-    bdb(&["check", h, &records.to_string()]);
+    bdbtool(&["check", h, &records.to_string()]);
 }
 
 fn names_in_copy_order(env: &TestEnv, id: &str) -> Vec<String> {
@@ -59,7 +48,7 @@ fn names_in_copy_order(env: &TestEnv, id: &str) -> Vec<String> {
 fn an_environment_is_recognised_copied_in_order_and_recovers() {
     let env = TestEnv::new();
     let home = env.path("home");
-    bdb(&["create", home.to_str().unwrap(), "3000"]);
+    bdbtool(&["create", home.to_str().unwrap(), "3000"]);
     let report = env.run(["--json", "backup", home.to_str().unwrap()]);
     report.success().mentions("store type: bdb");
     let report = report.json();
@@ -96,9 +85,9 @@ fn an_incremental_reuses_complete_logs_and_reads_data_files_again() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "2000"]);
+    bdbtool(&["create", h, "2000"]);
     let first = env.backup_json(&home, &[]);
-    bdb(&["add", h, "2000", "1500"]);
+    bdbtool(&["add", h, "2000", "1500"]);
     let second = env.backup_json(&home, &[]);
     assert_eq!(second["kind"], "incremental");
     assert!(
@@ -127,7 +116,7 @@ fn a_hot_copy_taken_while_a_writer_commits_recovers_with_every_earlier_commit() 
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "1000"]);
+    bdbtool(&["create", h, "1000"]);
     let (mut writer, mut lines) = spawn_bdb(&["writer", h, "1000"]);
     let mut committed = 0u64;
     // Let it run until it has switched log files a few times.
@@ -149,7 +138,7 @@ fn a_gap_in_the_logs_fails_the_backup_and_writes_no_snapshot() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "2000"]);
+    bdbtool(&["create", h, "2000"]);
     fs::remove_file(home.join("log.0000000003")).unwrap();
     env.run(["backup", h]).failure().mentions("log files 3 to 3 are missing");
     assert!(env.snapshots().is_empty());
@@ -161,7 +150,7 @@ fn a_gap_in_the_logs_fails_the_backup_and_writes_no_snapshot() {
 fn an_environment_with_files_outside_its_home_is_refused() {
     let env = TestEnv::new();
     let home = env.path("home");
-    bdb(&["create", home.to_str().unwrap(), "10"]);
+    bdbtool(&["create", home.to_str().unwrap(), "10"]);
     let outside = env.path("logs-elsewhere");
     fs::write(home.join("DB_CONFIG"), format!("set_lg_dir {}\n", outside.display())).unwrap();
     env.run(["backup", home.to_str().unwrap()])
@@ -176,7 +165,7 @@ fn offline_is_refused_while_a_process_uses_the_environment_and_recorded_after() 
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "500"]);
+    bdbtool(&["create", h, "500"]);
     let (mut writer, mut lines) = spawn_bdb(&["writer", h, "500"]);
     lines.next().expect("writer output").unwrap();
     let pid = writer.id().to_string();
@@ -231,8 +220,8 @@ fn databases_in_subdirectories_are_copied() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "300"]);
-    bdb(&["subdb", h]);
+    bdbtool(&["create", h, "300"]);
+    bdbtool(&["subdb", h]);
     let report = env.backup_json(&home, &[]);
     let out = env.path("restored");
     env.restore(report["id"].as_str().unwrap(), &out);
@@ -270,12 +259,12 @@ fn logs_only_keeps_the_parents_data_files_and_recovers_from_its_logs() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "2000"]);
+    bdbtool(&["create", h, "2000"]);
     fs::write(home.join("DB_CONFIG"), "set_cachesize 0 8388608 1\n").unwrap();
     env.run(["backup", "--logs-only", h]).failure().mentions("needs an earlier snapshot");
     let full = env.backup_json(&home, &[]);
     let parent_last = full["components"][0]["last_log_number"].as_u64().unwrap();
-    bdb(&["add", h, "2000", "1500"]);
+    bdbtool(&["add", h, "2000", "1500"]);
     // Configuration is taken as it is now; only data files come from the parent.
     let config = "set_cachesize 0 16777216 1\n";
     fs::write(home.join("DB_CONFIG"), config).unwrap();
@@ -302,7 +291,7 @@ fn logs_only_keeps_the_parents_data_files_and_recovers_from_its_logs() {
     // Once the store has removed the parent's last log (as db_archive -d does after a
     // checkpoint), its tail is lost: refused.
     let now_last = logs_only["components"][0]["last_log_number"].as_u64().unwrap();
-    bdb(&["add", h, "3500", "1500"]);
+    bdbtool(&["add", h, "3500", "1500"]);
     for n in 1..=now_last {
         fs::remove_file(home.join(format!("log.{n:010}"))).unwrap();
     }
@@ -316,11 +305,11 @@ fn restore_until_log_rolls_the_data_files_of_an_earlier_snapshot_forward() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "1500"]);
+    bdbtool(&["create", h, "1500"]);
     let first = env.backup_json(&home, &[]);
-    bdb(&["add", h, "1500", "1000"]);
+    bdbtool(&["add", h, "1500", "1000"]);
     let second = env.backup_json(&home, &[]);
-    bdb(&["add", h, "2500", "1000"]);
+    bdbtool(&["add", h, "2500", "1000"]);
     let third = env.backup_json(&home, &[]);
     let last = |r: &serde_json::Value| r["components"][0]["last_log_number"].as_u64().unwrap();
     let (a, b) = (last(&first), last(&second));
@@ -373,7 +362,7 @@ fn a_logs_first_copy_fails_recovery_where_a_data_first_copy_passes() {
     let env = TestEnv::without_repo();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "1000"]);
+    bdbtool(&["create", h, "1000"]);
     let (logs_first, data_first) = (env.path("logs-first"), env.path("data-first"));
     let copy = |to: &Path, logs: bool| {
         fs::create_dir_all(to).unwrap();
@@ -386,7 +375,7 @@ fn a_logs_first_copy_fails_recovery_where_a_data_first_copy_passes() {
     };
     copy(&logs_first, true);
     copy(&data_first, false);
-    bdb(&["add", h, "1000", "3000"]);
+    bdbtool(&["add", h, "1000", "3000"]);
     copy(&logs_first, false);
     copy(&data_first, true);
 
@@ -401,7 +390,7 @@ fn data_files_quiet_since_before_the_parent_are_not_read_again() {
     let env = TestEnv::new();
     let home = env.path("home");
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "2000"]);
+    bdbtool(&["create", h, "2000"]);
     // File times tick coarsely: only a data file quiet for a while before the parent
     // backup proves by its unchanged times that the parent's copy is still right.
     std::thread::sleep(std::time::Duration::from_millis(2500));
@@ -411,7 +400,7 @@ fn data_files_quiet_since_before_the_parent_are_not_read_again() {
     let last_log = fs::metadata(home.join(format!("log.{last:010}"))).unwrap().len();
     assert_eq!(second["bytes_read"].as_u64().unwrap(), last_log, "{second}");
     // Written to since: read again.
-    bdb(&["add", h, "2000", "10"]);
+    bdbtool(&["add", h, "2000", "10"]);
     let third = env.backup_json(&home, &[]);
     assert!(third["bytes_read"].as_u64().unwrap() > fs::metadata(home.join("accounts.db")).unwrap().len());
     let out = env.path("restored");
@@ -428,7 +417,7 @@ fn data_and_log_directories_inside_the_home_are_followed() {
     }
     fs::write(home.join("DB_CONFIG"), "set_data_dir data\nset_lg_dir logs\n").unwrap();
     let h = home.to_str().unwrap();
-    bdb(&["create", h, "2000"]);
+    bdbtool(&["create", h, "2000"]);
     assert!(home.join("data/accounts.db").exists() && home.join("logs/log.0000000001").exists());
     let report = env.backup_json(&home, &[]);
     let id = report["id"].as_str().unwrap();
@@ -443,5 +432,5 @@ fn data_and_log_directories_inside_the_home_are_followed() {
     env.restore(id, &out);
     let status = Command::new("db5.3_recover").args(["-c", "-h"]).arg(&out).status().unwrap();
     assert!(status.success());
-    bdb(&["check", out.to_str().unwrap(), "2000"]);
+    bdbtool(&["check", out.to_str().unwrap(), "2000"]);
 }

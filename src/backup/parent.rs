@@ -3,9 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{
-    self, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary, Timestamp,
-};
+use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary, Timestamp};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
 use std::cmp::Ordering;
@@ -40,24 +38,16 @@ impl ParentFiles {
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let dir = repo.snapshots_dir();
-        manifest::verify_file(&dir, &id).map_err(unreadable)?;
-        let mut reader = ManifestReader::open(&dir, &id).map_err(unreadable)?;
-        let mut found = false;
-        while let Some(record) = reader.next_record().map_err(unreadable)? {
-            if matches!(&record, Record::Component(c) if c.name == name) {
-                found = true;
-                break;
-            }
-        }
+        let mut reader =
+            ManifestReader::open_component(&repo.snapshots_dir(), &id, name).map_err(unreadable)?;
         let files = if in_path_order {
-            let mut files = Files::Ordered { reader: found.then(|| Box::new(reader)), next: None };
+            let mut files = Files::Ordered { reader: reader.map(Box::new), next: None };
             advance(&mut files).map_err(unreadable)?;
             files
         } else {
             let mut by_path = HashMap::new();
-            while let Some(Record::File(entry)) =
-                found.then(|| reader.next_record()).transpose().map_err(unreadable)?.flatten()
+            while let Some(entry) =
+                reader.as_mut().map(|r| r.next_file()).transpose().map_err(unreadable)?.flatten()
             {
                 by_path.insert(entry.path.clone(), entry);
             }
@@ -130,9 +120,9 @@ fn advance(files: &mut Files) -> Result<()> {
     let Files::Ordered { reader, next } = files else { return Ok(()) };
     *next = None;
     if let Some(r) = reader {
-        match r.next_record()? {
-            Some(Record::File(entry)) => *next = Some(entry),
-            _ => *reader = None,
+        match r.next_file()? {
+            Some(entry) => *next = Some(entry),
+            None => *reader = None,
         }
     }
     Ok(())

@@ -622,6 +622,35 @@ impl ManifestReader {
         })
     }
 
+    /// A manifest positioned at the files of component `name`, or `None` when the
+    /// snapshot has none. The whole file is hashed first: callers stop reading at the
+    /// component's end, before the reader would check the hash itself.
+    pub fn open_component(
+        snapshots_dir: &Path,
+        id: &SnapshotId,
+        name: &str,
+    ) -> Result<Option<ManifestReader>> {
+        verify_file(snapshots_dir, id)?;
+        let mut reader = ManifestReader::open(snapshots_dir, id)?;
+        while let Some(record) = reader.next_record()? {
+            if matches!(&record, Record::Component(c) if c.name == name) {
+                return Ok(Some(reader));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next file entry of the component being read; `None` at its end (and after).
+    pub fn next_file(&mut self) -> Result<Option<FileEntry>> {
+        if self.expect != Expect::FileOrComponentEnd {
+            return Ok(None);
+        }
+        match self.next_record()? {
+            Some(Record::File(entry)) => Ok(Some(entry)),
+            _ => Ok(None),
+        }
+    }
+
     /// The format version the manifest was written in.
     pub fn version(&self) -> u32 {
         self.version

@@ -90,30 +90,32 @@ pub fn dump_file(
     path: Option<&[u8]>,
     out: &mut dyn std::io::Write,
 ) -> Result<u64> {
-    manifest::verify_file(&repo.snapshots_dir(), id)?;
     let summary = repo.summary(id)?;
     component_header(&summary, component)?;
-    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    let (mut inside, mut candidates) = (false, Vec::new());
-    while let Some(record) = reader.next_record()? {
-        match record {
-            Record::Component(c) => inside = c.name == component,
-            Record::File(entry) if inside && path.is_none_or(|p| p == entry.path) => candidates.push(entry),
-            _ => {}
+    let mut reader = ManifestReader::open_component(&repo.snapshots_dir(), id, component)?
+        .ok_or_else(|| Error::Restore(format!("snapshot {id} has no component {component:?}")))?;
+    // The file asked for, or the component's only regular file.
+    let mut found = None;
+    while let Some(entry) = reader.next_file()? {
+        match path {
+            Some(p) if entry.path == p => {
+                found = Some(entry);
+                break;
+            }
+            Some(_) => {}
+            None if entry.kind != FileKind::Regular => {}
+            None if found.is_some() => {
+                return Err(Error::Restore(format!(
+                    "component {component} holds several files: name one as {component}/PATH"
+                )))
+            }
+            None => found = Some(entry),
         }
     }
-    candidates.retain(|e| path.is_some() || e.kind == FileKind::Regular);
-    let entry = match (candidates.pop(), candidates.is_empty(), path) {
-        (Some(entry), true, _) => entry,
-        (None, _, Some(p)) => {
-            return Err(Error::Restore(format!("component {component} has no {}", display_path(p))))
-        }
-        _ => {
-            return Err(Error::Restore(format!(
-                "component {component} holds several files: name one as {component}/PATH"
-            )))
-        }
-    };
+    let entry = found.ok_or_else(|| match path {
+        Some(p) => Error::Restore(format!("component {component} has no {}", display_path(p))),
+        None => Error::Restore(format!("component {component} holds no regular file")),
+    })?;
     if entry.kind != FileKind::Regular {
         return Err(Error::Restore(format!("{}: not a regular file", display_path(&entry.path))));
     }

@@ -14,7 +14,7 @@
 use super::{restore_records, RestoreOptions, RestoreReport};
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{self, ComponentSummary, FileEntry, FileRole, ManifestReader, Record, SnapshotSummary};
+use crate::manifest::{ComponentSummary, FileEntry, FileRole, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
 use crate::stores::StoreType;
 use crate::Progress;
@@ -168,14 +168,10 @@ fn component_name(set: &str, snapshots: &[SnapshotSummary], asked: Option<&str>)
 
 /// The file entries of one component of a snapshot, from a verified manifest.
 fn component_files(repo: &Repository, id: &SnapshotId, name: &str) -> Result<Vec<FileEntry>> {
-    manifest::verify_file(&repo.snapshots_dir(), id)?;
-    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
-    let (mut files, mut inside) = (Vec::new(), false);
-    while let Some(record) = reader.next_record()? {
-        match record {
-            Record::Component(c) => inside = c.name == name,
-            Record::File(entry) if inside => files.push(entry),
-            _ => {}
+    let mut files = Vec::new();
+    if let Some(mut reader) = ManifestReader::open_component(&repo.snapshots_dir(), id, name)? {
+        while let Some(entry) = reader.next_file()? {
+            files.push(entry);
         }
     }
     Ok(files)

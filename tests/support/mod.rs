@@ -731,3 +731,29 @@ pub fn chmod_world(path: &Path) {
         }
     }
 }
+
+/// tests/bdb/bdbtool.py, which drives a real Berkeley DB 5.3 environment.
+pub fn bdbtool_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bdb/bdbtool.py")
+}
+
+/// Runs bdbtool.py with the system Python, the one Debian's bindings load in.
+#[track_caller]
+pub fn bdbtool(args: &[&str]) {
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(bdbtool_path())
+        .args(args)
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(out.status.success(), "bdbtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `cp -a FROM TO`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    assert!(std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+}
+
+/// A manifest timestamp (`{"secs", "nanos"}` in JSON) in seconds.
+pub fn seconds(t: &serde_json::Value) -> f64 {
+    t["secs"].as_f64().unwrap() + t["nanos"].as_f64().unwrap() / 1e9
+}
