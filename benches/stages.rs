@@ -83,8 +83,26 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             for e in &pack.entries {
                 let stored = pack::read_stored(&file, &path, e.offset, e.stored_len).unwrap();
-                pack::decode_chunk(&e.id, e.codec, e.raw_len, stored).unwrap();
+                pack::decode_chunk(&e.id, e.codec, e.raw_len, stored, None).unwrap();
             }
+        })
+    });
+    // A database piece changed in a few places, stored and read back as a delta.
+    let old: Vec<u8> = data[..32 << 10].to_vec();
+    let mut new = old.clone();
+    for at in [100, 9000, 20000] {
+        new[at..at + 16].copy_from_slice(b"changed in place");
+    }
+    let (old_id, new_id) = (ChunkId::of(&old), ChunkId::of(&new));
+    let delta = pack::compress_against(new_id, new.clone(), 3, old_id, &old);
+    assert_eq!(delta.codec, pack::Codec::Delta);
+    group.throughput(Throughput::Bytes(new.len() as u64));
+    group.bench_function("delta_compress_32k", |b| {
+        b.iter(|| pack::compress_against(new_id, new.clone(), 3, old_id, &old).bytes.len())
+    });
+    group.bench_function("delta_decode_verify_32k", |b| {
+        b.iter(|| {
+            pack::decode_chunk(&new_id, delta.codec, delta.raw_len, delta.bytes.clone(), Some(&old)).unwrap()
         })
     });
     group.finish();
@@ -98,6 +116,7 @@ fn stages(c: &mut Criterion) {
             stored_len: 1,
             raw_len: 1,
             codec: pack::Codec::Raw,
+            reference: None,
         })
         .collect();
     index.add_pack(&cairn::PackId([1; 32]), 1, &entries).unwrap();

@@ -2,6 +2,7 @@
 //! `read_data` every chunk's bytes against its id. Damage is traced to the snapshots
 //! and files it affects.
 
+use crate::chunk_reader::ChunkReader;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
@@ -67,7 +68,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let mut report = CheckReport::default();
     let mut findings = Findings::default();
     let view = repo.index.view()?;
-    let chunks = view.chunks()?;
+    let reader = ChunkReader::new(repo)?;
+    let chunks = reader.chunks();
     let indexed: HashMap<PackId, u64> = view.packs()?.into_iter().map(|(id, size, _)| (id, size)).collect();
     let on_disk: HashMap<PackId, PathBuf> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
@@ -78,9 +80,9 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         ));
     }
 
-    let (healthy, matched) = check_pack_tables(&indexed, &on_disk, &chunks, &mut findings, progress)?;
+    let (healthy, matched) = check_pack_tables(&indexed, &on_disk, chunks, &mut findings, progress)?;
     if matched != report.chunks {
-        let lost = trace_unmatched_chunks(&chunks, &healthy, &mut findings)?;
+        let lost = trace_unmatched_chunks(chunks, &healthy, &mut findings)?;
         if matched + lost < report.chunks {
             let what = format!(
                 "the index places {} chunks where no pack table confirms them (run `cairn repair index`)",
@@ -90,11 +92,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         }
     }
     if read_data {
-        report.bytes_verified = verify_data(&healthy, &on_disk, &mut findings, progress);
+        report.bytes_verified = verify_data(&reader, &healthy, &on_disk, &mut findings, progress);
     }
     for snapshot in repo.snapshot_ids()? {
         report.snapshots += 1;
-        check_manifest(repo, &snapshot, &chunks, &mut findings)?;
+        check_manifest(repo, &snapshot, chunks, &mut findings)?;
     }
     report.problems = findings.problems;
     Ok(report)
@@ -137,7 +139,8 @@ fn check_pack_tables(
             matched += 1;
             let agrees = location.stored_len == entry.stored_len
                 && location.raw_len == entry.raw_len
-                && location.codec == entry.codec;
+                && location.codec == entry.codec
+                && location.reference == entry.reference;
             if !agrees {
                 let what = format!("pack {id}: index entry of chunk {} disagrees with the pack", entry.id);
                 findings.add(what, Some(*id), [entry.id]);
@@ -187,6 +190,7 @@ fn trace_unmatched_chunks(
 
 /// Reads every sound pack in full, on all cores. Returns the bytes verified.
 fn verify_data(
+    reader: &ChunkReader,
     healthy: &HashSet<PackId>,
     on_disk: &HashMap<PackId, PathBuf>,
     findings: &mut Findings,
@@ -197,7 +201,7 @@ fn verify_data(
     let results: Vec<(PackId, u64, Vec<Damage>)> = ids
         .par_iter()
         .map(|id| {
-            let (bytes, damage) = verify_pack_data(&on_disk[*id], id);
+            let (bytes, damage) = verify_pack_data(reader, &on_disk[*id], id);
             progress.advance(0, bytes);
             (**id, bytes, damage)
         })
@@ -216,7 +220,7 @@ fn verify_data(
 type Damage = (String, Vec<ChunkId>);
 
 /// Hashes the whole pack and decodes every chunk. Returns bytes read and the damage.
-fn verify_pack_data(path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
+fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),
@@ -234,7 +238,9 @@ fn verify_pack_data(path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
         let start = entry.offset as usize;
         // The table was read separately: a file that changed since is damage, not a panic.
         let decoded = match bytes.get(start..start + entry.stored_len as usize) {
-            Some(stored) => pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.to_vec()),
+            Some(stored) => {
+                reader.decode(&entry.id, entry.codec, entry.raw_len, stored.to_vec(), entry.reference)
+            }
             None => Err(format!("chunk {} lies beyond the pack's end", entry.id)),
         };
         if let Err(e) = decoded {
@@ -289,7 +295,19 @@ fn check_manifest(
                 continue;
             }
             match chunks.get(&chunk.id)? {
-                Some(location) if location.raw_len == chunk.len => {}
+                Some(location) if location.raw_len == chunk.len => {
+                    if let Some(reference) = location.reference {
+                        check_reference(
+                            id,
+                            &entry.path,
+                            &chunk.id,
+                            &reference,
+                            chunks,
+                            findings,
+                            &mut affected_seen,
+                        )?;
+                    }
+                }
                 Some(_) => findings.add(
                     format!(
                         "snapshot {id}: {}: chunk {} has a different length in the index",
@@ -314,4 +332,37 @@ fn check_manifest(
             }
         }
     }
+}
+
+/// A delta is readable only with its reference, which must be indexed, stored whole and
+/// sound: the file is affected by whatever is wrong with it.
+fn check_reference(
+    snapshot: &SnapshotId,
+    path: &[u8],
+    delta: &ChunkId,
+    reference: &ChunkId,
+    chunks: &ChunkTable,
+    findings: &mut Findings,
+    affected_seen: &mut HashSet<(usize, Vec<u8>)>,
+) -> Result<()> {
+    let problem = match findings.damaged.get(reference) {
+        Some(&problem) => problem,
+        None => {
+            let what = match chunks.get(reference)? {
+                Some(location) if location.codec != pack::Codec::Delta => return Ok(()),
+                Some(_) => {
+                    format!("chunk {delta}: its reference chunk {reference} is itself stored as a delta")
+                }
+                None => {
+                    format!("chunk {delta}: its reference chunk {reference} is missing from the repository")
+                }
+            };
+            findings.add(what, None, [*reference]);
+            findings.problems.len() - 1
+        }
+    };
+    if affected_seen.insert((problem, path.to_vec())) {
+        findings.problems[problem].affected.push(Affected { snapshot: *snapshot, path: display_path(path) });
+    }
+    Ok(())
 }

@@ -26,6 +26,15 @@ impl ChunkerParams {
     pub const FINE: ChunkerParams =
         ChunkerParams { min_size: 4 << 10, avg_size: 16 << 10, max_size: 64 << 10, normalization: 1 };
 
+    /// For database containers: fixed 32 KiB pieces (min = avg = max), which Berkeley DB
+    /// pages (512 bytes to 64 KiB, powers of two) never straddle unless larger. Pages
+    /// are updated in place and never move, so content-defined cuts gain nothing there;
+    /// a changed piece is stored as a delta against the piece at its offset in the
+    /// parent, which makes its cost that of the changed pages, and 32 KiB compresses as
+    /// well as 1 MiB (format-spec/chunking.md).
+    pub const PAGES: ChunkerParams =
+        ChunkerParams { min_size: 32 << 10, avg_size: 32 << 10, max_size: 32 << 10, normalization: 1 };
+
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020 as f;
         let ok = (f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&self.min_size)
@@ -98,6 +107,14 @@ mod tests {
     const PINNED_FINE: &[usize] = &[4140, 26387, 31904, 17069, 11547, 4772];
 
     #[test]
+    fn pages_profile_cuts_at_fixed_offsets() {
+        let data = noise(200_000, 3);
+        let lengths = cut(&data, &ChunkerParams::PAGES, true);
+        assert!(lengths[..lengths.len() - 1].iter().all(|&l| l == 32 << 10), "{lengths:?}");
+        assert_eq!(lengths.iter().sum::<usize>(), data.len());
+    }
+
+    #[test]
     fn cutting_buffer_by_buffer_equals_cutting_at_once() {
         let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768, normalization: 1 };
         let data = noise(1 << 20, 7);
@@ -118,6 +135,7 @@ mod tests {
         ChunkerParams::DEFAULT.validate().unwrap();
         ChunkerParams::FINE.validate().unwrap();
         ChunkerParams::MEDIUM.validate().unwrap();
+        ChunkerParams::PAGES.validate().unwrap();
         assert!(ChunkerParams { min_size: 8, ..ChunkerParams::DEFAULT }.validate().is_err());
     }
 }

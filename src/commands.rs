@@ -44,7 +44,12 @@ pub fn run(cli: Cli) -> Result<Exit> {
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Init => init(&g, &mut out),
-        Command::Backup(args) => backup(&g.open(LockMode::Exclusive, "cairn backup")?, args, json, &mut out),
+        Command::Backup(args) => {
+            let repo = g.open(LockMode::Exclusive, "cairn backup")?;
+            let exit = backup(&repo, args, json, &mut out)?;
+            repo.close()?;
+            Ok(exit)
+        }
         Command::Snapshots { set } => {
             let list = g.open(LockMode::Shared, "cairn snapshots")?.snapshots()?;
             for (id, e) in &list.unreadable {
@@ -96,12 +101,16 @@ pub fn run(cli: Cli) -> Result<Exit> {
         }
         Command::Forget(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn forget")?;
-            space::forget(&repo, args, json, &mut out)
+            let exit = space::forget(&repo, args, json, &mut out)?;
+            repo.close()?;
+            Ok(exit)
         }
         Command::Prune(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn prune")?;
             let options = PruneOptions { max_unused_percent: args.max_unused, dry_run: args.dry_run };
-            space::prune(&repo, &options, json, &mut out)
+            let exit = space::prune(&repo, &options, json, &mut out)?;
+            repo.close()?;
+            Ok(exit)
         }
         Command::Dump { snapshot, what } => {
             let repo = g.open(LockMode::Shared, "cairn dump")?;

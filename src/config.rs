@@ -26,7 +26,8 @@ pub struct Config {
     pub repository_id: [u8; 32],
     pub created: Timestamp,
     /// Chunker profiles, referred to by index from each manifest file entry.
-    /// A new repository has DEFAULT, FINE and MEDIUM, in that order.
+    /// A new repository has DEFAULT, FINE, MEDIUM and PAGES, in that order (one made
+    /// before PAGES existed has the first three).
     pub chunkers: Vec<ChunkerParams>,
     pub compression: Compression,
     /// Packs are closed when they reach this size.
@@ -37,13 +38,19 @@ pub struct Config {
 pub const CHUNKER_DEFAULT: u8 = 0;
 pub const CHUNKER_FINE: u8 = 1;
 pub const CHUNKER_MEDIUM: u8 = 2;
+pub const CHUNKER_PAGES: u8 = 3;
 
 impl Config {
     pub fn new(repository_id: [u8; 32]) -> Config {
         Config {
             repository_id,
             created: Timestamp::now(),
-            chunkers: vec![ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM],
+            chunkers: vec![
+                ChunkerParams::DEFAULT,
+                ChunkerParams::FINE,
+                ChunkerParams::MEDIUM,
+                ChunkerParams::PAGES,
+            ],
             compression: Compression { algorithm: COMPRESSION_ZSTD, level: 3 },
             pack_target: format::DEFAULT_PACK_TARGET,
         }
@@ -90,6 +97,15 @@ impl Config {
 
     pub fn chunker(&self, profile: u8) -> Option<&ChunkerParams> {
         self.chunkers.get(profile as usize)
+    }
+
+    /// The profile to cut with where a store asks for `wanted`: a repository made before
+    /// the pages profile existed cuts database containers with the fine one, as then.
+    pub fn profile_for(&self, wanted: u8) -> u8 {
+        match wanted {
+            CHUNKER_PAGES if self.chunker(CHUNKER_PAGES).is_none() => CHUNKER_FINE,
+            _ => wanted,
+        }
     }
 }
 

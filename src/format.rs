@@ -6,8 +6,10 @@
 /// - 1: first format (config, packs, snapshot manifests as specified in format-spec/).
 /// - 2: manifests only: a component's placement, differential and logs-only snapshots,
 ///   the hooks around the copy and the quiesce window.
+/// - 3: packs only: chunks stored as deltas against a reference chunk (codec 2, whose
+///   table entries carry the reference's id).
 pub const CONFIG_VERSION: u32 = 1;
-pub const PACK_VERSION: u32 = 1;
+pub const PACK_VERSION: u32 = 2;
 pub const MANIFEST_VERSION: u32 = 2;
 
 /// `config`: magic, then version, then the encoded `Config`, then BLAKE3 of all before.
@@ -21,7 +23,8 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CAIRNSNP";
 
 /// magic (8) + version (4) + reserved (4): the head of packs and manifests.
 pub const FILE_HEADER_LEN: usize = 16;
-/// One pack table entry: id (32) + offset (8) + stored length (4) + raw length (4) + codec (1).
+/// One pack table entry: id (32) + offset (8) + stored length (4) + raw length (4) + codec (1),
+/// followed in a delta's entry by its reference's id (32).
 pub const PACK_ENTRY_LEN: usize = 32 + 8 + 4 + 4 + 1;
 /// Pack footer: table hash (32) + table offset (8) + entry count (4) + magic (8).
 pub const PACK_FOOTER_LEN: usize = 32 + 8 + 4 + 8;

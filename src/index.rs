@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 type StoredLocation = ([u8; 32], u64, u32, u32, u8);
 /// chunk id -> where it is stored
 const CHUNKS: TableDefinition<[u8; 32], StoredLocation> = TableDefinition::new("chunks");
+/// chunk id -> the reference chunk it is decoded against, for chunks stored as deltas
+const REFERENCES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("references");
 /// pack id -> (file size, chunk count)
 const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
 /// snapshot id -> bincode(SnapshotSummary)
@@ -24,11 +26,15 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bumped whenever the tables change meaning; an index of another version is rebuilt.
 /// 2: snapshot summaries as in manifest version 2.
-const INDEX_VERSION: u64 = 2;
+/// 3: the references of chunks stored as deltas.
+const INDEX_VERSION: u64 = 3;
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the repository;
 /// lookups by random chunk id gain little from a larger cache anyway.
 const CACHE_BYTES: usize = 32 << 20;
+
+/// An index file smaller than this is never worth compacting.
+const COMPACT_ABOVE: u64 = 1 << 20;
 
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
@@ -44,6 +50,8 @@ pub struct Location {
     pub stored_len: u32,
     pub raw_len: u32,
     pub codec: Codec,
+    /// For `Codec::Delta`: the chunk to decode against.
+    pub reference: Option<ChunkId>,
 }
 
 enum Db {
@@ -62,11 +70,53 @@ pub struct IndexView<'a> {
     path: &'a Path,
 }
 
-fn location_from(path: &Path, value: StoredLocation) -> Result<Location> {
-    let (pack, offset, stored_len, raw_len, codec) = value;
-    let codec =
-        Codec::from_byte(codec).ok_or_else(|| Error::index(path, format!("unknown codec {codec}")))?;
-    Ok(Location { pack: PackId(pack), offset, stored_len, raw_len, codec })
+fn stored_location(pack: &PackId, e: &PackEntry) -> StoredLocation {
+    (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8)
+}
+
+/// Records where `e` lives, with its reference if it is a delta.
+fn put_location(
+    chunks: &mut redb::Table<[u8; 32], StoredLocation>,
+    references: &mut redb::Table<[u8; 32], [u8; 32]>,
+    pack: &PackId,
+    e: &PackEntry,
+) -> Result<(), redb::Error> {
+    chunks.insert(e.id.0, stored_location(pack, e))?;
+    match e.reference {
+        Some(reference) => references.insert(e.id.0, reference.0)?,
+        None => references.remove(e.id.0)?,
+    };
+    Ok(())
+}
+
+/// Drops every chunk location in `gone` packs, and every delta whose reference was
+/// among them: without its reference a delta cannot be read either.
+fn drop_locations(
+    txn: &redb::WriteTransaction,
+    gone: &std::collections::HashSet<PackId>,
+) -> Result<(), redb::Error> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    chunks.retain(|_, location| !gone.contains(&PackId(location.0)))?;
+    let mut references = txn.open_table(REFERENCES)?;
+    let mut orphans = Vec::new();
+    for item in references.iter()? {
+        let (delta, reference) = item?;
+        let delta_gone = chunks.get(delta.value())?.is_none_or(|l| l.value().4 != Codec::Delta as u8);
+        if delta_gone || chunks.get(reference.value())?.is_none() {
+            orphans.push(delta.value());
+        }
+    }
+    for delta in orphans {
+        references.remove(delta)?;
+        if chunks.get(delta)?.is_some_and(|l| l.value().4 == Codec::Delta as u8) {
+            chunks.remove(delta)?;
+        }
+    }
+    let mut packs = txn.open_table(PACKS)?;
+    for pack in gone {
+        packs.remove(pack.0)?;
+    }
+    Ok(())
 }
 
 impl Index {
@@ -76,6 +126,7 @@ impl Index {
         let index = Index { db: Db::Write(db), path: path.to_path_buf() };
         index.write(|txn| {
             txn.open_table(CHUNKS)?;
+            txn.open_table(REFERENCES)?;
             txn.open_table(PACKS)?;
             txn.open_table(SNAPSHOTS)?;
             txn.open_table(META)?.insert("version", INDEX_VERSION)?;
@@ -121,6 +172,25 @@ impl Index {
         Ok(index)
     }
 
+    /// Gives back the space that copy-on-write commits left free inside the file, when
+    /// that is a quarter of it or more: a backup commits once per pack, and redb reuses a freed page
+    /// only once no reader needs it, so the file can end up several times the size of
+    /// its tables. Needs no other transaction open. Returns whether it compacted.
+    pub fn compact_if_fragmented(&mut self) -> Result<bool> {
+        let Db::Write(db) = &mut self.db else {
+            return Ok(false);
+        };
+        let path = &self.path;
+        let txn = db.begin_write().map_err(|e| Error::index(path, e))?;
+        let fragmented = txn.stats().map_err(|e| Error::index(path, e))?.fragmented_bytes();
+        txn.abort().map_err(|e| Error::index(path, e))?;
+        let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        if size < COMPACT_ABOVE || fragmented * 4 < size {
+            return Ok(false);
+        }
+        db.compact().map_err(|e| Error::index(path, e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -163,15 +233,7 @@ impl Index {
     /// Forgets packs that are gone from disk, and every chunk location in them, so that
     /// no backup deduplicates against lost data. Scans the chunk table.
     pub fn remove_packs(&self, gone: &std::collections::HashSet<PackId>) -> Result<()> {
-        self.write(|txn| {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            chunks.retain(|_, location| !gone.contains(&PackId(location.0)))?;
-            let mut packs = txn.open_table(PACKS)?;
-            for pack in gone {
-                packs.remove(pack.0)?;
-            }
-            Ok(())
-        })
+        self.write(|txn| drop_locations(txn, gone))
     }
 
     /// Records packs that prune wrote, moving the locations of their chunks into them
@@ -179,10 +241,11 @@ impl Index {
     pub fn add_repacked(&self, new: &[FinishedPack]) -> Result<()> {
         self.write(|txn| {
             let mut chunks = txn.open_table(CHUNKS)?;
+            let mut references = txn.open_table(REFERENCES)?;
             let mut packs = txn.open_table(PACKS)?;
             for pack in new {
                 for e in &pack.entries {
-                    chunks.insert(e.id.0, (pack.id.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
+                    put_location(&mut chunks, &mut references, &pack.id, e)?;
                 }
                 packs.insert(pack.id.0, (pack.size, pack.entries.len() as u32))?;
             }
@@ -193,14 +256,7 @@ impl Index {
     /// Forgets packs that prune is about to delete, with every chunk location still in
     /// them (chunks no snapshot needs), by one scan of the chunk table.
     pub fn drop_packs(&self, old: &std::collections::HashSet<PackId>) -> Result<()> {
-        self.write(|txn| {
-            txn.open_table(CHUNKS)?.retain(|_, location| !old.contains(&PackId(location.0)))?;
-            let mut packs = txn.open_table(PACKS)?;
-            for pack in old {
-                packs.remove(pack.0)?;
-            }
-            Ok(())
-        })
+        self.write(|txn| drop_locations(txn, old))
     }
 
     pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
@@ -226,9 +282,16 @@ fn insert_pack(
     entries: &[PackEntry],
 ) -> Result<(), redb::Error> {
     let mut chunks = txn.open_table(CHUNKS)?;
+    let mut references = txn.open_table(REFERENCES)?;
     for e in entries {
-        if chunks.get(e.id.0)?.is_none() {
-            chunks.insert(e.id.0, (pack.0, e.offset, e.stored_len, e.raw_len, e.codec as u8))?;
+        // A whole copy is preferred to a delta, so that a reference is never itself a
+        // delta, whatever order copies are found in.
+        let replace = match chunks.get(e.id.0)? {
+            None => true,
+            Some(old) => old.value().4 == Codec::Delta as u8 && e.codec != Codec::Delta,
+        };
+        if replace {
+            put_location(&mut chunks, &mut references, pack, e)?;
         }
     }
     txn.open_table(PACKS)?.insert(pack.0, (size, entries.len() as u32))?;
@@ -242,7 +305,8 @@ impl IndexView<'_> {
 
     pub fn chunks(&self) -> Result<ChunkTable> {
         let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
-        Ok(ChunkTable { table, path: self.path.to_path_buf() })
+        let references = self.txn.open_table(REFERENCES).map_err(|e| self.err(e))?;
+        Ok(ChunkTable { table, references, path: self.path.to_path_buf() })
     }
 
     pub fn chunk_count(&self) -> Result<u64> {
@@ -282,15 +346,33 @@ impl IndexView<'_> {
 /// The chunk table, opened once for many lookups.
 pub struct ChunkTable {
     table: redb::ReadOnlyTable<[u8; 32], StoredLocation>,
+    references: redb::ReadOnlyTable<[u8; 32], [u8; 32]>,
     path: PathBuf,
 }
 
 impl ChunkTable {
     pub fn get(&self, id: &ChunkId) -> Result<Option<Location>> {
         match self.table.get(id.0).map_err(|e| Error::index(&self.path, e))? {
-            Some(v) => location_from(&self.path, v.value()).map(Some),
+            Some(v) => self.location_from(id, v.value()).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn location_from(&self, id: &ChunkId, value: StoredLocation) -> Result<Location> {
+        let (pack, offset, stored_len, raw_len, codec) = value;
+        let codec = Codec::from_byte(codec)
+            .ok_or_else(|| Error::index(&self.path, format!("unknown codec {codec}")))?;
+        let reference = match codec {
+            Codec::Delta => {
+                let found = self.references.get(id.0).map_err(|e| Error::index(&self.path, e))?;
+                let reference = found.ok_or_else(|| {
+                    Error::index(&self.path, format!("chunk {id} is a delta without a reference"))
+                })?;
+                Some(ChunkId(reference.value()))
+            }
+            _ => None,
+        };
+        Ok(Location { pack: PackId(pack), offset, stored_len, raw_len, codec, reference })
     }
 
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
@@ -301,7 +383,8 @@ impl ChunkTable {
     pub fn for_each(&self, mut f: impl FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         for item in self.table.iter().map_err(|e| Error::index(&self.path, e))? {
             let (k, v) = item.map_err(|e| Error::index(&self.path, e))?;
-            f(ChunkId(k.value()), location_from(&self.path, v.value())?)?;
+            let id = ChunkId(k.value());
+            f(id, self.location_from(&id, v.value())?)?;
         }
         Ok(())
     }
@@ -317,7 +400,8 @@ mod tests {
         let path = dir.path().join("index.redb");
         let index = Index::create(&path).unwrap();
         let id = ChunkId::of(b"x");
-        let entry = PackEntry { id, offset: 16, stored_len: 1, raw_len: 1, codec: Codec::Raw };
+        let entry =
+            PackEntry { id, offset: 16, stored_len: 1, raw_len: 1, codec: Codec::Raw, reference: None };
         index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
         index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
         drop(index);
@@ -328,6 +412,42 @@ mod tests {
         assert!(!view.chunks().unwrap().contains(&ChunkId::of(b"y")).unwrap());
         assert_eq!(view.packs().unwrap().len(), 2);
         assert_eq!(view.chunk_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_whole_copy_replaces_a_delta_so_references_stay_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::create(&dir.path().join("index.redb")).unwrap();
+        let (id, reference) = (ChunkId::of(b"new"), ChunkId::of(b"old"));
+        let delta = PackEntry {
+            id,
+            offset: 16,
+            stored_len: 1,
+            raw_len: 3,
+            codec: Codec::Delta,
+            reference: Some(reference),
+        };
+        index.add_pack(&PackId::of(b"p1"), 100, &[delta]).unwrap();
+        let location = index.view().unwrap().chunks().unwrap().get(&id).unwrap().unwrap();
+        assert_eq!((location.codec, location.reference), (Codec::Delta, Some(reference)));
+        let whole = PackEntry { codec: Codec::Zstd, reference: None, offset: 40, ..delta };
+        index.add_pack(&PackId::of(b"p2"), 100, &[whole]).unwrap();
+        index.add_pack(&PackId::of(b"p3"), 100, &[delta]).unwrap();
+        let location = index.view().unwrap().chunks().unwrap().get(&id).unwrap().unwrap();
+        assert_eq!(
+            (location.pack, location.codec, location.reference),
+            (PackId::of(b"p2"), Codec::Zstd, None)
+        );
+        index.remove_packs(&[PackId::of(b"p2")].into()).unwrap();
+        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_none());
+
+        // A delta whose reference is lost is lost as well.
+        let old = PackEntry { id: reference, codec: Codec::Zstd, reference: None, ..delta };
+        index.add_pack(&PackId::of(b"p4"), 100, &[old]).unwrap();
+        index.add_pack(&PackId::of(b"p5"), 100, &[delta]).unwrap();
+        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_some());
+        index.remove_packs(&[PackId::of(b"p4")].into()).unwrap();
+        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_none());
     }
 
     #[test]

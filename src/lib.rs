@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! backup:  walk (store type: which files, what order) -> read (64 KiB multiples)
-//!          -> chunk (FastCDC) -> id (BLAKE3) -> dedup (index) -> compress (zstd)
+//!          -> chunk (FastCDC) -> id (BLAKE3) -> dedup (index) -> compress (zstd, or a
+//!          delta against the parent's chunk at the same offset)
 //!          -> pack writer -> packs durable -> index commit -> manifest (snapshot exists)
-//! restore: manifest -> chunk refs -> index -> pack reads -> decompress -> verify id -> write
+//! restore: manifest -> chunk refs -> index -> pack reads (and a delta's reference)
+//!          -> decompress -> verify id -> write
 //! ```
 //! The on-disk format is specified in `format-spec/`; `format` holds its constants.
 
 pub mod backup;
 pub mod check;
+pub mod chunk_reader;
 pub mod chunker;
 pub mod config;
 pub mod diff;

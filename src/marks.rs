@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, SnapshotId};
+use crate::index::ChunkTable;
 use crate::manifest::{ManifestReader, Record};
 use crate::Progress;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -45,13 +46,15 @@ impl ChunkMarks {
     }
 
     /// Marks every chunk of snapshot `id` as referenced by `owner` (numbered by the
-    /// caller). Reading the manifest to its end checks its hash: a damaged one is an
-    /// error, not a partial mark.
+    /// caller), and the reference of each stored as a delta, which the snapshot needs as
+    /// much. Reading the manifest to its end checks its hash: a damaged one is an error,
+    /// not a partial mark.
     pub fn add_snapshot(
         &mut self,
         snapshots_dir: &Path,
         id: &SnapshotId,
         owner: u32,
+        chunks: &ChunkTable,
         progress: &dyn Progress,
     ) -> Result<()> {
         self.begin_snapshot(owner)?;
@@ -60,6 +63,9 @@ impl ChunkMarks {
             if let Record::File(entry) = record {
                 for chunk in &entry.chunks {
                     self.add(chunk.id)?;
+                    if let Some(reference) = chunks.get(&chunk.id)?.and_then(|l| l.reference) {
+                        self.add(reference)?;
+                    }
                 }
                 progress.advance(1, entry.size);
             }

@@ -5,8 +5,9 @@
 //! ```text
 //! header  magic "CAIRNPAK" | version u32 | reserved u32            16 bytes
 //! frames  chunk 0 | chunk 1 | ...                                  stored bytes
-//! table   entry 0 | entry 1 | ...                                  49 bytes each
+//! table   entry 0 | entry 1 | ...                                  49 or 81 bytes each
 //!         entry = id [32] | offset u64 | stored_len u32 | raw_len u32 | codec u8
+//!                 [ | reference id [32], for codec 2 only ]
 //! footer  BLAKE3(table) [32] | table offset u64 | entry count u32 | magic "CAIRNEND"
 //! ```
 //! The file is named by the BLAKE3 of all its bytes.
@@ -26,6 +27,11 @@ use std::path::{Path, PathBuf};
 pub enum Codec {
     Raw = 0,
     Zstd = 1,
+    /// zstd with the bytes of another chunk, the reference, as a raw-content prefix:
+    /// a new version of a database page range costs little more than its changes.
+    /// The reference is itself never stored this way, so decoding reads at most two
+    /// chunks.
+    Delta = 2,
 }
 
 impl Codec {
@@ -33,6 +39,7 @@ impl Codec {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::Delta),
             _ => None,
         }
     }
@@ -43,6 +50,8 @@ pub struct Frame {
     pub id: ChunkId,
     pub raw_len: u32,
     pub codec: Codec,
+    /// The chunk a `Delta` frame is decoded against.
+    pub reference: Option<ChunkId>,
     pub bytes: Vec<u8>,
 }
 
@@ -62,9 +71,53 @@ pub fn compress(id: ChunkId, raw: Vec<u8>, level: i32) -> Frame {
         slot.as_mut().and_then(|(_, c)| c.compress(&raw).ok())
     });
     match compressed {
-        Some(bytes) if bytes.len() < raw.len() => Frame { id, raw_len, codec: Codec::Zstd, bytes },
-        _ => Frame { id, raw_len, codec: Codec::Raw, bytes: raw },
+        Some(bytes) if bytes.len() < raw.len() => {
+            Frame { id, raw_len, codec: Codec::Zstd, reference: None, bytes }
+        }
+        _ => Frame { id, raw_len, codec: Codec::Raw, reference: None, bytes: raw },
     }
+}
+
+/// Compresses one chunk against `reference` (the chunk `reference_id`, stored whole):
+/// kept as a delta only where that is much smaller than compressing the chunk alone,
+/// since every delta costs a second chunk to read at restore.
+pub fn compress_against(
+    id: ChunkId,
+    raw: Vec<u8>,
+    level: i32,
+    reference_id: ChunkId,
+    reference: &[u8],
+) -> Frame {
+    let Some(delta) = zstd_with_prefix(&raw, reference, level) else {
+        return compress(id, raw, level);
+    };
+    // Far below any compression alone: no need to try that.
+    if delta.len() <= raw.len() / 16 {
+        return Frame {
+            id,
+            raw_len: raw.len() as u32,
+            codec: Codec::Delta,
+            reference: Some(reference_id),
+            bytes: delta,
+        };
+    }
+    let whole = compress(id, raw, level);
+    if delta.len() < whole.bytes.len() / 2 {
+        Frame { codec: Codec::Delta, reference: Some(reference_id), bytes: delta, ..whole }
+    } else {
+        whole
+    }
+}
+
+/// One zstd frame of `raw` with `prefix` as raw-content prefix (ZSTD_CCtx_refPrefix).
+fn zstd_with_prefix(raw: &[u8], prefix: &[u8], level: i32) -> Option<Vec<u8>> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::try_create()?;
+    cctx.set_parameter(CParameter::CompressionLevel(level)).ok()?;
+    cctx.ref_prefix(prefix).ok()?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+    cctx.compress2(&mut out, raw).ok()?;
+    Some(out)
 }
 
 /// Where one chunk sits inside its pack.
@@ -75,6 +128,8 @@ pub struct PackEntry {
     pub stored_len: u32,
     pub raw_len: u32,
     pub codec: Codec,
+    /// For `Codec::Delta`: the chunk the frame is decoded against.
+    pub reference: Option<ChunkId>,
 }
 
 impl PackEntry {
@@ -84,16 +139,33 @@ impl PackEntry {
         out.extend_from_slice(&self.stored_len.to_le_bytes());
         out.extend_from_slice(&self.raw_len.to_le_bytes());
         out.push(self.codec as u8);
+        if let Some(reference) = self.reference {
+            out.extend_from_slice(&reference.0);
+        }
     }
 
-    fn decode(bytes: &[u8]) -> Option<PackEntry> {
-        Some(PackEntry {
-            id: ChunkId(bytes[..32].try_into().ok()?),
-            offset: format::read_u64(&bytes[32..40]),
-            stored_len: format::read_u32(&bytes[40..44]),
-            raw_len: format::read_u32(&bytes[44..48]),
-            codec: Codec::from_byte(bytes[48])?,
-        })
+    /// Decodes the entry at the start of `bytes`, returning it and its length; `None`
+    /// for an unknown codec or a truncated entry. Version 1 packs have no deltas.
+    fn decode(bytes: &[u8], version: u32) -> Option<(PackEntry, usize)> {
+        let head = bytes.get(..PACK_ENTRY_LEN)?;
+        let codec = Codec::from_byte(head[48])?;
+        let (reference, len) = match codec {
+            Codec::Delta if version >= 2 => {
+                let id = bytes.get(PACK_ENTRY_LEN..PACK_ENTRY_LEN + 32)?;
+                (Some(ChunkId(id.try_into().ok()?)), PACK_ENTRY_LEN + 32)
+            }
+            Codec::Delta => return None,
+            _ => (None, PACK_ENTRY_LEN),
+        };
+        let entry = PackEntry {
+            id: ChunkId(head[..32].try_into().ok()?),
+            offset: format::read_u64(&head[32..40]),
+            stored_len: format::read_u32(&head[40..44]),
+            raw_len: format::read_u32(&head[44..48]),
+            codec,
+            reference,
+        };
+        Some((entry, len))
     }
 }
 
@@ -135,6 +207,7 @@ impl PackWriter {
             stored_len: frame.bytes.len() as u32,
             raw_len: frame.raw_len,
             codec: frame.codec,
+            reference: frame.reference,
         };
         self.write(&frame.bytes)?;
         self.entries.push(entry);
@@ -151,7 +224,7 @@ impl PackWriter {
 
     /// Writes table and footer, fsyncs, and renames the pack to `packs/xx/<id>`.
     pub fn finish(mut self, packs_dir: &Path) -> Result<FinishedPack> {
-        let mut table = Vec::with_capacity(self.entries.len() * PACK_ENTRY_LEN);
+        let mut table = Vec::with_capacity(self.entries.len() * (PACK_ENTRY_LEN + 32));
         for entry in &self.entries {
             entry.encode(&mut table);
         }
@@ -211,7 +284,7 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     }
     let mut head = [0u8; format::FILE_HEADER_LEN];
     file.read_exact_at(&mut head, 0).at(path)?;
-    format::check_file_header(&head, PACK_MAGIC, format::PACK_VERSION)
+    let version = format::check_file_header(&head, PACK_MAGIC, format::PACK_VERSION)
         .map_err(|e| Error::corrupt(path, e))?;
     let mut footer = [0u8; PACK_FOOTER_LEN];
     file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
@@ -220,34 +293,41 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     }
     let table_offset = format::read_u64(&footer[32..40]);
     let count = format::read_u32(&footer[40..44]) as u64;
-    let table_len = count * PACK_ENTRY_LEN as u64;
-    if table_offset < format::FILE_HEADER_LEN as u64
-        || table_offset.checked_add(table_len) != Some(size - PACK_FOOTER_LEN as u64)
-    {
+    let table_end = size - PACK_FOOTER_LEN as u64;
+    // Entries are at least PACK_ENTRY_LEN long, and in version 1 exactly that.
+    let fits = match version {
+        1 => table_offset.checked_add(count * PACK_ENTRY_LEN as u64) == Some(table_end),
+        _ => table_offset.checked_add(count * PACK_ENTRY_LEN as u64).is_some_and(|end| end <= table_end),
+    };
+    if table_offset < format::FILE_HEADER_LEN as u64 || !fits {
         return Err(Error::corrupt(path, "pack footer does not match the file size"));
     }
-    let mut table = vec![0u8; table_len as usize];
+    let mut table = vec![0u8; (table_end - table_offset) as usize];
     file.read_exact_at(&mut table, table_offset).at(path)?;
     if blake3::hash(&table).as_bytes() != &footer[..32] {
         return Err(Error::corrupt(path, "pack table checksum mismatch"));
     }
-    table
-        .chunks_exact(PACK_ENTRY_LEN)
-        .map(|bytes| {
-            let entry = PackEntry::decode(bytes)
-                .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec"))?;
-            let end = entry.offset.checked_add(entry.stored_len as u64);
-            let inside =
-                entry.offset >= format::FILE_HEADER_LEN as u64 && end.is_some_and(|end| end <= table_offset);
-            if !inside || entry.raw_len > MAX_CHUNK_LEN || entry.stored_len > max_stored_len(entry.raw_len) {
-                return Err(Error::corrupt(
-                    path,
-                    format!("chunk {} lies outside the pack or is too large", entry.id),
-                ));
-            }
-            Ok(entry)
-        })
-        .collect()
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut rest = &table[..];
+    for _ in 0..count {
+        let (entry, len) = PackEntry::decode(rest, version)
+            .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec or cut short"))?;
+        rest = &rest[len..];
+        let end = entry.offset.checked_add(entry.stored_len as u64);
+        let inside =
+            entry.offset >= format::FILE_HEADER_LEN as u64 && end.is_some_and(|end| end <= table_offset);
+        if !inside || entry.raw_len > MAX_CHUNK_LEN || entry.stored_len > max_stored_len(entry.raw_len) {
+            return Err(Error::corrupt(
+                path,
+                format!("chunk {} lies outside the pack or is too large", entry.id),
+            ));
+        }
+        entries.push(entry);
+    }
+    if !rest.is_empty() {
+        return Err(Error::corrupt(path, "pack footer does not match the file size"));
+    }
+    Ok(entries)
 }
 
 /// A stored frame is never larger than the raw chunk (cairn stores raw when
@@ -267,8 +347,14 @@ pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Re
 }
 
 /// Decodes stored bytes back into the chunk and verifies them against `id`: nothing
-/// unverified ever leaves this function.
-pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+/// unverified ever leaves this function. A `Delta` frame needs its reference's bytes.
+pub fn decode_chunk(
+    id: &ChunkId,
+    codec: Codec,
+    raw_len: u32,
+    stored: Vec<u8>,
+    reference: Option<&[u8]>,
+) -> Result<Vec<u8>, String> {
     if raw_len > MAX_CHUNK_LEN {
         return Err(format!("chunk {id}: {raw_len} bytes is more than any chunk"));
     }
@@ -276,6 +362,12 @@ pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -
         Codec::Raw => stored,
         Codec::Zstd => zstd::bulk::decompress(&stored, raw_len as usize)
             .map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?,
+        Codec::Delta => {
+            let reference =
+                reference.ok_or_else(|| format!("chunk {id}: its reference chunk is not at hand"))?;
+            unzstd_with_prefix(&stored, reference, raw_len as usize)
+                .map_err(|e| format!("chunk {id}: cannot decompress against its reference: {e}"))?
+        }
     };
     if raw.len() != raw_len as usize {
         return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
@@ -284,6 +376,15 @@ pub fn decode_chunk(id: &ChunkId, codec: Codec, raw_len: u32, stored: Vec<u8>) -
         return Err(format!("chunk {id}: content does not match its id"));
     }
     Ok(raw)
+}
+
+fn unzstd_with_prefix(stored: &[u8], prefix: &[u8], capacity: usize) -> Result<Vec<u8>, String> {
+    use zstd::zstd_safe::{get_error_name, DCtx};
+    let mut dctx = DCtx::try_create().ok_or("out of memory")?;
+    dctx.ref_prefix(prefix).map_err(get_error_name)?;
+    let mut out = Vec::with_capacity(capacity);
+    dctx.decompress(&mut out, stored).map_err(get_error_name)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -310,8 +411,52 @@ mod tests {
         assert_eq!(table[1].codec, Codec::Raw);
         for (entry, raw) in table.iter().zip(&chunks) {
             let stored = read_stored(&file, &path, entry.offset, entry.stored_len).unwrap();
-            assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap(), raw);
+            assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap(), raw);
         }
+    }
+
+    #[test]
+    fn a_delta_decodes_only_against_its_reference_and_its_entry_names_it() {
+        let noise = |seed: &[u8]| {
+            let mut bytes = vec![0u8; 32768];
+            blake3::Hasher::new().update(seed).finalize_xof().fill(&mut bytes);
+            bytes
+        };
+        let old = noise(b"old");
+        let mut new = old.clone();
+        new[1000..1008].copy_from_slice(b"changed!");
+        let (old_id, new_id) = (ChunkId::of(&old), ChunkId::of(&new));
+        let frame = compress_against(new_id, new.clone(), 3, old_id, &old);
+        assert_eq!((frame.codec, frame.reference), (Codec::Delta, Some(old_id)));
+        assert!(frame.bytes.len() < 100, "{} bytes", frame.bytes.len());
+        assert_eq!(
+            decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), Some(&old)).unwrap(),
+            new
+        );
+        assert!(decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), None).is_err());
+        let wrong = vec![0u8; old.len()];
+        assert!(
+            decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), Some(&wrong)).is_err()
+        );
+        // Unrelated content is not worth a delta.
+        let unrelated = noise(b"unrelated");
+        let frame = compress_against(ChunkId::of(&unrelated), unrelated, 3, old_id, &old);
+        assert_eq!((frame.codec, frame.reference), (Codec::Raw, None));
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        writer.add(&compress(old_id, old.clone(), 3)).unwrap();
+        writer.add(&compress_against(new_id, new, 3, old_id, &old)).unwrap();
+        let pack = writer.finish(dir.path()).unwrap();
+        let path = pack_path(dir.path(), &pack.id);
+        let table = read_table(&File::open(&path).unwrap(), &path).unwrap();
+        assert_eq!(table, pack.entries);
+        assert_eq!(table[1].reference, Some(old_id));
+        // Version 1 had no deltas: the same table under a version 1 header is refused.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_table(&File::open(&path).unwrap(), &path).is_err());
     }
 
     #[test]
@@ -322,7 +467,7 @@ mod tests {
         let mut stored = frame.bytes.clone();
         let last = stored.len() - 1;
         stored[last] ^= 1;
-        assert!(decode_chunk(&id, frame.codec, frame.raw_len, stored).is_err());
+        assert!(decode_chunk(&id, frame.codec, frame.raw_len, stored, None).is_err());
 
         let dir = tempfile::tempdir().unwrap();
         let mut writer = PackWriter::create(dir.path()).unwrap();

@@ -3,7 +3,7 @@
 //! into new packs) until the dead bytes left are within `max_unused` of the repository.
 //!
 //! Safe to kill at any instant, in this order:
-//! 1. mark: every snapshot's chunks, into a scratch file (flat memory); a snapshot that
+//! 1. mark: every snapshot's chunks (and the references of those stored as deltas), into a scratch file (flat memory); a snapshot that
 //!    cannot be read, or a chunk the index lacks, stops prune before anything changes;
 //! 2. each new pack is made durable, then indexed with the live chunks moved into it
 //!    (the copies in old packs become dead; a pack killed before its commit is an
@@ -14,6 +14,7 @@
 //! A chunk is live in a pack only where the index places it: a second copy elsewhere
 //! (left by an interrupted backup) is dead weight.
 
+use crate::chunk_reader::ChunkReader;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
@@ -62,11 +63,12 @@ struct PackUse {
 
 pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
     let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
+    let reader = ChunkReader::new(repo)?;
+    let chunks = reader.chunks();
     let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
-    report.snapshots = mark(repo, &mut marks, progress)?;
+    report.snapshots = mark(repo, &mut marks, chunks, progress)?;
     let marks = marks.view()?;
-    let chunks = repo.index.view()?.chunks()?;
-    check_all_indexed(repo, &marks, &chunks)?;
+    check_all_indexed(repo, &marks, chunks)?;
 
     let mut uses = Vec::new();
     for (id, path) in repo.pack_files()? {
@@ -74,7 +76,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let (mut live_bytes, mut dead_bytes) = (0, 0);
         for entry in pack::read_table(&file, &path)? {
-            match is_live(&entry, &id, &marks, &chunks)? {
+            match is_live(&entry, &id, &marks, chunks)? {
                 true => live_bytes += entry.stored_len as u64,
                 false => dead_bytes += entry.stored_len as u64,
             }
@@ -113,7 +115,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
         return Ok(report);
     }
 
-    let written = write_new_packs(repo, &repack, &marks, &chunks, progress)?;
+    let written = write_new_packs(repo, &repack, &marks, &reader, progress)?;
     report.packs_written = written.ids.len() as u64;
     report.bytes_after = kept + written.bytes;
     // A pack is named by its bytes, and repacking the same chunks gives the same bytes:
@@ -121,7 +123,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     // dead here) can be written again now under the same name. It holds live chunks.
     let old: HashSet<PackId> =
         deleted.iter().chain(&repack).map(|u| u.id).filter(|id| !written.ids.contains(id)).collect();
-    drop(chunks);
+    drop(reader);
     repo.index.drop_packs(&old)?;
     for id in &old {
         let path = pack::pack_path(&repo.packs_dir(), id);
@@ -132,10 +134,15 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
 }
 
 /// Marks the chunks of every snapshot on disk; returns how many snapshots there are.
-fn mark(repo: &Repository, marks: &mut ChunkMarks, progress: &dyn Progress) -> Result<u64> {
+fn mark(
+    repo: &Repository,
+    marks: &mut ChunkMarks,
+    chunks: &ChunkTable,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let ids = repo.snapshot_ids()?;
     for (n, id) in ids.iter().enumerate() {
-        marks.add_snapshot(&repo.snapshots_dir(), id, n as u32, progress).map_err(|e| {
+        marks.add_snapshot(&repo.snapshots_dir(), id, n as u32, chunks, progress).map_err(|e| {
             Error::Snapshot(format!(
                 "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed (see `cairn check`)"
             ))
@@ -186,9 +193,10 @@ fn write_new_packs(
     repo: &Repository,
     repack: &[PackUse],
     marks: &MarksView,
-    chunks: &ChunkTable,
+    reader: &ChunkReader,
     progress: &dyn Progress,
 ) -> Result<Written> {
+    let chunks = reader.chunks();
     let mut written = Written { ids: HashSet::new(), bytes: 0 };
     let mut unindexed: Vec<pack::FinishedPack> = Vec::new();
     let mut finish = |writer: PackWriter, last: bool| -> Result<()> {
@@ -212,10 +220,16 @@ fn write_new_packs(
             }
             let stored = pack::read_stored(&file, &path, entry.offset, entry.stored_len)?;
             // Never copy a damaged chunk into a new pack as if it were sound.
-            pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored.clone()).map_err(|e| {
-                Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id))
-            })?;
-            let frame = Frame { id: entry.id, raw_len: entry.raw_len, codec: entry.codec, bytes: stored };
+            reader.decode(&entry.id, entry.codec, entry.raw_len, stored.clone(), entry.reference).map_err(
+                |e| Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id)),
+            )?;
+            let frame = Frame {
+                id: entry.id,
+                raw_len: entry.raw_len,
+                codec: entry.codec,
+                reference: entry.reference,
+                bytes: stored,
+            };
             let out = match &mut writer {
                 Some(out) => out,
                 None => writer.insert(PackWriter::create(&repo.tmp_dir())?),

@@ -142,6 +142,13 @@ impl Repository {
         Ok(repo)
     }
 
+    /// Ends a session that wrote: compacts the index if commits left it mostly free
+    /// space. Dropping the repository instead is safe, only untidy.
+    pub fn close(mut self) -> Result<()> {
+        self.index.compact_if_fragmented()?;
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -45,10 +45,11 @@ pub struct SnapshotStats {
 
 pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
     let snapshots = repo.snapshots()?.readable;
+    let chunks = repo.index.view()?.chunks()?;
     let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
     let mut report = RepoStats { snapshots: snapshots.len() as u64, ..Default::default() };
     for (n, summary) in snapshots.iter().enumerate() {
-        marks.add_snapshot(&repo.snapshots_dir(), &summary.id, n as u32, progress)?;
+        marks.add_snapshot(&repo.snapshots_dir(), &summary.id, n as u32, &chunks, progress)?;
         report.logical_bytes += summary.trailer.stats.bytes;
         report.per_snapshot.push(SnapshotStats {
             id: summary.id,
@@ -60,7 +61,6 @@ pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
             added_stored_bytes: summary.trailer.stats.stored_bytes,
         });
     }
-    let chunks = repo.index.view()?.chunks()?;
     marks.view()?.for_each(|id, count, last| {
         let Some(at) = chunks.get(&id)? else {
             report.missing_chunks += 1;

@@ -87,7 +87,7 @@ fn packs_are_named_by_their_hash_and_their_tables_decode() {
     assert_eq!(summary, PINNED_TABLE);
     for entry in &table {
         let stored = pack::read_stored(&file, path, entry.offset, entry.stored_len).unwrap();
-        pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored).unwrap();
+        pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap();
     }
 }
 
@@ -287,6 +287,88 @@ mod v2 {
             }
             assert!(!target.join("default/config/default.lck").exists());
             assert_eq!(fs::metadata(target.join("default/config")).unwrap().mtime(), 1_700_000_000);
+        }
+    }
+}
+
+/// The checked-in repository with version 2 packs (tests/vectors/repo-v3, made once by
+/// make-v3.sh): a data file changed in place, its changed piece stored as a delta.
+mod v3 {
+    use super::*;
+
+    const FULL: &str = "7b1d5e9afdef9062bf76cc89f585369fff7fa30ab8682e8411c8ef8226bfc29e";
+    const INCREMENTAL: &str = "e603722c77faab4d2de6c569d7912a84f7c7cd586987df9a369c0e5bc4a4486a";
+    const DATA_PACK: &str = "7592afab8db9785ea108aa0cfc5ac4f4489c1f0ba52828ec7cf9745289d93706";
+    const DELTA_PACK: &str = "115056c51bce0a70fbdd0bef1e7d5cc97fffec02959a461f10f8aeb94d1b63da";
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v3")
+    }
+
+    fn data_file(snapshot: &str) -> Vec<u8> {
+        let mut data = noise(100 * 1024, 7);
+        if snapshot == INCREMENTAL {
+            data[40_000..40_008].copy_from_slice(b"changed!");
+        }
+        data
+    }
+
+    #[test]
+    fn the_config_has_the_pages_profile_and_the_delta_pack_names_its_reference() {
+        let config =
+            Config::decode(&fs::read(vectors().join("config")).unwrap(), Path::new("config")).unwrap();
+        let profiles =
+            [ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM, ChunkerParams::PAGES];
+        assert_eq!(config.chunkers, profiles);
+
+        let packs = pack::list_packs(&vectors().join("packs")).unwrap();
+        let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
+        assert_eq!(ids, [DELTA_PACK, DATA_PACK]);
+        for (id, path) in &packs {
+            let bytes = fs::read(path).unwrap();
+            assert_eq!(PackId::of(&bytes), *id);
+            assert_eq!(&bytes[8..12], &2u32.to_le_bytes(), "pack version 2");
+        }
+        let (old, new) = (data_file(FULL), data_file(INCREMENTAL));
+        let piece = |data: &[u8]| data[32 << 10..64 << 10].to_vec();
+        let path = &packs[0].1;
+        let file = fs::File::open(path).unwrap();
+        let table = pack::read_table(&file, path).unwrap();
+        let summary: Vec<(u64, u32, u32, Codec, Option<ChunkId>)> =
+            table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec, e.reference)).collect();
+        let reference = ChunkId::of(&piece(&old));
+        assert_eq!(summary, [(16, 31, 32768, Codec::Delta, Some(reference)), (47, 8, 8, Codec::Raw, None)]);
+        let stored = pack::read_stored(&file, path, table[0].offset, table[0].stored_len).unwrap();
+        assert_eq!(table[0].id, ChunkId::of(&piece(&new)));
+        let decoded =
+            pack::decode_chunk(&table[0].id, Codec::Delta, 32768, stored.clone(), Some(&piece(&old)));
+        assert_eq!(decoded.unwrap(), piece(&new));
+        assert!(pack::decode_chunk(&table[0].id, Codec::Delta, 32768, stored, None).is_err());
+    }
+
+    #[test]
+    fn the_data_file_is_cut_in_fixed_pieces_and_both_snapshots_restore() {
+        let dir = vectors().join("snapshots");
+        let id: SnapshotId = INCREMENTAL.parse().unwrap();
+        let mut reader = ManifestReader::open(&dir, &id).unwrap();
+        let mut data = None;
+        while let Some(record) = reader.next_record().unwrap() {
+            if let Record::File(f) = record {
+                if f.path == b"data.db" {
+                    data = Some(f);
+                }
+            }
+        }
+        let data = data.expect("data.db in the manifest");
+        assert_eq!(data.chunker, 3);
+        let expected: Vec<ChunkId> = data_file(INCREMENTAL).chunks(32 << 10).map(ChunkId::of).collect();
+        assert_eq!(data.chunks.iter().map(|c| c.id).collect::<Vec<_>>(), expected);
+
+        let checked = Checked::new(&vectors());
+        for id in [FULL, INCREMENTAL] {
+            let target = checked.restore(id);
+            assert_eq!(fs::read(target.join("data.db")).unwrap(), data_file(id), "{id}");
+            assert_eq!(fs::read(target.join("log.0000000001")).unwrap(), b"log one\n");
         }
     }
 }

@@ -5,7 +5,8 @@
 //! ```text
 //! produce (thread)   walk -> reuse parent's chunks | read 64 KiB multiples -> FastCDC
 //!                    -> BLAKE3 (rayon) -> dedup against index + in-flight chunks
-//! compress (thread)  zstd every new chunk of a batch (rayon)
+//! compress (thread)  zstd every new chunk of a batch (rayon); a changed piece of a
+//!                    database data file as a delta against the parent's piece
 //! store (thread)     append frames to the pack; full pack -> fsync, rename -> index commit;
 //!                    file entries -> the component's record spool
 //! ```
@@ -18,6 +19,7 @@ mod parent;
 mod produce;
 mod store;
 
+use crate::chunk_reader::ChunkReader;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
@@ -128,6 +130,8 @@ enum Payload {
     Raw {
         seq: u64,
         bytes: Vec<u8>,
+        /// The chunk this one replaces, to store it against (see `pack::compress_against`).
+        reference: Option<ChunkId>,
     },
     Compressed {
         seq: u64,
@@ -432,7 +436,16 @@ fn copy_component(
         let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
         s.spawn(move || {
             for mut batch in compress_rx {
-                batch.par_iter_mut().for_each(|item| compress_item(item, level));
+                // A reader per batch, not per backup: a read view held for the whole
+                // backup would keep every page its commits free from being reused, and
+                // the index file would grow with each pack.
+                let wants_reader = batch.iter().any(|item| {
+                    matches!(item, Item::Chunk { payload: Payload::Raw { reference: Some(_), .. }, .. })
+                });
+                // Without a reader (the index unreadable, which the store stage
+                // reports) chunks are stored whole: larger, never wrong.
+                let reader = wants_reader.then(|| ChunkReader::new(repo).ok()).flatten();
+                batch.par_iter_mut().for_each(|item| compress_item(item, level, reader.as_ref()));
                 if to_store.send(batch).is_err() {
                     break;
                 }
@@ -455,10 +468,16 @@ fn copy_component(
     })
 }
 
-fn compress_item(item: &mut Item, level: i32) {
+fn compress_item(item: &mut Item, level: i32, reader: Option<&ChunkReader>) {
     if let Item::Chunk { id, payload, .. } = item {
-        if let Payload::Raw { seq, bytes } = std::mem::replace(payload, Payload::Known) {
-            *payload = Payload::Compressed { seq, frame: pack::compress(*id, bytes, level) };
+        if let Payload::Raw { seq, bytes, reference } = std::mem::replace(payload, Payload::Known) {
+            let whole =
+                reader.zip(reference).and_then(|(reader, previous)| reader.whole_version_of(&previous));
+            let frame = match whole {
+                Some((reference, whole)) => pack::compress_against(*id, bytes, level, reference, &whole),
+                None => pack::compress(*id, bytes, level),
+            };
+            *payload = Payload::Compressed { seq, frame };
         }
     }
 }

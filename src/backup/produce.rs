@@ -155,7 +155,8 @@ pub fn run(
         match next? {
             Sourced::File(Planned { found, role, log_number, chunker, open }) => match entry_from(&found) {
                 Ok(mut entry) => {
-                    (entry.role, entry.log_number, entry.chunker) = (role, log_number, chunker);
+                    (entry.role, entry.log_number, entry.chunker) =
+                        (role, log_number, repo.config.profile_for(chunker));
                     match logs_only.as_mut() {
                         Some(l) => l.file(&mut p, entry, &found.abs, open, parent.as_mut())?,
                         None => p.file(entry, &found.abs, open, parent.as_mut())?,
@@ -336,9 +337,18 @@ impl Producer<'_> {
             self.progress.advance(1, 0);
             return self.push(Item::Entry(entry));
         }
-        let previous = match parent {
-            Some(parent) => parent.find(&entry.path)?.filter(|_| may_reuse(&entry, parent)),
-            None => None,
+        let (previous, mut references) = match parent {
+            Some(parent) => {
+                let found = parent.find(&entry.path)?;
+                // A data file is updated in place: a new chunk is most like the one at
+                // its offset in the parent, and is stored as a delta against it.
+                let references = found
+                    .as_ref()
+                    .filter(|found| entry.role == FileRole::Data && found.kind == FileKind::Regular)
+                    .map(|found| SameOffset::new(found.chunks.clone()));
+                (found.filter(|_| may_reuse(&entry, parent)), references)
+            }
+            None => (None, None),
         };
         let link = (entry.device, entry.inode);
         let first_name = if entry.links > 1 { self.other_name_of(link) } else { None };
@@ -365,7 +375,7 @@ impl Producer<'_> {
         let path = entry.path.clone();
         let first_link = (entry.links > 1).then(|| entry.clone());
         self.push(Item::Begin(entry))?;
-        match self.read_chunks(&mut file, &params)? {
+        match self.read_chunks(&mut file, &params, references.as_mut())? {
             Ok(size) => {
                 if let Some(mut first) = first_link {
                     first.size = size;
@@ -402,10 +412,15 @@ impl Producer<'_> {
 
     /// Reads one file in multiples of `READ_UNIT` and emits its chunks. The outer error
     /// is fatal to the backup; the inner one is this file's alone.
-    fn read_chunks(&mut self, file: &mut File, params: &ChunkerParams) -> Result<std::io::Result<u64>> {
+    fn read_chunks(
+        &mut self,
+        file: &mut File,
+        params: &ChunkerParams,
+        references: Option<&mut SameOffset>,
+    ) -> Result<std::io::Result<u64>> {
         self.chunks.clear();
         let mut buffer = std::mem::take(&mut self.buffer);
-        let result = self.cut_stream(file, &mut buffer, params);
+        let result = self.cut_stream(file, &mut buffer, params, references);
         self.buffer = buffer;
         result
     }
@@ -415,6 +430,7 @@ impl Producer<'_> {
         file: &mut File,
         buffer: &mut [u8],
         params: &ChunkerParams,
+        mut references: Option<&mut SameOffset>,
     ) -> Result<std::io::Result<u64>> {
         let (mut filled, mut total, mut eof) = (0usize, 0u64, false);
         // A pipe (a dump) may block for as long as its command pleases: wait for it in
@@ -450,7 +466,10 @@ impl Producer<'_> {
             let ids: Vec<ChunkId> = ranges.par_iter().map(|r| ChunkId::of(&data[r.clone()])).collect();
             for (range, id) in ranges.iter().zip(ids) {
                 let payload = match self.inflight.claim(id)? {
-                    Some(seq) => Payload::Raw { seq, bytes: data[range.clone()].to_vec() },
+                    Some(seq) => {
+                        let reference = references.as_mut().and_then(|r| r.at(total + range.start as u64));
+                        Payload::Raw { seq, bytes: data[range.clone()].to_vec(), reference }
+                    }
                     None => Payload::Known,
                 };
                 let len = range.len() as u32;
@@ -466,5 +485,53 @@ impl Producer<'_> {
                 return Ok(Ok(total));
             }
         }
+    }
+}
+
+/// The chunks of a file's previous version, looked up by offset as the new version is
+/// cut (offsets only grow).
+struct SameOffset {
+    chunks: Vec<ChunkRef>,
+    next: usize,
+    /// Offset of `chunks[next]`.
+    start: u64,
+}
+
+impl SameOffset {
+    fn new(chunks: Vec<ChunkRef>) -> SameOffset {
+        SameOffset { chunks, next: 0, start: 0 }
+    }
+
+    /// The previous version's chunk that holds byte `offset`.
+    fn at(&mut self, offset: u64) -> Option<ChunkId> {
+        while let Some(chunk) = self.chunks.get(self.next) {
+            if offset < self.start + chunk.len as u64 {
+                return Some(chunk.id);
+            }
+            self.start += chunk.len as u64;
+            self.next += 1;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_offset_finds_the_chunk_holding_each_offset() {
+        let ids: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
+        let chunks = vec![
+            ChunkRef { id: ids[0], len: 10 },
+            ChunkRef { id: ids[1], len: 5 },
+            ChunkRef { id: ids[2], len: 1 },
+        ];
+        let mut lookup = SameOffset::new(chunks);
+        assert_eq!(lookup.at(0), Some(ids[0]));
+        assert_eq!(lookup.at(9), Some(ids[0]));
+        assert_eq!(lookup.at(10), Some(ids[1]));
+        assert_eq!(lookup.at(15), Some(ids[2]));
+        assert_eq!(lookup.at(16), None);
     }
 }

@@ -151,7 +151,7 @@ pub fn run(
                     let new = match payload {
                         Payload::Known => None,
                         Payload::Compressed { seq, frame } => Some((seq, frame)),
-                        Payload::Raw { seq, bytes } => {
+                        Payload::Raw { seq, bytes, .. } => {
                             Some((seq, compress(id, bytes, repo.config.compression.level)))
                         }
                     };

@@ -2,19 +2,16 @@
 //! chunks read, verified and written with positioned writes on all cores, then their
 //! owner, mode and times set.
 
+use crate::chunk_reader::ChunkReader;
 use crate::error::{Error, IoContext, Result};
-use crate::id::PackId;
 use crate::index::{ChunkTable, Location};
 use crate::manifest::FileEntry;
-use crate::pack;
-use crate::repo::Repository;
 use crate::Progress;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Files restored together: their chunks are spread over the cores.
 pub const BATCH_FILES: usize = 512;
@@ -72,37 +69,8 @@ pub fn create(entry: FileEntry, path: PathBuf, chunks: &ChunkTable) -> Result<Pe
     }
 }
 
-/// Open pack files shared by the restore workers.
-#[derive(Default)]
-pub struct PackFiles {
-    open: Mutex<HashMap<PackId, Arc<File>>>,
-}
-
-impl PackFiles {
-    const MAX_OPEN: usize = 64;
-
-    fn get(&self, repo: &Repository, id: &PackId) -> Result<Arc<File>> {
-        let mut open = self.open.lock().expect("pack cache lock");
-        if let Some(file) = open.get(id) {
-            return Ok(file.clone());
-        }
-        if open.len() >= Self::MAX_OPEN {
-            open.clear();
-        }
-        let path = repo.pack_path(id);
-        let file = Arc::new(File::open(&path).at(&path)?);
-        open.insert(*id, file.clone());
-        Ok(file)
-    }
-}
-
 /// Writes the chunks of every file in `batch`, in parallel.
-pub fn write_all(
-    repo: &Repository,
-    packs: &PackFiles,
-    batch: Vec<Pending>,
-    progress: &dyn Progress,
-) -> Vec<Written> {
+pub fn write_all(reader: &ChunkReader, batch: Vec<Pending>, progress: &dyn Progress) -> Vec<Written> {
     let mut tasks = Vec::new();
     for (file_index, pending) in batch.iter().enumerate() {
         let mut offset = 0u64;
@@ -116,7 +84,7 @@ pub fn write_all(
     }
     tasks.par_iter().for_each(|(file_index, range, offset)| {
         let pending = &batch[*file_index];
-        if let Err(e) = write_chunks(repo, packs, pending, range.clone(), *offset, progress) {
+        if let Err(e) = write_chunks(reader, pending, range.clone(), *offset, progress) {
             pending.error.lock().expect("error slot").get_or_insert(e);
         }
     });
@@ -133,20 +101,14 @@ pub fn write_all(
 }
 
 fn write_chunks(
-    repo: &Repository,
-    packs: &PackFiles,
+    reader: &ChunkReader,
     pending: &Pending,
     range: std::ops::Range<usize>,
     mut offset: u64,
     progress: &dyn Progress,
 ) -> Result<(), String> {
     for (location, chunk) in pending.locations[range.clone()].iter().zip(&pending.entry.chunks[range]) {
-        let pack_path = repo.pack_path(&location.pack);
-        let file = packs.get(repo, &location.pack).map_err(|e| e.to_string())?;
-        let stored = pack::read_stored(&file, &pack_path, location.offset, location.stored_len)
-            .map_err(|e| e.to_string())?;
-        let raw = pack::decode_chunk(&chunk.id, location.codec, location.raw_len, stored)
-            .map_err(|e| format!("{e} (pack {})", location.pack))?;
+        let raw = reader.read_at(&chunk.id, location)?;
         // The file was sized up front: runs of zeros stay holes.
         if raw.iter().any(|&b| b != 0) {
             pending.file.write_all_at(&raw, offset).map_err(|e| format!("write: {e}"))?;

@@ -9,13 +9,13 @@ mod until_log;
 
 pub use until_log::{restore_until_log, UntilLog};
 
+use crate::chunk_reader::ChunkReader;
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
-use crate::index::ChunkTable;
 use crate::manifest::{self, display_path, ComponentHeader, FileEntry, FileKind, ManifestReader, Record};
 use crate::repo::Repository;
 use crate::Progress;
-use files::{PackFiles, Pending, Written};
+use files::{Pending, Written};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, Permissions};
@@ -119,24 +119,11 @@ pub fn dump_file(
     if entry.kind != FileKind::Regular {
         return Err(Error::Restore(format!("{}: not a regular file", display_path(&entry.path))));
     }
-    let chunks = repo.index.view()?.chunks()?;
-    let mut pack: Option<(crate::id::PackId, File)> = None;
+    let reader = ChunkReader::new(repo)?;
     for chunk in &entry.chunks {
-        let at = chunks.get(&chunk.id)?.ok_or_else(|| {
-            Error::Restore(format!(
-                "{}: chunk {} is missing from the repository",
-                display_path(&entry.path),
-                chunk.id
-            ))
-        })?;
-        let pack_path = repo.pack_path(&at.pack);
-        if pack.as_ref().is_none_or(|(id, _)| *id != at.pack) {
-            pack = Some((at.pack, File::open(&pack_path).at(&pack_path)?));
-        }
-        let (_, file) = pack.as_ref().expect("just opened");
-        let stored = crate::pack::read_stored(file, &pack_path, at.offset, at.stored_len)?;
-        let raw = crate::pack::decode_chunk(&chunk.id, at.codec, at.raw_len, stored)
-            .map_err(|e| Error::corrupt(&pack_path, e))?;
+        let raw = reader
+            .read(&chunk.id)
+            .map_err(|e| Error::Restore(format!("{}: {e}", display_path(&entry.path))))?;
         out.write_all(&raw).map_err(|e| Error::io(Path::new("standard output"), e))?;
     }
     Ok(entry.size)
@@ -158,9 +145,7 @@ fn restore_records(
     let placed_apart: Vec<Vec<u8>> =
         components.iter().map(|c| c.placement.clone()).filter(|p| !p.is_empty()).collect();
     let mut restorer = Restorer {
-        repo,
-        chunks: repo.index.view()?.chunks()?,
-        packs: PackFiles::default(),
+        reader: ChunkReader::new(repo)?,
         overwrite: options.overwrite,
         is_root: nix::unistd::geteuid().is_root(),
         base: options.target.clone(),
@@ -246,9 +231,7 @@ fn content_id(entry: &FileEntry) -> blake3::Hash {
 }
 
 struct Restorer<'a> {
-    repo: &'a Repository,
-    chunks: ChunkTable,
-    packs: PackFiles,
+    reader: ChunkReader<'a>,
     overwrite: bool,
     is_root: bool,
     base: PathBuf,
@@ -500,7 +483,7 @@ impl Restorer<'_> {
     }
 
     fn queue_file(&mut self, entry: FileEntry, path: PathBuf) -> Result<()> {
-        match self.clear(&path).and_then(|_| files::create(entry, path, &self.chunks)) {
+        match self.clear(&path).and_then(|_| files::create(entry, path, self.reader.chunks())) {
             Ok(pending) => {
                 self.batch_bytes += pending.entry.size;
                 self.batch.push(pending);
@@ -523,7 +506,7 @@ impl Restorer<'_> {
             let batch = std::mem::take(&mut self.batch);
             self.batch_bytes = 0;
             self.linked_queued.clear();
-            for written in files::write_all(self.repo, &self.packs, batch, self.progress) {
+            for written in files::write_all(&self.reader, batch, self.progress) {
                 self.finish_file(written);
             }
             let deferred = std::mem::take(&mut self.deferred_links);

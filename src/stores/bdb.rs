@@ -9,7 +9,7 @@ use super::dir::{Found, Walked, Walker};
 use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
 use super::{unsupported, Planned, StoreType};
-use crate::config::CHUNKER_FINE;
+use crate::config::CHUNKER_PAGES;
 use crate::error::{Error, Result};
 use crate::manifest::{Excluded, FileRole};
 use std::fs;
@@ -73,7 +73,7 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
             // Everything else, subdirectories included, in walk order: a directory
             // before its contents. Containers are updated page by page in place:
             // small chunks keep an incremental close to the pages that changed.
-            data.push(Planned { role: FileRole::Data, chunker: CHUNKER_FINE, ..Planned::plain(found) });
+            data.push(Planned { role: FileRole::Data, chunker: CHUNKER_PAGES, ..Planned::plain(found) });
         }
     }
     if logs.is_empty() && !offline {

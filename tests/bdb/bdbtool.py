@@ -9,6 +9,8 @@
   bdbtool.py archiver HOME COUNT   commits records 0..COUNT without a checkpoint, prints
                                    "ready", waits for a line on stdin, then loops:
                                    300 commits, checkpoint, remove logs no longer needed
+  bdbtool.py rewrite HOME COUNT STEP  writes every STEP-th record of 0..COUNT again, with
+                                   the same value: its pages change in place (their LSNs)
   bdbtool.py subdb HOME            adds a database kept in a subdirectory (tables/extra.db)
 Small log files (64 KiB) make a hot backup see new logs appear while it copies.
 """
@@ -59,6 +61,14 @@ def main():
         env, dbs = open_env(home)
         start, count = (0, int(sys.argv[3])) if command == "create" else (int(sys.argv[3]), int(sys.argv[4]))
         put(env, dbs, start, count)
+        close(env, dbs)
+    elif command == "rewrite":
+        env, dbs = open_env(home)
+        count, step = int(sys.argv[3]), int(sys.argv[4])
+        txn = env.txn_begin()
+        for i in range(0, count, step):
+            dbs[i % len(dbs)].put(b"%08d" % i, value(i), txn=txn)
+        txn.commit()
         close(env, dbs)
     elif command == "writer":
         env, dbs = open_env(home)

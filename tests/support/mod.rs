@@ -678,9 +678,11 @@ pub struct PackEntry {
     pub stored_len: u32,
     pub raw_len: u32,
     pub codec: u8,
+    pub reference: Option<String>,
 }
 
-/// Reads a pack's table through its footer (format v1).
+/// Reads a pack's table through its footer (formats 1 and 2: an entry of codec 2, a
+/// delta, ends with its reference's id).
 pub fn pack_table(pack: &Path) -> Vec<PackEntry> {
     let bytes = fs::read(pack).unwrap();
     let n = bytes.len();
@@ -688,20 +690,26 @@ pub fn pack_table(pack: &Path) -> Vec<PackEntry> {
     assert_eq!(&bytes[..8], b"CAIRNPAK", "pack magic");
     let footer = &bytes[n - 52..];
     assert_eq!(&footer[44..52], b"CAIRNEND", "pack footer magic");
-    let table_offset = u64::from_le_bytes(footer[32..40].try_into().unwrap()) as usize;
+    let mut at = u64::from_le_bytes(footer[32..40].try_into().unwrap()) as usize;
     let count = u32::from_le_bytes(footer[40..44].try_into().unwrap()) as usize;
-    (0..count)
-        .map(|i| {
-            let e = &bytes[table_offset + 49 * i..table_offset + 49 * (i + 1)];
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let entries = (0..count)
+        .map(|_| {
+            let e = &bytes[at..at + 49];
+            let reference = (e[48] == 2).then(|| hex(&bytes[at + 49..at + 81]));
+            at += if reference.is_some() { 81 } else { 49 };
             PackEntry {
-                id: e[..32].iter().map(|b| format!("{b:02x}")).collect(),
+                id: hex(&e[..32]),
                 offset: u64::from_le_bytes(e[32..40].try_into().unwrap()),
                 stored_len: u32::from_le_bytes(e[40..44].try_into().unwrap()),
                 raw_len: u32::from_le_bytes(e[44..48].try_into().unwrap()),
                 codec: e[48],
+                reference,
             }
         })
-        .collect()
+        .collect();
+    assert_eq!(at, n - 52, "{}: table ends at the footer", pack.display());
+    entries
 }
 
 /// Flips every bit of the byte at `offset` of `path`.

@@ -1,0 +1,118 @@
+//! Reading chunks back out of packs: found through the index, decoded, verified, and
+//! for a delta decoded against its reference (which is always stored whole).
+//! Shared by every reader (restore, dump, check, prune, and backup looking up the
+//! reference of a new delta), from any number of threads.
+
+use crate::error::IoContext;
+use crate::id::{ChunkId, PackId};
+use crate::index::{ChunkTable, Location};
+use crate::pack::{self, Codec};
+use crate::repo::Repository;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+/// Open pack files, shared by threads reading chunks.
+#[derive(Default)]
+pub struct PackFiles {
+    open: Mutex<HashMap<PackId, Arc<File>>>,
+}
+
+impl PackFiles {
+    const MAX_OPEN: usize = 64;
+
+    pub fn get(&self, repo: &Repository, id: &PackId) -> crate::Result<Arc<File>> {
+        let mut open = self.open.lock().expect("pack cache lock");
+        if let Some(file) = open.get(id) {
+            return Ok(file.clone());
+        }
+        if open.len() >= Self::MAX_OPEN {
+            open.clear();
+        }
+        let path = repo.pack_path(id);
+        let file = Arc::new(File::open(&path).at(&path)?);
+        open.insert(*id, file.clone());
+        Ok(file)
+    }
+}
+
+pub struct ChunkReader<'a> {
+    repo: &'a Repository,
+    chunks: ChunkTable,
+    packs: PackFiles,
+}
+
+impl<'a> ChunkReader<'a> {
+    /// Reads through a view of the index taken now.
+    pub fn new(repo: &'a Repository) -> crate::Result<ChunkReader<'a>> {
+        Ok(ChunkReader { repo, chunks: repo.index.view()?.chunks()?, packs: PackFiles::default() })
+    }
+
+    pub fn chunks(&self) -> &ChunkTable {
+        &self.chunks
+    }
+
+    /// Chunk `id`, wherever the index places it.
+    pub fn read(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
+        let location = self.locate(id)?;
+        self.read_at(id, &location)
+    }
+
+    /// Chunk `id` from `location` (as the index gave it).
+    pub fn read_at(&self, id: &ChunkId, location: &Location) -> Result<Vec<u8>, String> {
+        let stored = self.stored(location.pack, location.offset, location.stored_len)?;
+        self.decode(id, location.codec, location.raw_len, stored, location.reference)
+            .map_err(|e| format!("{e} (pack {})", location.pack))
+    }
+
+    /// Decodes stored bytes read by the caller (from a pack it reads whole, say),
+    /// reading the reference of a delta through the index.
+    pub fn decode(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        stored: Vec<u8>,
+        reference: Option<ChunkId>,
+    ) -> Result<Vec<u8>, String> {
+        let reference = match (codec, reference) {
+            (Codec::Delta, Some(reference)) => Some(self.reference(&reference)?),
+            (Codec::Delta, None) => return Err(format!("chunk {id} is a delta without a reference")),
+            _ => None,
+        };
+        pack::decode_chunk(id, codec, raw_len, stored, reference.as_deref())
+    }
+
+    /// A reference chunk, which must be stored whole: reading a delta never needs more
+    /// than two chunks.
+    pub fn reference(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
+        let location = self.locate(id).map_err(|e| format!("reference {e}"))?;
+        if location.codec == Codec::Delta {
+            return Err(format!("reference chunk {id} is itself stored as a delta"));
+        }
+        self.read_at(id, &location)
+    }
+
+    /// What a new version of chunk `previous` can be stored against: `previous` itself
+    /// or, when that is a delta, its reference (references are stored whole), with its
+    /// bytes. `None` when it cannot be read: the new version is then stored whole, and
+    /// `check` reports the damage.
+    pub fn whole_version_of(&self, previous: &ChunkId) -> Option<(ChunkId, Vec<u8>)> {
+        let location = self.chunks.get(previous).ok()??;
+        let whole = location.reference.unwrap_or(*previous);
+        self.reference(&whole).ok().map(|bytes| (whole, bytes))
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Location, String> {
+        self.chunks
+            .get(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("chunk {id} is missing from the repository"))
+    }
+
+    fn stored(&self, pack: PackId, offset: u64, stored_len: u32) -> Result<Vec<u8>, String> {
+        let path = self.repo.pack_path(&pack);
+        let file = self.packs.get(self.repo, &pack).map_err(|e| e.to_string())?;
+        pack::read_stored(&file, &path, offset, stored_len).map_err(|e| e.to_string())
+    }
+}
