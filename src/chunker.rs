@@ -26,14 +26,14 @@ impl ChunkerParams {
     pub const FINE: ChunkerParams =
         ChunkerParams { min_size: 4 << 10, avg_size: 16 << 10, max_size: 64 << 10, normalization: 1 };
 
-    /// For database containers: fixed 32 KiB pieces (min = avg = max), which Berkeley DB
-    /// pages (512 bytes to 64 KiB, powers of two) never straddle unless larger. Pages
-    /// are updated in place and never move, so content-defined cuts gain nothing there;
-    /// a changed piece is stored as a delta against the piece at its offset in the
-    /// parent, which makes its cost that of the changed pages, and 32 KiB compresses as
-    /// well as 1 MiB (format-spec/chunking.md).
+    /// For database containers: fixed 64 KiB pieces (min = avg = max), the largest
+    /// Berkeley DB page size, so no page ever straddles two pieces. Pages are updated in
+    /// place and never move, so content-defined cuts gain nothing there; a changed piece
+    /// is stored as a delta against the piece at its offset in the parent, which makes
+    /// its cost that of the changed bytes, and 64 KiB compresses as well as 1 MiB
+    /// (format-spec/chunking.md).
     pub const PAGES: ChunkerParams =
-        ChunkerParams { min_size: 32 << 10, avg_size: 32 << 10, max_size: 32 << 10, normalization: 1 };
+        ChunkerParams { min_size: 64 << 10, avg_size: 64 << 10, max_size: 64 << 10, normalization: 1 };
 
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020 as f;
@@ -110,7 +110,7 @@ mod tests {
     fn pages_profile_cuts_at_fixed_offsets() {
         let data = noise(200_000, 3);
         let lengths = cut(&data, &ChunkerParams::PAGES, true);
-        assert!(lengths[..lengths.len() - 1].iter().all(|&l| l == 32 << 10), "{lengths:?}");
+        assert!(lengths[..lengths.len() - 1].iter().all(|&l| l == 64 << 10), "{lengths:?}");
         assert_eq!(lengths.iter().sum::<usize>(), data.len());
     }
 

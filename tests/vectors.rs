@@ -296,10 +296,10 @@ mod v2 {
 mod v3 {
     use super::*;
 
-    const FULL: &str = "7b1d5e9afdef9062bf76cc89f585369fff7fa30ab8682e8411c8ef8226bfc29e";
-    const INCREMENTAL: &str = "e603722c77faab4d2de6c569d7912a84f7c7cd586987df9a369c0e5bc4a4486a";
-    const DATA_PACK: &str = "7592afab8db9785ea108aa0cfc5ac4f4489c1f0ba52828ec7cf9745289d93706";
-    const DELTA_PACK: &str = "115056c51bce0a70fbdd0bef1e7d5cc97fffec02959a461f10f8aeb94d1b63da";
+    const FULL: &str = "a1394ddc560f4dae52dcde179c1da56f1fdff7530f3fa32baf351f984ec3e48b";
+    const INCREMENTAL: &str = "05a4798edaa5843363576d727fbd0abb4040db07b99cc5929208dac1b351fcc9";
+    const DATA_PACK: &str = "2d7cc6f2a2c2681bda6723fab16b3fd6d6b9009199271a309ecd46bf95d59157";
+    const DELTA_PACK: &str = "78227104433e8c11492cef6eac9974e51092af61da4a6396156393d6d08399e1";
 
     fn vectors() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v3")
@@ -323,27 +323,27 @@ mod v3 {
 
         let packs = pack::list_packs(&vectors().join("packs")).unwrap();
         let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
-        assert_eq!(ids, [DELTA_PACK, DATA_PACK]);
+        assert_eq!(ids, [DATA_PACK, DELTA_PACK]);
         for (id, path) in &packs {
             let bytes = fs::read(path).unwrap();
             assert_eq!(PackId::of(&bytes), *id);
             assert_eq!(&bytes[8..12], &2u32.to_le_bytes(), "pack version 2");
         }
         let (old, new) = (data_file(FULL), data_file(INCREMENTAL));
-        let piece = |data: &[u8]| data[32 << 10..64 << 10].to_vec();
-        let path = &packs[0].1;
+        let piece = |data: &[u8]| data[..64 << 10].to_vec();
+        let path = &packs[1].1;
         let file = fs::File::open(path).unwrap();
         let table = pack::read_table(&file, path).unwrap();
         let summary: Vec<(u64, u32, u32, Codec, Option<ChunkId>)> =
             table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec, e.reference)).collect();
         let reference = ChunkId::of(&piece(&old));
-        assert_eq!(summary, [(16, 31, 32768, Codec::Delta, Some(reference)), (47, 8, 8, Codec::Raw, None)]);
+        assert_eq!(summary, [(16, 31, 65536, Codec::Delta, Some(reference)), (47, 8, 8, Codec::Raw, None)]);
         let stored = pack::read_stored(&file, path, table[0].offset, table[0].stored_len).unwrap();
         assert_eq!(table[0].id, ChunkId::of(&piece(&new)));
         let decoded =
-            pack::decode_chunk(&table[0].id, Codec::Delta, 32768, stored.clone(), Some(&piece(&old)));
+            pack::decode_chunk(&table[0].id, Codec::Delta, 65536, stored.clone(), Some(&piece(&old)));
         assert_eq!(decoded.unwrap(), piece(&new));
-        assert!(pack::decode_chunk(&table[0].id, Codec::Delta, 32768, stored, None).is_err());
+        assert!(pack::decode_chunk(&table[0].id, Codec::Delta, 65536, stored, None).is_err());
     }
 
     #[test]
@@ -361,7 +361,7 @@ mod v3 {
         }
         let data = data.expect("data.db in the manifest");
         assert_eq!(data.chunker, 3);
-        let expected: Vec<ChunkId> = data_file(INCREMENTAL).chunks(32 << 10).map(ChunkId::of).collect();
+        let expected: Vec<ChunkId> = data_file(INCREMENTAL).chunks(64 << 10).map(ChunkId::of).collect();
         assert_eq!(data.chunks.iter().map(|c| c.id).collect::<Vec<_>>(), expected);
 
         let checked = Checked::new(&vectors());

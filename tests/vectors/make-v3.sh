@@ -4,8 +4,8 @@
 # the contract; a failing test means the code no longer reads pack version 2.
 #
 # A small Berkeley DB-like environment (`--type bdb`): one data file of 100 KiB of
-# xorshift noise and one log. After a full backup, 8 bytes of the data file's second
-# 32 KiB piece are overwritten in place and a second log appears: the incremental stores
+# xorshift noise and one log. After a full backup, 8 bytes of the data file's first
+# 64 KiB piece are overwritten in place and a second log appears: the incremental stores
 # that piece as a delta (codec 2) against the first snapshot's piece at the same offset.
 set -euo pipefail
 cairn=${CAIRN:-target/release/cairn}
