@@ -76,7 +76,7 @@ impl<'a> ChunkReader<'a> {
         reference: Option<ChunkId>,
     ) -> Result<Vec<u8>, String> {
         let reference = match (codec, reference) {
-            (Codec::Delta, Some(reference)) => Some(self.reference(&reference)?),
+            (Codec::Delta, Some(reference)) => Some(self.read_reference(&reference)?),
             (Codec::Delta, None) => return Err(format!("chunk {id} is a delta without a reference")),
             _ => None,
         };
@@ -85,7 +85,7 @@ impl<'a> ChunkReader<'a> {
 
     /// A reference chunk, which must be stored whole: reading a delta never needs more
     /// than two chunks.
-    pub fn reference(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
+    pub fn read_reference(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
         let location = self.locate(id).map_err(|e| format!("reference {e}"))?;
         if location.codec == Codec::Delta {
             return Err(format!("reference chunk {id} is itself stored as a delta"));
@@ -100,7 +100,7 @@ impl<'a> ChunkReader<'a> {
     pub fn whole_version_of(&self, previous: &ChunkId) -> Option<(ChunkId, Vec<u8>)> {
         let location = self.chunks.get(previous).ok()??;
         let whole = location.reference.unwrap_or(*previous);
-        self.reference(&whole).ok().map(|bytes| (whole, bytes))
+        self.read_reference(&whole).ok().map(|bytes| (whole, bytes))
     }
 
     fn locate(&self, id: &ChunkId) -> Result<Location, String> {

@@ -38,6 +38,14 @@ impl Globals {
     }
 }
 
+/// Ends a session that wrote. What it tidies is a cache: a failure there is reported,
+/// but does not turn a finished backup or prune into a failed one.
+fn close(repo: Repository) {
+    if let Err(e) = repo.close() {
+        eprintln!("warning: {e}");
+    }
+}
+
 pub fn run(cli: Cli) -> Result<Exit> {
     let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock) };
     let json = g.json;
@@ -47,7 +55,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Backup(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn backup")?;
             let exit = backup(&repo, args, json, &mut out)?;
-            repo.close()?;
+            close(repo);
             Ok(exit)
         }
         Command::Snapshots { set } => {
@@ -102,14 +110,14 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Forget(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn forget")?;
             let exit = space::forget(&repo, args, json, &mut out)?;
-            repo.close()?;
+            close(repo);
             Ok(exit)
         }
         Command::Prune(args) => {
             let repo = g.open(LockMode::Exclusive, "cairn prune")?;
             let options = PruneOptions { max_unused_percent: args.max_unused, dry_run: args.dry_run };
             let exit = space::prune(&repo, &options, json, &mut out)?;
-            repo.close()?;
+            close(repo);
             Ok(exit)
         }
         Command::Dump { snapshot, what } => {

@@ -102,7 +102,9 @@ fn drop_locations(
     for item in references.iter()? {
         let (delta, reference) = item?;
         let delta_gone = chunks.get(delta.value())?.is_none_or(|l| l.value().4 != Codec::Delta as u8);
-        if delta_gone || chunks.get(reference.value())?.is_none() {
+        let reference_whole =
+            chunks.get(reference.value())?.is_some_and(|l| l.value().4 != Codec::Delta as u8);
+        if delta_gone || !reference_whole {
             orphans.push(delta.value());
         }
     }
@@ -222,13 +224,16 @@ impl Index {
     }
 
     /// Records a durable pack and its chunks in one transaction. A chunk already indexed
-    /// elsewhere keeps its first location; the duplicate in this pack is dead weight
-    /// that prune may reclaim.
+    /// keeps its location unless that is a delta and this copy is whole; a delta is
+    /// indexed only while its reference is indexed whole (see `insert_pack`). Copies not
+    /// indexed are dead weight that prune may reclaim.
     pub fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
         self.write(|txn| insert_pack(txn, pack, size, entries))
     }
 
-    /// Several packs in one transaction (one fsync), for rebuilding.
+    /// Packs found on disk (rebuilding, or ones a killed writer did not index), in one
+    /// transaction. A delta whose reference is in a pack not yet added is held back:
+    /// callers add every pack again once all are in.
     pub fn add_packs(&self, packs: &[(PackId, u64, Vec<PackEntry>)]) -> Result<()> {
         self.write(|txn| {
             for (pack, size, entries) in packs {
@@ -238,9 +243,10 @@ impl Index {
         })
     }
 
-    /// Forgets packs that are gone from disk, and every chunk location in them, so that
-    /// no backup deduplicates against lost data. Scans the chunk table.
-    pub fn remove_packs(&self, gone: &std::collections::HashSet<PackId>) -> Result<()> {
+    /// Forgets packs that are gone from disk (or that prune is about to delete), every
+    /// chunk location in them, and every delta whose reference was there: no backup may
+    /// deduplicate against what cannot be read. Scans the chunk table.
+    pub fn drop_packs(&self, gone: &std::collections::HashSet<PackId>) -> Result<()> {
         self.write(|txn| drop_locations(txn, gone))
     }
 
@@ -259,12 +265,6 @@ impl Index {
             }
             Ok(())
         })
-    }
-
-    /// Forgets packs that prune is about to delete, with every chunk location still in
-    /// them (chunks no snapshot needs), by one scan of the chunk table.
-    pub fn drop_packs(&self, old: &std::collections::HashSet<PackId>) -> Result<()> {
-        self.write(|txn| drop_locations(txn, old))
     }
 
     pub fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
@@ -292,13 +292,19 @@ fn insert_pack(
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut references = txn.open_table(REFERENCES)?;
     for e in entries {
-        // A whole copy is preferred to a delta, so that a reference is never itself a
-        // delta, whatever order copies are found in.
-        let replace = match chunks.get(e.id.0)? {
-            None => true,
-            Some(old) => old.value().4 == Codec::Delta as u8 && e.codec != Codec::Delta,
+        // Whatever order copies are found in, a reference is found whole, and a delta
+        // is indexed only with its reference: a whole copy replaces a delta, and a delta
+        // waits for its reference (a copy prune left behind after removing the
+        // reference is never indexed again).
+        let indexed_delta = |chunks: &redb::Table<[u8; 32], StoredLocation>, id: &ChunkId| {
+            Ok::<_, redb::Error>(chunks.get(id.0)?.map(|l| l.value().4 == Codec::Delta as u8))
         };
-        if replace {
+        let insert = match (indexed_delta(&chunks, &e.id)?, e.reference) {
+            (None, Some(reference)) => indexed_delta(&chunks, &reference)? == Some(false),
+            (None, None) => true,
+            (Some(old_is_delta), _) => old_is_delta && e.codec != Codec::Delta,
+        };
+        if insert {
             put_location(&mut chunks, &mut references, pack, e)?;
         }
     }
@@ -423,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_copy_replaces_a_delta_so_references_stay_whole() {
+    fn a_delta_is_indexed_only_with_its_reference_whole_and_a_whole_copy_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::create(&dir.path().join("index.redb")).unwrap();
         let (id, reference) = (ChunkId::of(b"new"), ChunkId::of(b"old"));
@@ -435,27 +441,30 @@ mod tests {
             codec: Codec::Delta,
             reference: Some(reference),
         };
-        index.add_pack(&PackId::of(b"p1"), 100, &[delta]).unwrap();
-        let location = index.view().unwrap().chunks().unwrap().get(&id).unwrap().unwrap();
-        assert_eq!((location.codec, location.reference), (Codec::Delta, Some(reference)));
         let whole = PackEntry { codec: Codec::Zstd, reference: None, offset: 40, ..delta };
+        let get = |index: &Index| index.view().unwrap().chunks().unwrap().get(&id).unwrap();
+        // Held back while its reference is not indexed.
+        index.add_pack(&PackId::of(b"p1"), 100, &[delta]).unwrap();
+        assert_eq!(get(&index), None);
+        index.add_pack(&PackId::of(b"p0"), 100, &[PackEntry { id: reference, ..whole }]).unwrap();
+        index.add_pack(&PackId::of(b"p1"), 100, &[delta]).unwrap();
+        let location = get(&index).unwrap();
+        assert_eq!((location.codec, location.reference), (Codec::Delta, Some(reference)));
+        // A whole copy wins, whatever the order.
         index.add_pack(&PackId::of(b"p2"), 100, &[whole]).unwrap();
         index.add_pack(&PackId::of(b"p3"), 100, &[delta]).unwrap();
-        let location = index.view().unwrap().chunks().unwrap().get(&id).unwrap().unwrap();
+        let location = get(&index).unwrap();
         assert_eq!(
             (location.pack, location.codec, location.reference),
             (PackId::of(b"p2"), Codec::Zstd, None)
         );
-        index.remove_packs(&[PackId::of(b"p2")].into()).unwrap();
-        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_none());
-
+        index.drop_packs(&[PackId::of(b"p2")].into()).unwrap();
+        assert_eq!(get(&index), None);
         // A delta whose reference is lost is lost as well.
-        let old = PackEntry { id: reference, codec: Codec::Zstd, reference: None, ..delta };
-        index.add_pack(&PackId::of(b"p4"), 100, &[old]).unwrap();
-        index.add_pack(&PackId::of(b"p5"), 100, &[delta]).unwrap();
-        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_some());
-        index.remove_packs(&[PackId::of(b"p4")].into()).unwrap();
-        assert!(index.view().unwrap().chunks().unwrap().get(&id).unwrap().is_none());
+        index.add_pack(&PackId::of(b"p3"), 100, &[delta]).unwrap();
+        assert!(get(&index).is_some());
+        index.drop_packs(&[PackId::of(b"p0")].into()).unwrap();
+        assert_eq!(get(&index), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum Codec {
     Zstd = 1,
     /// zstd with the bytes of another chunk, the reference, as a raw-content prefix:
     /// a new version of a database page range costs little more than its changes.
-    /// The reference is itself never stored this way, so decoding reads at most two
+    /// A reference is always read from a whole copy, so decoding reads at most two
     /// chunks.
     Delta = 2,
 }
@@ -201,6 +201,9 @@ impl PackWriter {
     }
 
     pub fn add(&mut self, frame: &Frame) -> Result<()> {
+        // The table entry's length follows from the codec: a mismatch would make a
+        // table that passes its own hash and cannot be read.
+        assert_eq!(frame.codec == Codec::Delta, frame.reference.is_some(), "chunk {}", frame.id);
         let entry = PackEntry {
             id: frame.id,
             offset: self.len,
@@ -325,7 +328,7 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
         entries.push(entry);
     }
     if !rest.is_empty() {
-        return Err(Error::corrupt(path, "pack footer does not match the file size"));
+        return Err(Error::corrupt(path, format!("{} bytes after the last pack table entry", rest.len())));
     }
     Ok(entries)
 }

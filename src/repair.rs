@@ -34,25 +34,31 @@ pub fn rebuild_index(root: &Path, lock_wait: Duration, progress: &dyn Progress) 
     let index = Index::create(&temp_index)?;
     let mut report = RepairReport::default();
 
-    let mut batch = Vec::new();
-    for (id, path) in pack::list_packs(&root.join("packs"))? {
-        let table = File::open(&path).at(&path).and_then(|f| {
-            let size = f.metadata().at(&path)?.len();
-            Ok((size, pack::read_table(&f, &path)?))
-        });
-        match table {
-            Ok((size, entries)) => {
-                report.packs += 1;
-                progress.advance(1, size);
-                batch.push((id, size, entries));
+    // Deltas wait for their references (index::insert_pack), which may be in any pack:
+    // after a first round over every pack, a second indexes the deltas it held back.
+    for round in 0..2 {
+        let mut batch = Vec::new();
+        for (id, path) in pack::list_packs(&root.join("packs"))? {
+            let table = File::open(&path).at(&path).and_then(|f| {
+                let size = f.metadata().at(&path)?.len();
+                Ok((size, pack::read_table(&f, &path)?))
+            });
+            match table {
+                Ok((size, entries)) if round == 0 => {
+                    report.packs += 1;
+                    progress.advance(1, size);
+                    batch.push((id, size, entries));
+                }
+                Ok((size, entries)) => batch.push((id, size, entries)),
+                Err(e) if round == 0 => report.skipped.push(e.to_string()),
+                Err(_) => {}
             }
-            Err(e) => report.skipped.push(e.to_string()),
+            if batch.len() >= 256 {
+                index.add_packs(&std::mem::take(&mut batch))?;
+            }
         }
-        if batch.len() >= 256 {
-            index.add_packs(&std::mem::take(&mut batch))?;
-        }
+        index.add_packs(&batch)?;
     }
-    index.add_packs(&batch)?;
 
     let snapshots_dir = root.join("snapshots");
     for id in manifest::list_snapshots(&snapshots_dir)? {

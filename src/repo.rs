@@ -206,19 +206,24 @@ impl Repository {
         }
         let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
         let on_disk = self.pack_files()?;
+        let mut found = Vec::new();
         for (id, path) in &on_disk {
             if !indexed_packs.contains(id) {
                 let Ok(file) = File::open(path) else { continue };
                 if let Ok(entries) = pack::read_table(&file, path) {
-                    let size = file.metadata().at(path)?.len();
-                    self.index.add_pack(id, size, &entries)?;
+                    found.push((*id, file.metadata().at(path)?.len(), entries));
                 }
             }
+        }
+        if !found.is_empty() {
+            // Twice: a delta in one of them may have its reference in a later one.
+            self.index.add_packs(&found)?;
+            self.index.add_packs(&found)?;
         }
         let present: HashSet<PackId> = on_disk.into_iter().map(|(id, _)| id).collect();
         let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
         if !gone.is_empty() {
-            self.index.remove_packs(&gone)?;
+            self.index.drop_packs(&gone)?;
         }
         Ok(())
     }

@@ -895,3 +895,48 @@ fn stats_and_diff_account_for_every_byte() {
     assert_eq!(num(&diff["summary"], "added_bytes"), 100_000);
     env.run(["diff", a, b]).success().mentions("- src/d/gone").mentions("1 added");
 }
+
+/// Regression (review of the delta change): damage in a chunk that deltas are decoded
+/// against is one problem, at the pack that holds it, listing the files of every
+/// snapshot that needs it, directly or through a delta; the delta's sound pack is not
+/// blamed.
+#[test]
+fn a_damaged_reference_is_reported_where_it_is_stored_with_every_file_that_needs_it() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let original = Rng::new(3).random_bytes(2 << 16);
+    fs::write(home.join("data.db"), &original).unwrap();
+    fs::write(home.join("log.0000000001"), "one\n").unwrap();
+    let first = env.backup(&home, &["--type", "bdb"]);
+    let changed = [&original[..10], b"changed!", &original[18..]].concat();
+    fs::write(home.join("data.db"), &changed).unwrap();
+    fs::write(home.join("log.0000000002"), "two\n").unwrap();
+    let second = env.backup(&home, &["--type", "bdb"]);
+
+    let tables: Vec<(PathBuf, Vec<PackEntry>)> =
+        env.packs().into_iter().map(|p| (p.clone(), pack_table(&p))).collect();
+    let delta = tables.iter().flat_map(|(_, t)| t).find(|e| e.codec == 2).expect("a delta").clone();
+    let reference = delta.reference.unwrap();
+    let (reference_pack, entry) = tables
+        .iter()
+        .find_map(|(p, t)| t.iter().find(|e| e.id == reference).map(|e| (p.clone(), e.clone())))
+        .unwrap();
+    flip_byte(&reference_pack, entry.offset + entry.stored_len as u64 / 2);
+
+    let json = env.run(["--json", "check", "--read-data"]).failure().json();
+    let problems = json["problems"].as_array().unwrap();
+    let reference_pack_id = reference_pack.file_name().unwrap().to_str().unwrap();
+    assert_eq!(problems.len(), 1, "{json}");
+    assert_eq!(problems[0]["pack"], reference_pack_id, "{json}");
+    let mut affected: Vec<(String, String)> = problems[0]["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["snapshot"].as_str().unwrap().to_string(), a["path"].as_str().unwrap().to_string()))
+        .collect();
+    affected.sort();
+    let mut expected = vec![(first, "data.db".to_string()), (second, "data.db".to_string())];
+    expected.sort();
+    assert_eq!(affected, expected);
+}

@@ -173,3 +173,45 @@ fn prune_refuses_while_another_process_holds_the_repository() {
     drop(lock);
     env.run(["forget"]).failure().mentions("no --keep-* rule given");
 }
+
+/// Regression (review of the delta change): prune keeps a pack that still holds a dead
+/// delta after removing the delta's reference. Neither an index rebuilt from the packs
+/// nor a later backup may take that copy for the chunk, and `check --read-data` sees no
+/// damage in it.
+#[test]
+fn a_dead_delta_whose_reference_was_pruned_is_never_indexed_again() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let mut rng = Rng::new(11);
+    let data = home.join("data.db");
+    let original = rng.random_bytes(3 << 16);
+    let changed = [&original[..100], b"changed!", &original[108..]].concat();
+    let mut log = 0;
+    let mut backup = |content: &[u8], extra_file: Option<(&str, Vec<u8>)>| {
+        fs::write(&data, content).unwrap();
+        if let Some((name, bytes)) = extra_file {
+            fs::write(home.join(name), bytes).unwrap();
+        }
+        log += 1;
+        fs::write(home.join(format!("log.{log:010}")), format!("log {log}\n")).unwrap();
+        env.backup(&home, &["--type", "bdb"])
+    };
+    backup(&original, None);
+    // The changed first piece is a delta, packed beside a large live file.
+    backup(&changed, Some(("other.db", rng.random_bytes(300_000))));
+    let deltas = || env.packs().iter().flat_map(|p| pack_table(p)).filter(|e| e.codec == 2).count();
+    assert_eq!(deltas(), 1);
+    backup(&[&rng.random_bytes(1 << 16)[..], &original[1 << 16..]].concat(), None);
+    env.run(["forget", "--keep-last", "1"]).success();
+    env.run(["prune"]).success();
+    assert_eq!(deltas(), 1, "the dead delta stays in its pack, whose other chunks are live");
+    env.run(["check", "--read-data"]).success();
+
+    env.run(["repair", "index"]).success();
+    let again = backup(&changed, None);
+    let out = env.path("restored");
+    env.restore(&again, &out);
+    assert_eq!(fs::read(out.join("data.db")).unwrap(), changed);
+    env.run(["check", "--read-data"]).success();
+}

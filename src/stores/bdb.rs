@@ -71,8 +71,8 @@ pub fn open(root: &Path, offline: bool) -> Result<HotCopy> {
             config.push(Planned::plain(found));
         } else {
             // Everything else, subdirectories included, in walk order: a directory
-            // before its contents. Containers are updated page by page in place:
-            // small chunks keep an incremental close to the pages that changed.
+            // before its contents. Containers are updated page by page in place: cut
+            // in fixed pieces, each changed one stored as a delta against the parent's.
             data.push(Planned { role: FileRole::Data, chunker: CHUNKER_PAGES, ..Planned::plain(found) });
         }
     }
