@@ -15,8 +15,9 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// For whole files of any kind; chosen by measurement (format-spec/chunking.md).
+    /// Repositories made before 2026-11-22 have 256 KiB / 1 MiB / 4 MiB here.
     pub const DEFAULT: ChunkerParams =
-        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20, normalization: 1 };
+        ChunkerParams { min_size: 512 << 10, avg_size: 2 << 20, max_size: 4 << 20, normalization: 1 };
     /// For streams and files edited in place by insertion (dumps): a third of the
     /// re-stored bytes of DEFAULT after scattered edits, for 2% more stored size.
     pub const MEDIUM: ChunkerParams =
@@ -99,11 +100,15 @@ mod tests {
         let lengths = cut(&data, &ChunkerParams::DEFAULT, true);
         assert_eq!(lengths.iter().sum::<usize>(), data.len());
         assert_eq!(lengths, PINNED_DEFAULT);
+        // The default of repositories made before 2026-11-22, which they keep using.
+        let earlier = ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, ..ChunkerParams::DEFAULT };
+        assert_eq!(cut(&data, &earlier, true), PINNED_EARLIER_DEFAULT);
         let fine = cut(&data[..200_000], &ChunkerParams::FINE, true);
         assert_eq!(&fine[..6], PINNED_FINE);
     }
 
-    const PINNED_DEFAULT: &[usize] = &[1058165, 1245702, 1666421, 1118569, 925238, 277361];
+    const PINNED_DEFAULT: &[usize] = &[2303867, 2784990, 1007190, 195409];
+    const PINNED_EARLIER_DEFAULT: &[usize] = &[1058165, 1245702, 1666421, 1118569, 925238, 277361];
     const PINNED_FINE: &[usize] = &[4140, 26387, 31904, 17069, 11547, 4772];
 
     #[test]

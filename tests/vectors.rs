@@ -66,7 +66,9 @@ fn config_bytes_decode_to_the_v1_parameters() {
     assert_eq!(&bytes[..8], b"CAIRNCFG");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
     let config = Config::decode(&bytes, &path).unwrap();
-    assert_eq!(config.chunkers, vec![ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM]);
+    let default =
+        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20, normalization: 1 };
+    assert_eq!(config.chunkers, vec![default, ChunkerParams::FINE, ChunkerParams::MEDIUM]);
     assert_eq!((config.compression.algorithm, config.compression.level), (1, 3));
     assert_eq!(config.pack_target, 32 << 20);
 }
@@ -143,7 +145,10 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
         assert_eq!(files[7].kind, FileKind::Symlink { target: b"hello.txt".to_vec() });
         assert_eq!(files[1].mtime.secs, 1_700_000_000);
         // The chunk lists are what today's chunker cuts from the same bytes.
-        let params = ChunkerParams::DEFAULT;
+        // With the repository's own parameters (an earlier default than today's).
+        let config =
+            Config::decode(&fs::read(vectors().join("config")).unwrap(), Path::new("config")).unwrap();
+        let params = config.chunkers[0];
         for (path, content) in expected_files(&id.to_hex()) {
             let entry = files.iter().find(|f| f.path == path).unwrap();
             let mut start = 0;
@@ -296,8 +301,8 @@ mod v2 {
 mod v3 {
     use super::*;
 
-    const FULL: &str = "a1394ddc560f4dae52dcde179c1da56f1fdff7530f3fa32baf351f984ec3e48b";
-    const INCREMENTAL: &str = "05a4798edaa5843363576d727fbd0abb4040db07b99cc5929208dac1b351fcc9";
+    const FULL: &str = "7bde6149a7e9aae50be7cec7b4410967cb0035202f871778dc72824b7d25676f";
+    const INCREMENTAL: &str = "2f7cb7baafbe0040b7b186dc1020a59f0e3eb43cd415d1e925df7a0ce0d7f8d5";
     const DATA_PACK: &str = "2d7cc6f2a2c2681bda6723fab16b3fd6d6b9009199271a309ecd46bf95d59157";
     const DELTA_PACK: &str = "78227104433e8c11492cef6eac9974e51092af61da4a6396156393d6d08399e1";
 
