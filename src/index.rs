@@ -62,6 +62,8 @@ enum Db {
 pub struct Index {
     db: Db,
     path: PathBuf,
+    /// The file's size when opened: a session that grew it by half is worth compacting.
+    opened_size: u64,
 }
 
 /// A consistent read view; lookups through it see the index as it was when it began.
@@ -125,7 +127,7 @@ impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
         let db = builder().create(path).map_err(|e| Error::index(path, e))?;
-        let index = Index { db: Db::Write(db), path: path.to_path_buf() };
+        let index = Index { db: Db::Write(db), path: path.to_path_buf(), opened_size: 0 };
         index.write(|txn| {
             txn.open_table(CHUNKS)?;
             txn.open_table(REFERENCES)?;
@@ -158,7 +160,8 @@ impl Index {
                 Err(e) => return Err(unusable(&e)),
             }
         };
-        let index = Index { db, path: path.to_path_buf() };
+        let opened_size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let index = Index { db, path: path.to_path_buf(), opened_size };
         let version = {
             let view = index.view()?;
             let meta = view.txn.open_table(META).map_err(|e| unusable(&e))?;
@@ -174,28 +177,21 @@ impl Index {
         Ok(index)
     }
 
-    /// Gives back the space that copy-on-write commits left free inside the file, when
-    /// that is half of it or more: a backup commits once per pack, each commit of random
-    /// chunk ids rewrites most of the tree, and a freed page is reused only once no
-    /// reader needs it, so the file can grow to several times its tables (33.7 MB for
-    /// 3.6 MB after a first backup of 30,000 chunks). redb's `compact` moves pages down
-    /// only until one does not fit lower, so it cannot always help; the free pages are
-    /// then reused by later commits. Needs no other transaction open. Returns whether
-    /// it compacted.
-    pub fn compact_if_fragmented(&mut self) -> Result<bool> {
+    /// Gives back the space that copy-on-write commits left free inside the file, once
+    /// this session has grown it by half: a backup commits once per pack, each commit of
+    /// random chunk ids rewrites most of the tree, and a freed page is reused only once
+    /// no reader needs it, so a first backup of 30,000 chunks leaves 33.7 MB for 3.6 MB
+    /// of tables. A session that added little (a no-change backup) is not worth reading
+    /// the whole file for. redb's `compact` moves pages down only until one does not fit
+    /// lower, so it cannot always help; the free pages are then reused by later
+    /// commits. Needs no other transaction open. Returns whether it compacted.
+    pub fn compact_if_grown(&mut self) -> Result<bool> {
         let Db::Write(db) = &mut self.db else {
             return Ok(false);
         };
         let path = &self.path;
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        let fragmented = (|| {
-            let txn = db.begin_write()?;
-            let fragmented = txn.stats()?.fragmented_bytes();
-            txn.abort()?;
-            Ok::<_, redb::Error>(fragmented)
-        })()
-        .map_err(|e| Error::index(path, e))?;
-        if size < COMPACT_ABOVE || fragmented * 2 < size {
+        if size < COMPACT_ABOVE || size < self.opened_size + self.opened_size / 2 {
             return Ok(false);
         }
         db.compact().map_err(|e| Error::index(path, e))

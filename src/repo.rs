@@ -142,10 +142,10 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Ends a session that wrote: compacts the index if commits left it mostly free
-    /// space. Dropping the repository instead is safe, only untidy.
+    /// Ends a session that wrote: compacts the index if this session grew it by half.
+    /// Dropping the repository instead is safe, only untidy.
     pub fn close(mut self) -> Result<()> {
-        self.index.compact_if_fragmented()?;
+        self.index.compact_if_grown()?;
         Ok(())
     }
 
