@@ -234,6 +234,8 @@ fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec
         Err(e) => return (bytes.len() as u64, vec![(e, Vec::new())]),
     };
     let mut bad_chunks = Vec::new();
+    // Deltas whose reference cannot be read: not verifiable here.
+    let mut unverified = Vec::new();
     for entry in &entries {
         let start = entry.offset as usize;
         // The table was read separately: a file that changed since is damage, not a panic.
@@ -245,7 +247,10 @@ fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec
                     // Not this pack's fault: a damaged reference is reported where it is
                     // stored, and a missing one by the snapshots whose files need it (a
                     // dead copy whose reference prune removed needs nothing).
-                    Some(Err(_)) => continue,
+                    Some(Err(_)) => {
+                        unverified.push(entry.id);
+                        continue;
+                    }
                 };
                 pack::decode_chunk(
                     &entry.id,
@@ -262,11 +267,22 @@ fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec
             bad_chunks.push(entry.id);
         }
     }
-    if PackId::of(&bytes) != *id && bad_chunks.is_empty() {
-        damage.push((
-            "content does not match its name (damage outside the chunk data)".to_string(),
-            Vec::new(),
-        ));
+    if PackId::of(&bytes) != *id {
+        // Whatever changed may be in a delta that could not be decoded.
+        match (bad_chunks.is_empty(), unverified.is_empty()) {
+            (true, true) => damage.push((
+                "content does not match its name (damage outside the chunk data)".to_string(),
+                Vec::new(),
+            )),
+            (_, false) => damage.push((
+                format!(
+                    "content does not match its name, and {} deltas whose reference is unreadable could not be verified",
+                    unverified.len()
+                ),
+                unverified,
+            )),
+            (false, true) => {}
+        }
     }
     (bytes.len() as u64, damage)
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{IoContext, Result};
 use crate::fsutil;
+use crate::id::PackId;
 use crate::index::Index;
 use crate::lock::LockMode;
 use crate::manifest::{self, ManifestReader};
@@ -10,7 +11,7 @@ use crate::pack;
 use crate::repo::{self, OpenOptions};
 use crate::Progress;
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -20,6 +21,43 @@ pub struct RepairReport {
     pub snapshots: u64,
     /// Packs and manifests that could not be read, and why; `check` tells what they hold.
     pub skipped: Vec<String>,
+}
+
+/// Indexes `packs` from their tables, a batch per transaction. Deltas wait for their
+/// references (index::insert_pack), which may be in any pack: after a first round over
+/// every pack, a second indexes the deltas it held back. Returns how many packs were
+/// read, and why the others could not be.
+pub(crate) fn index_packs(
+    index: &Index,
+    packs: &[(PackId, PathBuf)],
+    progress: &dyn Progress,
+) -> Result<(u64, Vec<String>)> {
+    let (mut read, mut skipped) = (0, Vec::new());
+    for round in 0..2 {
+        let mut batch = Vec::new();
+        for (id, path) in packs {
+            let table = File::open(path).at(path).and_then(|f| {
+                let size = f.metadata().at(path)?.len();
+                Ok((size, pack::read_table(&f, path)?))
+            });
+            match table {
+                Ok((size, entries)) => {
+                    if round == 0 {
+                        read += 1;
+                        progress.advance(1, size);
+                    }
+                    batch.push((*id, size, entries));
+                }
+                Err(e) if round == 0 => skipped.push(e.to_string()),
+                Err(_) => {}
+            }
+            if batch.len() >= 256 {
+                index.add_packs(&std::mem::take(&mut batch))?;
+            }
+        }
+        index.add_packs(&batch)?;
+    }
+    Ok((read, skipped))
 }
 
 pub fn rebuild_index(root: &Path, lock_wait: Duration, progress: &dyn Progress) -> Result<RepairReport> {
@@ -34,31 +72,9 @@ pub fn rebuild_index(root: &Path, lock_wait: Duration, progress: &dyn Progress) 
     let index = Index::create(&temp_index)?;
     let mut report = RepairReport::default();
 
-    // Deltas wait for their references (index::insert_pack), which may be in any pack:
-    // after a first round over every pack, a second indexes the deltas it held back.
-    for round in 0..2 {
-        let mut batch = Vec::new();
-        for (id, path) in pack::list_packs(&root.join("packs"))? {
-            let table = File::open(&path).at(&path).and_then(|f| {
-                let size = f.metadata().at(&path)?.len();
-                Ok((size, pack::read_table(&f, &path)?))
-            });
-            match table {
-                Ok((size, entries)) if round == 0 => {
-                    report.packs += 1;
-                    progress.advance(1, size);
-                    batch.push((id, size, entries));
-                }
-                Ok((size, entries)) => batch.push((id, size, entries)),
-                Err(e) if round == 0 => report.skipped.push(e.to_string()),
-                Err(_) => {}
-            }
-            if batch.len() >= 256 {
-                index.add_packs(&std::mem::take(&mut batch))?;
-            }
-        }
-        index.add_packs(&batch)?;
-    }
+    let (packs, skipped) = index_packs(&index, &pack::list_packs(&root.join("packs"))?, progress)?;
+    report.packs = packs;
+    report.skipped = skipped;
 
     let snapshots_dir = root.join("snapshots");
     for id in manifest::list_snapshots(&snapshots_dir)? {

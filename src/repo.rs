@@ -205,25 +205,24 @@ impl Repository {
             self.index.remove_snapshot(id)?;
         }
         let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
+        drop(view);
         let on_disk = self.pack_files()?;
-        let mut found = Vec::new();
-        for (id, path) in &on_disk {
-            if !indexed_packs.contains(id) {
-                let Ok(file) = File::open(path) else { continue };
-                if let Ok(entries) = pack::read_table(&file, path) {
-                    found.push((*id, file.metadata().at(path)?.len(), entries));
-                }
-            }
-        }
-        if !found.is_empty() {
-            // Twice: a delta in one of them may have its reference in a later one.
-            self.index.add_packs(&found)?;
-            self.index.add_packs(&found)?;
-        }
-        let present: HashSet<PackId> = on_disk.into_iter().map(|(id, _)| id).collect();
+        let present: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
         let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
-        if !gone.is_empty() {
-            self.index.drop_packs(&gone)?;
+        // Gone first: a chunk must not keep pointing into a gone pack while a copy on
+        // disk waits to be indexed. Dropping a pack also drops the deltas whose
+        // reference was in it, wherever they are; so once any pack is gone, every pack
+        // is indexed again (a rare path: an index older than the packs).
+        let to_index: Vec<(PackId, PathBuf)> = match gone.is_empty() {
+            true => on_disk.into_iter().filter(|(id, _)| !indexed_packs.contains(id)).collect(),
+            false => {
+                self.index.drop_packs(&gone)?;
+                on_disk
+            }
+        };
+        if !to_index.is_empty() {
+            // Unreadable packs are left alone here; `check` reports them.
+            crate::repair::index_packs(&self.index, &to_index, &crate::NoProgress)?;
         }
         Ok(())
     }

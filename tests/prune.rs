@@ -215,3 +215,42 @@ fn a_dead_delta_whose_reference_was_pruned_is_never_indexed_again() {
     assert_eq!(fs::read(out.join("data.db")).unwrap(), changed);
     env.run(["check", "--read-data"]).success();
 }
+
+/// Regression (second review of the delta change): an index from before a prune (a
+/// repository copied while prune ran, say) is brought up to date by the next writer,
+/// which finds the new packs unindexed and the old ones gone; every chunk the kept
+/// snapshots need, deltas whose reference moved included, must be indexed again.
+#[test]
+fn an_index_from_before_a_prune_is_brought_up_to_date() {
+    let env = TestEnv::new();
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let mut rng = Rng::new(5);
+    let mut data = rng.random_bytes(16 << 16);
+    let mut taken = Vec::new();
+    for round in 0..5u64 {
+        // A few 64 KiB pieces change in place (deltas); another file changes whole.
+        for k in 0..4 {
+            let at = (((round * 5 + k * 3) % 16) as usize) * 65536 + 1000 + round as usize * 10;
+            data[at..at + 8].copy_from_slice(&round.to_le_bytes());
+        }
+        fs::write(home.join("data.db"), &data).unwrap();
+        fs::write(home.join("other.db"), rng.random_bytes(200_000)).unwrap();
+        fs::write(home.join(format!("log.{:010}", round + 1)), format!("log {round}\n")).unwrap();
+        taken.push((env.backup(&home, &["--type", "bdb"]), data.clone()));
+    }
+    env.run(["forget", "--keep-last", "2"]).success();
+    let old_index = env.path("old-index.redb");
+    fs::copy(env.repo.join("index.redb"), &old_index).unwrap();
+    env.run(["prune", "--max-unused", "0"]).success();
+    fs::copy(&old_index, env.repo.join("index.redb")).unwrap();
+
+    // Any writer brings the index up to date.
+    env.run(["forget", "--keep-last", "2"]).success();
+    env.run(["check", "--read-data"]).success();
+    for (id, data) in &taken[3..] {
+        let out = env.path(&format!("restored-{id}"));
+        env.restore(id, &out);
+        assert_eq!(&fs::read(out.join("data.db")).unwrap(), data);
+    }
+}

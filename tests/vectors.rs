@@ -66,11 +66,52 @@ fn config_bytes_decode_to_the_v1_parameters() {
     assert_eq!(&bytes[..8], b"CAIRNCFG");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
     let config = Config::decode(&bytes, &path).unwrap();
-    let default =
-        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20, normalization: 1 };
-    assert_eq!(config.chunkers, vec![default, ChunkerParams::FINE, ChunkerParams::MEDIUM]);
+    assert_eq!(config.chunkers, &V1_PROFILES[..]);
     assert_eq!((config.compression.algorithm, config.compression.level), (1, 3));
     assert_eq!(config.pack_target, 32 << 20);
+}
+
+/// Profiles as written then, not today's constants, which may change for new
+/// repositories.
+const fn profile(min_size: u32, avg_size: u32, max_size: u32) -> ChunkerParams {
+    ChunkerParams { min_size, avg_size, max_size, normalization: 1 }
+}
+const V1_PROFILES: [ChunkerParams; 3] = [
+    profile(256 << 10, 1 << 20, 4 << 20),
+    profile(4 << 10, 16 << 10, 64 << 10),
+    profile(64 << 10, 256 << 10, 1 << 20),
+];
+
+/// A repository keeps cutting with its own profiles: a backup into a copy of repo-v1
+/// cuts a file with the 1 MiB default it was made with (cut points pinned in
+/// chunker::tests), whatever a new repository's default is.
+#[test]
+fn a_backup_into_an_old_repository_cuts_with_its_own_profiles() {
+    let checked = Checked::new(&vectors());
+    let src = checked.work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("noise.bin"), noise(6 << 20, 42)).unwrap();
+    let repo = checked.work.path().join("repo");
+    let out = Command::cargo_bin("cairn")
+        .unwrap()
+        .arg("-r")
+        .arg(&repo)
+        .arg("--json")
+        .arg("backup")
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id: SnapshotId = report["id"].as_str().unwrap().parse().unwrap();
+    let mut reader = ManifestReader::open(&repo.join("snapshots"), &id).unwrap();
+    let mut lengths = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        if let Record::File(f) = record {
+            lengths.extend(f.chunks.iter().map(|c| c.len));
+        }
+    }
+    assert_eq!(lengths, [1058165, 1245702, 1666421, 1118569, 925238, 277361]);
 }
 
 #[test]
@@ -322,8 +363,8 @@ mod v3 {
     fn the_config_has_the_pages_profile_and_the_delta_pack_names_its_reference() {
         let config =
             Config::decode(&fs::read(vectors().join("config")).unwrap(), Path::new("config")).unwrap();
-        let profiles =
-            [ChunkerParams::DEFAULT, ChunkerParams::FINE, ChunkerParams::MEDIUM, ChunkerParams::PAGES];
+        let pages = profile(64 << 10, 64 << 10, 64 << 10);
+        let profiles = [profile(512 << 10, 2 << 20, 4 << 20), V1_PROFILES[1], V1_PROFILES[2], pages];
         assert_eq!(config.chunkers, profiles);
 
         let packs = pack::list_packs(&vectors().join("packs")).unwrap();
