@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! produce (thread)   walk -> reuse parent's chunks | read 64 KiB multiples -> FastCDC
-//!                    -> BLAKE3 (rayon) -> dedup against index + in-flight chunks
-//! compress (thread)  zstd every new chunk of a batch (rayon); a changed piece of a
+//!                    -> BLAKE3 -> dedup against index + in-flight chunks
+//! compress (thread)  zstd every new chunk of a batch or two (rayon); a changed piece of a
 //!                    database data file as a delta against the parent's piece
 //! store (thread)     append frames to the pack; full pack -> fsync, rename -> index commit;
 //!                    file entries -> the component's record spool
@@ -144,7 +144,7 @@ enum Payload {
 const BATCH_BYTES: usize = 4 << 20;
 const BATCH_ITEMS: usize = 2048;
 /// Batches in flight between two stages: the memory bound is about
-/// (2 queues x QUEUE_DEPTH + 3 in hand) x BATCH_BYTES.
+/// (2 queues x QUEUE_DEPTH + 4 in hand) x BATCH_BYTES.
 const QUEUE_DEPTH: usize = 2;
 
 /// Backs up `inputs` as one snapshot (one component per store or dump) and returns it.
@@ -435,18 +435,25 @@ fn copy_component(
     let (produced, stored) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
         s.spawn(move || {
-            for mut batch in compress_rx {
+            while let Ok(first) = compress_rx.recv() {
+                // The next batch too when it is already waiting: a batch of a few large
+                // chunks alone leaves a core idle while its last chunk compresses.
+                let mut batches = vec![first];
+                batches.extend(compress_rx.try_recv().ok());
                 // A reader per batch, not per backup: a read view held for the whole
                 // backup would keep every page its commits free from being reused, and
                 // the index file would grow with each pack.
-                let wants_reader = batch.iter().any(|item| {
+                let wants_reader = batches.iter().flatten().any(|item| {
                     matches!(item, Item::Chunk { payload: Payload::Raw { reference: Some(_), .. }, .. })
                 });
                 // Without a reader (the index unreadable, which the store stage
                 // reports) chunks are stored whole: larger, never wrong.
                 let reader = wants_reader.then(|| ChunkReader::new(repo).ok()).flatten();
-                batch.par_iter_mut().for_each(|item| compress_item(item, level, reader.as_ref()));
-                if to_store.send(batch).is_err() {
+                batches
+                    .par_iter_mut()
+                    .flat_map(|batch| batch.par_iter_mut())
+                    .for_each(|item| compress_item(item, level, reader.as_ref()));
+                if batches.into_iter().any(|batch| to_store.send(batch).is_err()) {
                     break;
                 }
             }
