@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 
 /// Open pack files, shared by threads reading chunks.
 #[derive(Default)]
-pub struct PackFiles {
+struct PackFiles {
     open: Mutex<HashMap<PackId, Arc<File>>>,
 }
 
 impl PackFiles {
     const MAX_OPEN: usize = 64;
 
-    pub fn get(&self, repo: &Repository, id: &PackId) -> crate::Result<Arc<File>> {
+    fn get(&self, repo: &Repository, id: &PackId) -> crate::Result<Arc<File>> {
         let mut open = self.open.lock().expect("pack cache lock");
         if let Some(file) = open.get(id) {
             return Ok(file.clone());
