@@ -765,3 +765,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
 pub fn seconds(t: &serde_json::Value) -> f64 {
     t["secs"].as_f64().unwrap() + t["nanos"].as_f64().unwrap() / 1e9
 }
+
+/// The paths a component of a `--json` backup report says it left out.
+pub fn excluded_paths(component: &serde_json::Value) -> Vec<&str> {
+    component["excluded"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect()
+}
