@@ -368,6 +368,13 @@ impl ChunkTable {
         }
     }
 
+    /// The reference of chunk `id` if it is indexed as a delta: one lookup in the small
+    /// references table, for walks over every chunk of a snapshot.
+    pub fn reference_of(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
+        let found = self.references.get(id.0).map_err(|e| Error::index(&self.path, e))?;
+        Ok(found.map(|r| ChunkId(r.value())))
+    }
+
     fn location_from(&self, id: &ChunkId, value: StoredLocation) -> Result<Location> {
         let (pack, offset, stored_len, raw_len, codec) = value;
         let codec = Codec::from_byte(codec)

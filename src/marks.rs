@@ -63,7 +63,7 @@ impl ChunkMarks {
             if let Record::File(entry) = record {
                 for chunk in &entry.chunks {
                     self.add(chunk.id)?;
-                    if let Some(reference) = chunks.get(&chunk.id)?.and_then(|l| l.reference) {
+                    if let Some(reference) = chunks.reference_of(&chunk.id)? {
                         self.add(reference)?;
                     }
                 }
