@@ -22,6 +22,7 @@ pub mod format;
 mod fsutil;
 pub mod id;
 pub mod index;
+pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod marks;
@@ -33,6 +34,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod stats;
+pub mod storage;
 pub mod stores;
 
 pub use error::{Error, Result};
