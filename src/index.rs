@@ -63,7 +63,8 @@ pub struct Index {
     db: Db,
     path: PathBuf,
     /// The file's size when opened: a session that grew it by half is worth compacting.
-    opened_size: u64,
+    /// `None` for an index that is not a file of its own.
+    opened_size: Option<u64>,
 }
 
 /// A consistent read view; lookups through it see the index as it was when it began.
@@ -127,7 +128,27 @@ impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
         let db = builder().create(path).map_err(|e| Error::index(path, e))?;
-        let index = Index { db: Db::Write(db), path: path.to_path_buf(), opened_size: 0 };
+        Index::initialized(Index { db: Db::Write(db), path: path.to_path_buf(), opened_size: Some(0) })
+    }
+
+    /// An index in `backend` (memory, or a crash test's file), new or as left there;
+    /// `name` stands for it in messages.
+    pub fn with_backend(backend: impl redb::StorageBackend, name: &str) -> Result<Index> {
+        let path = PathBuf::from(name);
+        let db = builder().create_with_backend(backend).map_err(|e| Error::index(&path, e))?;
+        let index = Index { db: Db::Write(db), path, opened_size: None };
+        match index.version()? {
+            None => Index::initialized(index),
+            Some(_) => index.checked_version(),
+        }
+    }
+
+    /// A new, empty index in memory, for a reader that may write nowhere.
+    pub fn in_memory() -> Result<Index> {
+        Index::with_backend(redb::backends::InMemoryBackend::new(), "in-memory index")
+    }
+
+    fn initialized(index: Index) -> Result<Index> {
         index.write(|txn| {
             txn.open_table(CHUNKS)?;
             txn.open_table(REFERENCES)?;
@@ -160,21 +181,28 @@ impl Index {
                 Err(e) => return Err(unusable(&e)),
             }
         };
-        let opened_size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        let index = Index { db, path: path.to_path_buf(), opened_size };
-        let version = {
-            let view = index.view()?;
-            let meta = view.txn.open_table(META).map_err(|e| unusable(&e))?;
-            meta.get("version").map_err(|e| unusable(&e))?.map(|v| v.value())
-        };
-        match version {
-            Some(INDEX_VERSION) => {}
-            Some(older) if older < INDEX_VERSION => {
-                return Err(Error::IndexOutdated { path: path.to_path_buf() })
+        let opened_size = Some(std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len());
+        Index { db, path: path.to_path_buf(), opened_size }.checked_version()
+    }
+
+    /// The version the index records; `None` for a store nothing was written to.
+    fn version(&self) -> Result<Option<u64>> {
+        let view = self.view()?;
+        match view.txn.open_table(META) {
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            table => {
+                let meta = table.map_err(|e| Error::index(&self.path, e))?;
+                Ok(meta.get("version").map_err(|e| Error::index(&self.path, e))?.map(|v| v.value()))
             }
-            _ => return Err(unusable(&"unknown index version")),
         }
-        Ok(index)
+    }
+
+    fn checked_version(self) -> Result<Index> {
+        match self.version()? {
+            Some(INDEX_VERSION) => Ok(self),
+            Some(older) if older < INDEX_VERSION => Err(Error::IndexOutdated { path: self.path }),
+            _ => Err(Error::index(&self.path, "unknown index version")),
+        }
     }
 
     /// Gives back the space that copy-on-write commits left free inside the file, once
@@ -186,15 +214,24 @@ impl Index {
     /// lower, so it cannot always help; the free pages are then reused by later
     /// commits. Needs no other transaction open. Returns whether it compacted.
     pub fn compact_if_grown(&mut self) -> Result<bool> {
-        let Db::Write(db) = &mut self.db else {
+        let (Db::Write(db), Some(opened_size)) = (&mut self.db, self.opened_size) else {
             return Ok(false);
         };
         let path = &self.path;
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        if size < COMPACT_ABOVE || size < self.opened_size + self.opened_size / 2 {
+        if size < COMPACT_ABOVE || size < opened_size + opened_size / 2 {
             return Ok(false);
         }
         db.compact().map_err(|e| Error::index(path, e))
+    }
+
+    /// Compacts the index now, whatever its size (`compact_if_grown` decides when it
+    /// is worth it). Returns whether anything moved.
+    pub fn compact(&mut self) -> Result<bool> {
+        match &mut self.db {
+            Db::Write(db) => db.compact().map_err(|e| Error::index(&self.path, e)),
+            Db::Read(_) => Err(Error::index(&self.path, "opened read-only")),
+        }
     }
 
     pub fn path(&self) -> &Path {

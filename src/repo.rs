@@ -1,33 +1,33 @@
-//! A repository on disk: layout, opening under the lock, and the snapshot list.
+//! A repository: its storage, config and lock, and the index cache chosen for this
+//! process; and the snapshot list.
 //!
-//! ```text
-//! REPO/config          format version, id, chunker profiles, compression
-//! REPO/packs/xx/<id>   immutable pack files
-//! REPO/snapshots/<id>  immutable snapshot manifests
-//! REPO/index.redb      cache of the two above
-//! REPO/lock            the repository lock
-//! REPO/tmp/            files being written; anything here after a crash is garbage
-//! ```
+//! Which index a process uses: a writer of a local repository its `index.redb`; a
+//! reader (which must work on a repository it cannot write, and beside a running
+//! backup, which holds that file) an index of its own in the per-user cache directory,
+//! or in memory when it has none. Either is brought up to date from the packs and
+//! manifests when the repository is opened, so a missing or stale index is rebuilt,
+//! never refused.
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
-use crate::lock::{self, LockMode, RepoLock};
-use crate::manifest::{self, ManifestReader, SnapshotKind, SnapshotSummary, Timestamp};
-use crate::pack;
-use std::collections::HashSet;
-use std::fs::{self, File};
+use crate::layout;
+use crate::manifest::{ManifestReader, SnapshotKind, SnapshotSummary, Timestamp};
+use crate::reindex;
+use crate::storage::{self, LocalStorage, LockMode, Storage, StorageLock};
+use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Repository {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
     pub config: Config,
     pub index: Index,
-    _lock: RepoLock,
+    mode: LockMode,
+    _lock: StorageLock,
 }
 
 #[derive(Debug, Default)]
@@ -38,26 +38,21 @@ pub struct SnapshotList {
 }
 
 /// How to open a repository.
-#[derive(Clone, Copy)]
-pub struct OpenOptions<'a> {
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
     pub mode: LockMode,
     /// How long to wait for another process's lock before failing.
     pub lock_wait: Duration,
     /// What this process is doing, shown to processes blocked by its lock.
-    pub command: &'a str,
+    pub command: String,
+    /// Where this user keeps index caches of repositories it reads (one directory per
+    /// repository id); `None` keeps a reader's index in memory.
+    pub cache_dir: Option<PathBuf>,
 }
 
-pub fn config_path(root: &Path) -> PathBuf {
-    root.join("config")
-}
-
-pub fn index_path(root: &Path) -> PathBuf {
-    root.join("index.redb")
-}
-
-/// Creates an empty repository at `root`, which must be missing or an empty directory.
+/// Creates an empty repository in the directory `root`, which must be missing or empty.
 /// The config is written last: a directory without it is not taken for a repository.
-pub fn init(root: &Path) -> Result<Config> {
+pub fn init_local(root: &Path) -> Result<Config> {
     if root.exists() {
         let mut entries = fs::read_dir(root).at(root)?;
         if entries.next().is_some() {
@@ -66,80 +61,73 @@ pub fn init(root: &Path) -> Result<Config> {
     } else {
         fs::create_dir_all(root).at(root)?;
     }
-    for dir in ["packs", "snapshots", "tmp"] {
-        fs::create_dir(root.join(dir)).at(root.join(dir))?;
-    }
-    File::create(root.join("lock")).at(root.join("lock"))?;
-    drop(Index::create(&index_path(root))?);
-    let config = Config::new(random_id(root)?);
-    fsutil::write_atomic(&root.join("tmp"), &config_path(root), &config.encode())?;
-    fsutil::fsync_dir(root)?;
+    let storage = LocalStorage::new(root);
+    storage.create_dirs()?;
+    drop(Index::create(&root.join(layout::LOCAL_INDEX))?);
+    init(&storage)
+}
+
+/// Writes the config of a new repository into `storage`.
+pub fn init(storage: &dyn Storage) -> Result<Config> {
+    let config = Config::new(random_id(storage)?);
+    storage.put(layout::CONFIG, &config.encode())?;
     Ok(config)
 }
 
-fn random_id(root: &Path) -> Result<[u8; 32]> {
+fn random_id(storage: &dyn Storage) -> Result<[u8; 32]> {
     let mut id = [0u8; 32];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
-    // Mixed with the path and time in case /dev/urandom is not what it claims.
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
+    // Mixed with the place and time in case /dev/urandom is not what it claims.
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id);
-    hasher.update(root.as_os_str().as_encoded_bytes());
-    hasher.update(&crate::manifest::Timestamp::now().secs.to_le_bytes());
+    hasher.update(storage.describe(layout::CONFIG).as_os_str().as_encoded_bytes());
+    hasher.update(&Timestamp::now().secs.to_le_bytes());
     Ok(*hasher.finalize().as_bytes())
 }
 
-/// Reads and checks the config; the error says when `root` is not a repository.
-pub fn read_config(root: &Path) -> Result<Config> {
-    let path = config_path(root);
-    let bytes = fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Repository {
-            path: root.into(),
-            what: "is not a cairn repository (no config file; create one with `cairn init`)".into(),
+/// Reads and checks the config; the error says when `storage` holds no repository.
+pub fn read_config(storage: &dyn Storage) -> Result<Config> {
+    let path = storage.describe(layout::CONFIG);
+    let bytes = storage.read(layout::CONFIG).map_err(|e| match storage::is_not_found(&e) {
+        true => Error::Repository {
+            path: path.parent().unwrap_or(&path).to_path_buf(),
+            what: "is not a cairn repository (no config file)".into(),
         },
-        _ => Error::io(&path, e),
+        false => e,
     })?;
     Config::decode(&bytes, &path)
 }
 
-/// Takes the repository lock before anything else is read.
-pub fn lock(root: &Path, options: &OpenOptions) -> Result<RepoLock> {
-    if !config_path(root).exists() {
-        read_config(root)?;
-    }
-    lock::acquire(&root.join("lock"), options.mode, options.lock_wait, options.command)
-}
-
 impl Repository {
-    pub fn open(root: &Path, options: &OpenOptions) -> Result<Repository> {
-        let mut lock = lock(root, options)?;
-        let config = read_config(root)?;
-        let writable = options.mode == LockMode::Exclusive;
-        let index = match Index::open(&index_path(root), writable) {
-            Err(Error::IndexNeedsRecovery { .. }) => {
-                // A writer was killed. Recovering the index needs a writable open, so
-                // take the exclusive lock for that moment, then read as asked.
-                drop(lock);
-                let exclusive = OpenOptions { mode: LockMode::Exclusive, ..*options };
-                drop(Repository::open(root, &exclusive)?);
-                lock = self::lock(root, options)?;
-                Index::open(&index_path(root), writable)?
+    /// Opens the repository in the local directory `root`.
+    pub fn open_local(root: &Path, options: &OpenOptions) -> Result<Repository> {
+        Repository::open(Arc::new(LocalStorage::new(root)), options)
+    }
+
+    /// Opens a repository: config first (so that a directory that is none is left
+    /// untouched), then the lock, then the index, brought up to date.
+    pub fn open(storage: Arc<dyn Storage>, options: &OpenOptions) -> Result<Repository> {
+        read_config(storage.as_ref())?;
+        let lock = storage.lock(options.mode, options.lock_wait, &options.command)?;
+        let config = read_config(storage.as_ref())?;
+        let index = match (options.mode.writes(), storage.local_root()) {
+            (true, Some(root)) => {
+                LocalStorage::new(&root).clear_tmp()?;
+                local_index(&root.join(layout::LOCAL_INDEX))?
             }
-            // The index is a cache: one an older cairn wrote is made again from the
-            // packs and manifests, under the exclusive lock.
-            Err(Error::IndexOutdated { .. }) => {
-                drop(lock);
-                crate::repair::rebuild_index(root, options.lock_wait, &crate::NoProgress)?;
-                lock = self::lock(root, options)?;
-                Index::open(&index_path(root), writable)?
-            }
-            other => other?,
+            _ => cached_index(&config, options.cache_dir.as_deref())?,
         };
-        let repo = Repository { root: root.to_path_buf(), config, index, _lock: lock };
-        if writable {
-            repo.clear_tmp()?;
-            repo.sync_index()?;
-        }
-        Ok(repo)
+        reindex::sync(storage.as_ref(), &index)?;
+        Ok(Repository { storage, config, index, mode: options.mode, _lock: lock })
+    }
+
+    /// Opens a repository with an index of the caller's (crash tests give one whose
+    /// file they control), brought up to date.
+    pub fn open_with_index(storage: Arc<dyn Storage>, mode: LockMode, index: Index) -> Result<Repository> {
+        let lock = storage.lock(mode, Duration::ZERO, "cairn")?;
+        let config = read_config(storage.as_ref())?;
+        reindex::sync(storage.as_ref(), &index)?;
+        Ok(Repository { storage, config, index, mode, _lock: lock })
     }
 
     /// Ends a session that wrote: compacts the index if this session grew it by half.
@@ -149,107 +137,51 @@ impl Repository {
         Ok(())
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
-    pub fn packs_dir(&self) -> PathBuf {
-        self.root.join("packs")
+    /// Where object `name` is, for messages.
+    pub fn describe(&self, name: &str) -> PathBuf {
+        self.storage.describe(name)
     }
 
-    pub fn snapshots_dir(&self) -> PathBuf {
-        self.root.join("snapshots")
+    /// The repository itself, for messages.
+    pub fn location(&self) -> PathBuf {
+        let config = self.describe(layout::CONFIG);
+        config.parent().map(Path::to_path_buf).unwrap_or(config)
     }
 
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        pack::pack_path(&self.packs_dir(), id)
-    }
-
-    /// Files left in tmp/ by an interrupted process; only called under the exclusive lock.
-    /// tmp/ itself is recreated if missing: copies of a repository may lose empty directories.
-    fn clear_tmp(&self) -> Result<()> {
-        let tmp = self.tmp_dir();
-        fs::create_dir_all(&tmp).at(&tmp)?;
-        for entry in fs::read_dir(&tmp).at(&tmp)? {
-            let path = entry.at(&tmp)?.path();
-            if path.is_dir() && !path.is_symlink() {
-                fs::remove_dir_all(&path).at(&path)?;
-            } else {
-                fs::remove_file(&path).at(&path)?;
-            }
+    /// Where scratch files of this process go (record spools, chunk marks): never into
+    /// a repository this process only reads.
+    pub fn scratch_dir(&self) -> PathBuf {
+        match (self.mode.writes(), self.storage.local_root()) {
+            (true, Some(root)) => root.join(layout::LOCAL_TMP),
+            _ => std::env::temp_dir(),
         }
-        Ok(())
     }
 
-    /// Brings the index up to date with what is on disk: a manifest or pack that an
-    /// interrupted writer renamed but did not index, and packs that have disappeared
-    /// (their chunks must not be deduplicated against). Damaged files are left alone
-    /// here; `check` reports them.
-    fn sync_index(&self) -> Result<()> {
-        let view = self.index.view()?;
-        let indexed_snapshots = view.snapshot_ids()?;
-        let on_disk = self.snapshot_ids()?;
-        for id in &on_disk {
-            if view.snapshot_summary(id)?.is_none() {
-                if let Ok(summary) = ManifestReader::open(&self.snapshots_dir(), id).and_then(|r| r.summary())
-                {
-                    self.index.add_snapshot(&summary)?;
-                }
-            }
-        }
-        for id in indexed_snapshots.iter().filter(|id| !on_disk.contains(id)) {
-            self.index.remove_snapshot(id)?;
-        }
-        let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
-        drop(view);
-        let on_disk = self.pack_files()?;
-        let present: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
-        let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
-        // Gone first: a chunk must not keep pointing into a gone pack while a copy on
-        // disk waits to be indexed. Dropping a pack also drops the deltas whose
-        // reference was in it, wherever they are; so once any pack is gone, every pack
-        // is indexed again (a rare path: an index older than the packs).
-        let to_index: Vec<(PackId, PathBuf)> = match gone.is_empty() {
-            true => on_disk.into_iter().filter(|(id, _)| !indexed_packs.contains(id)).collect(),
-            false => {
-                self.index.drop_packs(&gone)?;
-                on_disk
-            }
-        };
-        if !to_index.is_empty() {
-            // Unreadable packs are left alone here; `check` reports them.
-            crate::repair::index_packs(&self.index, &to_index, &crate::NoProgress)?;
-        }
-        Ok(())
+    /// Every pack in the repository with its size, in id order.
+    pub fn pack_files(&self) -> Result<Vec<(PackId, u64)>> {
+        reindex::list_packs(self.storage())
     }
 
-    /// Every pack file on disk, by the id its name gives.
-    pub fn pack_files(&self) -> Result<Vec<(PackId, PathBuf)>> {
-        pack::list_packs(&self.packs_dir())
-    }
-
-    /// Every snapshot manifest on disk.
+    /// Every snapshot manifest in the repository, in id order.
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        manifest::list_snapshots(&self.snapshots_dir())
+        reindex::list_snapshots(self.storage())
     }
 
     /// Deletes a snapshot's manifest durably, then its index entry (a crash between
-    /// the two leaves an entry that the next writer drops).
+    /// the two leaves an entry that the next opening drops).
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        let path = manifest::snapshot_path(&self.snapshots_dir(), id);
-        std::fs::remove_file(&path).at(&path)?;
-        fsutil::fsync_dir(&self.snapshots_dir())?;
+        self.storage.delete(&layout::snapshot(id))?;
         self.index.remove_snapshot(id)
     }
 
     pub fn summary(&self, id: &SnapshotId) -> Result<SnapshotSummary> {
         match self.index.view()?.snapshot_summary(id)? {
             Some(summary) => Ok(summary),
-            None => ManifestReader::open(&self.snapshots_dir(), id)?.summary(),
+            None => ManifestReader::open(self.storage(), id)?.summary(),
         }
     }
 
@@ -333,5 +265,35 @@ fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String>
         0 => Err(Error::Snapshot("the repository has no snapshots".into())),
         1 => Ok(sets.into_iter().next().expect("one set").to_string()),
         n => Err(Error::Snapshot(format!("the repository holds {n} sets: say which with --set"))),
+    }
+}
+
+/// A writer's index: the local repository's own file, made and filled when missing
+/// (it is a cache), and made again when an older cairn wrote it.
+fn local_index(path: &Path) -> Result<Index> {
+    match Index::open(path, true) {
+        Err(Error::Index { .. }) if !path.exists() => Index::create(path),
+        Err(Error::IndexOutdated { .. }) => {
+            fs::remove_file(path).at(path)?;
+            Index::create(path)
+        }
+        other => other,
+    }
+}
+
+/// A reader's index: its own copy in the cache directory, or in memory when there is no
+/// cache directory or it cannot be used (not writable, or another process of this
+/// user has that copy open).
+fn cached_index(config: &Config, cache_dir: Option<&Path>) -> Result<Index> {
+    let Some(cache_dir) = cache_dir else { return Index::in_memory() };
+    let dir = cache_dir.join(crate::id::to_hex(&config.repository_id));
+    let path = dir.join(layout::LOCAL_INDEX);
+    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| match path.exists() {
+        true => local_index(&path),
+        false => Index::create(&path),
+    });
+    match opened {
+        Ok(index) => Ok(index),
+        Err(_) => Index::in_memory(),
     }
 }

@@ -98,7 +98,6 @@ impl FaultyStorage {
 struct FaultyObject<'a> {
     inner: Box<dyn NewObject + 'a>,
     storage: &'a FaultyStorage,
-    name: String,
 }
 
 impl Write for FaultyObject<'_> {
@@ -112,9 +111,9 @@ impl Write for FaultyObject<'_> {
 }
 
 impl NewObject for FaultyObject<'_> {
-    fn finish(self: Box<Self>) -> Result<()> {
-        self.storage.durable_op("write", &self.name)?;
-        self.inner.finish()
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        self.storage.durable_op("write", name)?;
+        self.inner.finish(name)
     }
 }
 
@@ -123,9 +122,9 @@ impl Storage for FaultyStorage {
         self.inner.describe(name)
     }
 
-    fn create(&self, name: &str) -> Result<Box<dyn NewObject + '_>> {
-        self.power(name)?;
-        Ok(Box::new(FaultyObject { inner: self.inner.create(name)?, storage: self, name: name.to_string() }))
+    fn create(&self) -> Result<Box<dyn NewObject + '_>> {
+        self.power("")?;
+        Ok(Box::new(FaultyObject { inner: self.inner.create()?, storage: self }))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {

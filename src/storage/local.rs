@@ -7,19 +7,39 @@ use crate::error::{Error, IoContext, Result};
 use crate::layout;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use std::fs::{self, File};
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct LocalStorage {
     root: PathBuf,
+    /// Files open for ranged reads: a restore reads many chunks from each pack.
+    open: Mutex<HashMap<String, Arc<File>>>,
 }
 
 impl LocalStorage {
+    const MAX_OPEN: usize = 64;
+
     pub fn new(root: &Path) -> LocalStorage {
-        LocalStorage { root: root.to_path_buf() }
+        LocalStorage { root: root.to_path_buf(), open: Mutex::default() }
+    }
+
+    fn open_file(&self, name: &str) -> Result<Arc<File>> {
+        let mut open = self.open.lock().expect("open files lock");
+        if let Some(file) = open.get(name) {
+            return Ok(file.clone());
+        }
+        if open.len() >= Self::MAX_OPEN {
+            open.clear();
+        }
+        let path = self.path(name)?;
+        let file = Arc::new(File::open(&path).at(&path)?);
+        open.insert(name.to_string(), file.clone());
+        Ok(file)
     }
 
     /// Makes the directories a new repository writes into.
@@ -98,14 +118,14 @@ fn rename_no_replace(temp: &Path, dest: &Path) -> io::Result<()> {
     }
 }
 
-struct LocalObject {
+struct LocalObject<'a> {
+    storage: &'a LocalStorage,
     out: BufWriter<File>,
     temp: PathBuf,
-    dest: PathBuf,
     finished: bool,
 }
 
-impl Write for LocalObject {
+impl Write for LocalObject<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)
     }
@@ -117,16 +137,17 @@ impl Write for LocalObject {
     }
 }
 
-impl NewObject for LocalObject {
+impl NewObject for LocalObject<'_> {
     /// fsync, rename, then fsync the directory and its parent every time, not only when
     /// this process created the directory: another process may have created it and been
     /// killed before its fsync.
-    fn finish(mut self: Box<Self>) -> Result<()> {
+    fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
+        let dest = self.storage.path(name)?;
         self.out.flush().at(&self.temp)?;
         self.out.get_ref().sync_all().at(&self.temp)?;
-        let dir = parent_of(&self.dest).to_path_buf();
+        let dir = parent_of(&dest).to_path_buf();
         fs::create_dir_all(&dir).at(&dir)?;
-        let renamed = rename_no_replace(&self.temp, &self.dest).at(&self.dest);
+        let renamed = rename_no_replace(&self.temp, &dest).at(&dest);
         self.finished = renamed.is_ok();
         renamed?;
         fsync_dir(&dir)?;
@@ -134,7 +155,7 @@ impl NewObject for LocalObject {
     }
 }
 
-impl Drop for LocalObject {
+impl Drop for LocalObject<'_> {
     fn drop(&mut self) {
         if !self.finished {
             let _ = fs::remove_file(&self.temp);
@@ -147,8 +168,7 @@ impl Storage for LocalStorage {
         self.root.join(name)
     }
 
-    fn create(&self, name: &str) -> Result<Box<dyn NewObject + '_>> {
-        let dest = self.path(name)?;
+    fn create(&self) -> Result<Box<dyn NewObject + '_>> {
         let tmp = self.tmp_dir();
         let temp = temp_path(&tmp, "new");
         let file = match File::create(&temp) {
@@ -159,12 +179,12 @@ impl Storage for LocalStorage {
             other => other,
         }
         .at(&temp)?;
-        Ok(Box::new(LocalObject { out: BufWriter::with_capacity(1 << 20, file), temp, dest, finished: false }))
+        Ok(Box::new(LocalObject { storage: self, out: BufWriter::with_capacity(1 << 20, file), temp, finished: false }))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.path(name)?;
-        let file = File::open(&path).at(&path)?;
+        let file = self.open_file(name)?;
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
@@ -217,6 +237,7 @@ impl Storage for LocalStorage {
 
     fn delete(&self, name: &str) -> Result<()> {
         let path = self.path(name)?;
+        self.open.lock().expect("open files lock").remove(name);
         fs::remove_file(&path).at(&path)?;
         fsync_dir(parent_of(&path))
     }

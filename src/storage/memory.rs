@@ -50,7 +50,6 @@ impl MemoryStorage {
 
 struct MemoryObject<'a> {
     storage: &'a MemoryStorage,
-    name: String,
     bytes: Vec<u8>,
 }
 
@@ -65,12 +64,13 @@ impl Write for MemoryObject<'_> {
 }
 
 impl NewObject for MemoryObject<'_> {
-    fn finish(self: Box<Self>) -> Result<()> {
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        check_name(name).map_err(|e| Error::io(self.storage.describe(name), e))?;
         let mut objects = self.storage.objects();
-        if objects.contains_key(&self.name) {
-            return Err(Error::io(self.storage.describe(&self.name), io::ErrorKind::AlreadyExists.into()));
+        if objects.contains_key(name) {
+            return Err(Error::io(self.storage.describe(name), io::ErrorKind::AlreadyExists.into()));
         }
-        objects.insert(self.name, Arc::new(self.bytes));
+        objects.insert(name.to_string(), Arc::new(self.bytes));
         Ok(())
     }
 }
@@ -80,9 +80,8 @@ impl Storage for MemoryStorage {
         PathBuf::from(format!("memory:{name}"))
     }
 
-    fn create(&self, name: &str) -> Result<Box<dyn NewObject + '_>> {
-        check_name(name).map_err(|e| Error::io(self.describe(name), e))?;
-        Ok(Box::new(MemoryObject { storage: self, name: name.to_string(), bytes: Vec::new() }))
+    fn create(&self) -> Result<Box<dyn NewObject + '_>> {
+        Ok(Box::new(MemoryObject { storage: self, bytes: Vec::new() }))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {

@@ -8,7 +8,7 @@
 
 mod faulty;
 mod flock;
-mod local;
+pub mod local;
 mod memory;
 
 pub use faulty::{Fault, FaultCounter, FaultyStorage};
@@ -40,13 +40,14 @@ impl LockMode {
 /// Held for as long as the process uses the repository; dropping it releases the lock.
 pub type StorageLock = Box<dyn Send + Sync>;
 
-/// A new object being written; it becomes visible, whole, only when `finish` returns.
-/// Dropped unfinished, it leaves nothing under its name.
+/// A new object being written. It is named when it is finished, since most names are
+/// the hash of the bytes; it becomes visible, whole, only when `finish` returns.
+/// Dropped unfinished, it leaves nothing behind.
 pub trait NewObject: Write + Send {
-    /// Makes the object durable under its name. An object of that name that already
-    /// exists is left as it is and reported as `AlreadyExists`: names are content
-    /// hashes (or `config`, written once), so both hold the same bytes.
-    fn finish(self: Box<Self>) -> Result<()>;
+    /// Makes the object durable as `name`. An object of that name that already exists
+    /// is left as it is and reported as `AlreadyExists`: names are content hashes (or
+    /// `config`, written once), so both hold the same bytes.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 /// One object as a listing gives it.
@@ -62,7 +63,7 @@ pub trait Storage: Send + Sync {
     fn describe(&self, name: &str) -> PathBuf;
 
     /// Starts writing a new immutable object.
-    fn create(&self, name: &str) -> Result<Box<dyn NewObject + '_>>;
+    fn create(&self) -> Result<Box<dyn NewObject + '_>>;
 
     /// `len` bytes of object `name` from `offset`; fewer only if the object ends first.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
@@ -96,9 +97,43 @@ pub trait Storage: Send + Sync {
 
     /// Writes a new object whole: `create`, write, `finish`.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut object = self.create(name)?;
+        check_name(name).map_err(|e| Error::io(self.describe(name), e))?;
+        let mut object = self.create()?;
         object.write_all(bytes).map_err(|e| Error::io(self.describe(name), e))?;
-        object.finish()
+        object.finish(name)
+    }
+}
+
+/// Reads an object from start to end through ranged reads: for manifests, which are
+/// streamed. Wrap it in a `BufReader`; each `read` is one request to the storage.
+pub struct ObjectReader<'a> {
+    storage: &'a dyn Storage,
+    name: String,
+    offset: u64,
+    size: u64,
+}
+
+impl<'a> ObjectReader<'a> {
+    pub fn open(storage: &'a dyn Storage, name: &str) -> Result<ObjectReader<'a>> {
+        let size = storage.size(name)?;
+        Ok(ObjectReader { storage, name: name.to_string(), offset: 0, size })
+    }
+}
+
+impl io::Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size.saturating_sub(self.offset);
+        let want = (buf.len() as u64).min(left) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let bytes = self.storage.read_at(&self.name, self.offset, want).map_err(io::Error::other)?;
+        if bytes.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object shorter than its size"));
+        }
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.offset += bytes.len() as u64;
+        Ok(bytes.len())
     }
 }
 
@@ -142,7 +177,7 @@ pub(crate) mod tests {
         assert_eq!(storage.read("packs/ab/one").unwrap(), b"first");
 
         // An unfinished object leaves nothing.
-        let mut unfinished = storage.create("packs/cd/two").unwrap();
+        let mut unfinished = storage.create().unwrap();
         unfinished.write_all(b"half").unwrap();
         drop(unfinished);
         assert!(is_not_found(&storage.read("packs/cd/two").unwrap_err()));
@@ -164,9 +199,13 @@ pub(crate) mod tests {
         assert!(is_not_found(&storage.delete("packs/ab/one").unwrap_err()));
         assert!(storage.list("packs/").unwrap().is_empty());
 
+        let mut streamed = Vec::new();
+        io::Read::read_to_end(&mut ObjectReader::open(storage, "config").unwrap(), &mut streamed).unwrap();
+        assert_eq!(streamed, b"version 2");
+
         for bad in ["", "/etc/passwd", "packs/../../x", "a//b", "./config"] {
             assert!(storage.read(bad).is_err(), "{bad:?}");
-            assert!(storage.create(bad).is_err(), "{bad:?}");
+            assert!(storage.put(bad, b"x").is_err(), "{bad:?}");
         }
     }
 

@@ -1,0 +1,159 @@
+//! Keeping the index cache in step with the repository: a sync when a repository is
+//! opened (the packs and manifests that appeared or went since the index last saw
+//! them), and `repair index`, a new index made from the packs and manifests alone.
+
+use crate::error::{IoContext, Result};
+use crate::id::{PackId, SnapshotId};
+use crate::index::Index;
+use crate::layout;
+use crate::manifest::ManifestReader;
+use crate::pack;
+use crate::storage::{self, LockMode, Storage};
+use crate::Progress;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepairReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub snapshots: u64,
+    /// Packs and manifests that could not be read, and why; `check` tells what they hold.
+    pub skipped: Vec<String>,
+}
+
+/// Every pack in the repository, by the id its name gives, in id order, with its size.
+pub fn list_packs(storage: &dyn Storage) -> Result<Vec<(PackId, u64)>> {
+    let mut packs: Vec<(PackId, u64)> = storage
+        .list(layout::PACKS)?
+        .into_iter()
+        .filter_map(|object| Some((layout::pack_id(&object.name)?, object.size)))
+        .collect();
+    packs.sort();
+    Ok(packs)
+}
+
+/// Every snapshot manifest in the repository, in id order.
+pub fn list_snapshots(storage: &dyn Storage) -> Result<Vec<SnapshotId>> {
+    let mut ids: Vec<SnapshotId> =
+        storage.list(layout::SNAPSHOTS)?.iter().filter_map(|object| layout::snapshot_id(&object.name)).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Indexes `packs` from their tables, a batch per transaction. Deltas wait for their
+/// references (index::insert_pack), which may be in any pack: after a first round over
+/// every pack, a second indexes the deltas it held back. Returns how many packs were
+/// read, and why the others could not be.
+pub(crate) fn index_packs(
+    storage: &dyn Storage,
+    index: &Index,
+    packs: &[(PackId, u64)],
+    progress: &dyn Progress,
+) -> Result<(u64, Vec<String>)> {
+    let (mut read, mut skipped) = (0, Vec::new());
+    for round in 0..2 {
+        let mut batch = Vec::new();
+        for &(id, size) in packs {
+            match pack::read_table(storage, &layout::pack(&id), size) {
+                Ok(entries) => {
+                    if round == 0 {
+                        read += 1;
+                        progress.advance(1, size);
+                    }
+                    batch.push((id, size, entries));
+                }
+                Err(e) if round == 0 => skipped.push(e.to_string()),
+                Err(_) => {}
+            }
+            if batch.len() >= 256 {
+                index.add_packs(&std::mem::take(&mut batch))?;
+            }
+        }
+        index.add_packs(&batch)?;
+    }
+    Ok((read, skipped))
+}
+
+/// Brings `index` up to date with the repository: a manifest or pack that an
+/// interrupted writer (or another client) added and the index has not seen, and packs
+/// and manifests that have gone (their chunks must not be deduplicated against).
+/// Damaged files are left alone here; `check` reports them.
+pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<()> {
+    let view = index.view()?;
+    let indexed_snapshots = view.snapshot_ids()?;
+    let on_disk = list_snapshots(storage)?;
+    let present: HashSet<&SnapshotId> = on_disk.iter().collect();
+    for id in &on_disk {
+        if view.snapshot_summary(id)?.is_none() {
+            if let Ok(summary) = ManifestReader::open(storage, id).and_then(|r| r.summary()) {
+                index.add_snapshot(&summary)?;
+            }
+        }
+    }
+    for id in indexed_snapshots.iter().filter(|id| !present.contains(id)) {
+        index.remove_snapshot(id)?;
+    }
+    let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
+    drop(view);
+    let on_disk = list_packs(storage)?;
+    let present: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
+    let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
+    // Gone first: a chunk must not keep pointing into a gone pack while a copy on
+    // disk waits to be indexed. Dropping a pack also drops the deltas whose
+    // reference was in it, wherever they are; so once any pack is gone, every pack
+    // is indexed again (a rare path: an index older than the packs).
+    let to_index: Vec<(PackId, u64)> = match gone.is_empty() {
+        true => on_disk.into_iter().filter(|(id, _)| !indexed_packs.contains(id)).collect(),
+        false => {
+            index.drop_packs(&gone)?;
+            on_disk
+        }
+    };
+    if !to_index.is_empty() {
+        index_packs(storage, index, &to_index, &crate::NoProgress)?;
+    }
+    Ok(())
+}
+
+/// Fills an empty `index` from the packs and manifests alone.
+pub fn fill(storage: &dyn Storage, index: &Index, progress: &dyn Progress) -> Result<RepairReport> {
+    let mut report = RepairReport::default();
+    let (packs, skipped) = index_packs(storage, index, &list_packs(storage)?, progress)?;
+    report.packs = packs;
+    report.skipped = skipped;
+    for id in list_snapshots(storage)? {
+        match ManifestReader::open(storage, &id).and_then(|r| r.summary()) {
+            Ok(summary) => {
+                index.add_snapshot(&summary)?;
+                report.snapshots += 1;
+            }
+            Err(e) => report.skipped.push(e.to_string()),
+        }
+    }
+    report.chunks = index.view()?.chunk_count()?;
+    Ok(report)
+}
+
+/// `repair index` of a local repository: a new `index.redb` made beside the old one and
+/// swapped in whole. The old index is never patched in place; until the rename it
+/// stays as it was.
+pub fn rebuild_local_index(
+    storage: &storage::LocalStorage,
+    lock_wait: Duration,
+    progress: &dyn Progress,
+) -> Result<RepairReport> {
+    let _lock = storage.lock(LockMode::Exclusive, lock_wait, "cairn repair index")?;
+    crate::repo::read_config(storage)?;
+    storage.clear_tmp()?;
+    let root = storage.local_root().expect("a local repository");
+    let temp = storage::local::temp_path(&root.join(layout::LOCAL_TMP), "index");
+    let index = Index::create(&temp)?;
+    let report = fill(storage, &index, progress)?;
+    drop(index);
+    std::fs::File::open(&temp).and_then(|f| f.sync_all()).at(&temp)?;
+    let dest = root.join(layout::LOCAL_INDEX);
+    std::fs::rename(&temp, &dest).at(&dest)?;
+    storage::local::fsync_dir(&root)?;
+    Ok(report)
+}

@@ -1,0 +1,256 @@
+//! Crash tests at every durable operation: a backup, a prune that repacks, a forget, a
+//! repair of the index and an index compaction, each run once to count its N durable
+//! operations (objects written, deleted or replaced; index syncs), then once per k in
+//! 1..=N with a fault at k, as a failed write and as a power cut. After each, on what
+//! the machine would find: `check --read-data` is clean, every snapshot listed restores
+//! byte-exact (and the earlier ones are all listed), and the next backup succeeds.
+
+mod support;
+
+use cairn::backup::{self, BackupOptions, Input, Mode};
+use cairn::check;
+use cairn::config::Config;
+use cairn::index::Index;
+use cairn::prune::{self, PruneOptions};
+use cairn::repo::Repository;
+use cairn::restore::{self, RestoreOptions};
+use cairn::storage::{CrashableFile, Fault, FaultCounter, FaultyStorage, LockMode, MemoryStorage, Storage};
+use cairn::{NoProgress, SnapshotId};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use support::*;
+
+/// What a machine holds durably: the repository's objects and its index file.
+#[derive(Clone)]
+struct Machine {
+    objects: MemoryStorage,
+    index: Vec<u8>,
+}
+
+/// A process on a machine; `finish` gives what the machine holds after it ended (or
+/// crashed).
+struct Process {
+    repo: Option<Repository>,
+    objects: MemoryStorage,
+    index: Arc<std::sync::Mutex<Vec<u8>>>,
+    counter: Arc<FaultCounter>,
+}
+
+impl Machine {
+    /// A new repository whose packs close at 96 KiB, so a small tree makes several.
+    fn new() -> Machine {
+        let objects = MemoryStorage::new();
+        let mut config = Config::new([3; 32]);
+        config.pack_target = 96 << 10;
+        objects.put("config", &config.encode()).unwrap();
+        Machine { objects, index: Vec::new() }
+    }
+
+    /// Starts a process on a copy of this machine; opening may itself hit the fault.
+    fn start(&self, mode: LockMode, counter: Arc<FaultCounter>) -> (Process, cairn::Result<()>) {
+        let objects = self.objects.clone_objects();
+        let storage = Arc::new(FaultyStorage::new(Arc::new(objects.clone()), counter.clone()));
+        let file = CrashableFile::new(counter.clone(), self.index.clone());
+        let index = file.durable();
+        let opened = Index::with_backend(file, "index").and_then(|i| Repository::open_with_index(storage, mode, i));
+        let (repo, result) = match opened {
+            Ok(repo) => (Some(repo), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        (Process { repo, objects, index, counter }, result)
+    }
+
+    fn run<T>(&self, mode: LockMode, f: impl FnOnce(&Repository) -> cairn::Result<T>) -> (Machine, T) {
+        let (mut process, opened) = self.start(mode, FaultCounter::counting());
+        opened.unwrap();
+        let out = f(process.repo.as_ref().unwrap()).unwrap();
+        (process.finish(), out)
+    }
+}
+
+impl Process {
+    fn finish(&mut self) -> Machine {
+        drop(self.repo.take());
+        Machine { objects: self.objects.clone_objects(), index: self.index.lock().unwrap().clone() }
+    }
+}
+
+fn backup_of(repo: &Repository, tree: &Path) -> cairn::Result<SnapshotId> {
+    let options = BackupOptions {
+        set: "tree".into(),
+        tags: Vec::new(),
+        host: "test".into(),
+        mode: Mode::Incremental,
+        store_type: None,
+        offline: false,
+        pre_exec: None,
+        post_exec: None,
+    };
+    let input = Input::Path { path: tree.to_path_buf(), name: None, store_type: None, exclude: Vec::new() };
+    Ok(backup::backup(repo, &[input], &options, &NoProgress)?.id())
+}
+
+/// The tree a snapshot must restore to, by snapshot.
+type Expected = Vec<(SnapshotId, PathBuf)>;
+
+/// Checks what a crash left: sound on `check --read-data`, every expected snapshot
+/// listed, every listed snapshot restores to its tree, and a new backup works.
+fn assert_sound(machine: &Machine, expected: &Expected, next_tree: &Path, scratch: &Path, what: &str) {
+    let (machine, listed) = machine.run(LockMode::Shared, |repo| {
+        let report = check::check(repo, true, &NoProgress)?;
+        assert!(report.is_sound(), "{what}: check finds {:?}", report.problems);
+        Ok(repo.snapshots()?)
+    });
+    assert!(listed.unreadable.is_empty(), "{what}: unreadable {:?}", listed.unreadable);
+    let listed: Vec<SnapshotId> = listed.readable.iter().map(|s| s.id).collect();
+    for (id, _) in expected {
+        assert!(listed.contains(id), "{what}: snapshot {id} lost");
+    }
+    let (machine, _) = machine.run(LockMode::Shared, |repo| {
+        for id in &listed {
+            let tree = match expected.iter().find(|(e, _)| e == id) {
+                Some((_, tree)) => tree.as_path(),
+                // The snapshot the interrupted backup was making: of the next tree.
+                None => next_tree,
+            };
+            let target = scratch.join(format!("restore-{id}"));
+            let options = RestoreOptions { target: target.clone(), overwrite: false, component: None };
+            let report = restore::restore(repo, id, &options, &NoProgress)?;
+            assert!(report.errors.is_empty(), "{what}: restore of {id}: {:?}", report.errors);
+            let name = tree.file_name().unwrap();
+            assert_trees_equal(tree, &target.join(name));
+            std::fs::remove_dir_all(&target).unwrap();
+        }
+        Ok(())
+    });
+    machine.run(LockMode::Append, |repo| backup_of(repo, next_tree));
+}
+
+/// Runs `operation` on `before` once counting, then at every k with each fault;
+/// returns N.
+fn at_every_point(
+    before: &Machine,
+    mode: LockMode,
+    operation: &dyn Fn(&mut Repository, &Arc<FaultCounter>) -> cairn::Result<()>,
+    sound: &dyn Fn(&Machine, &str),
+) -> u64 {
+    let counter = FaultCounter::counting();
+    let (mut process, opened) = before.start(mode, counter.clone());
+    opened.unwrap();
+    operation(process.repo.as_mut().unwrap(), &counter).unwrap();
+    sound(&process.finish(), "without a fault");
+    let n = counter.count();
+    assert!(n > 0);
+    for k in 1..=n {
+        for fault in [Fault::Fail, Fault::PowerCut] {
+            let counter = FaultCounter::failing_at(k, fault);
+            let (mut process, opened) = before.start(mode, counter.clone());
+            let result = opened.and_then(|_| operation(process.repo.as_mut().unwrap(), &counter));
+            let fired = process.counter.fired();
+            assert!(fired, "fault {k} of {n} was never reached");
+            if fault == Fault::PowerCut {
+                assert!(result.is_err(), "{fault:?} at {k} of {n}: the operation reported success");
+            }
+            sound(&process.finish(), &format!("{fault:?} at durable operation {k} of {n}"));
+        }
+    }
+    n
+}
+
+fn small_tree(root: &Path, seed: u64) -> Tree {
+    generate_tree(
+        root,
+        &TreeSpec {
+            seed,
+            small_files: 30,
+            large_files: vec![(300 << 10, false), (200 << 10, true), (150 << 10, false)],
+            deep_levels: 3,
+        },
+    )
+}
+
+#[test]
+fn a_backup_survives_a_fault_at_every_durable_operation() {
+    let env = TestEnv::new();
+    let first = small_tree(&env.path("v1/tree"), 1);
+    let second = env.path("v2/tree");
+    copy_tree(&first.root, &second);
+    modify_file(&second.join(&first.large[0]), 7);
+    std::fs::write(second.join("added.bin"), Rng::new(5).random_bytes(250 << 10)).unwrap();
+
+    let (machine, s1) = Machine::new().run(LockMode::Append, |repo| backup_of(repo, &first.root));
+    let expected = vec![(s1, first.root.clone())];
+    let n = at_every_point(
+        &machine,
+        LockMode::Append,
+        &|repo, _| backup_of(repo, &second).map(drop),
+        &|after, what| assert_sound(after, &expected, &second, &env.path("scratch"), what),
+    );
+    eprintln!("backup: {n} durable operations, a fault at each passed");
+}
+
+#[test]
+fn a_prune_that_repacks_survives_a_fault_at_every_durable_operation() {
+    let env = TestEnv::new();
+    let first = small_tree(&env.path("v1/tree"), 2);
+    let second = env.path("v2/tree");
+    copy_tree(&first.root, &second);
+    for (k, large) in first.large.iter().enumerate() {
+        modify_file(&second.join(large), 20 + k as u64);
+    }
+    let (machine, old) = Machine::new().run(LockMode::Append, |repo| backup_of(repo, &first.root));
+    let (machine, s2) = machine.run(LockMode::Append, |repo| backup_of(repo, &second));
+    let (machine, _) = machine.run(LockMode::Exclusive, |repo| repo.remove_snapshot(&old));
+    let expected = vec![(s2, second.clone())];
+    let options = PruneOptions { max_unused_percent: 0.0, dry_run: false };
+    let (_, dry) = machine.run(LockMode::Exclusive, |repo| {
+        prune::prune(repo, &PruneOptions { dry_run: true, ..options }, &NoProgress)
+    });
+    assert!(dry.packs_repacked > 0 && dry.packs_deleted > 0, "the prune must repack and delete: {dry:?}");
+    let n = at_every_point(
+        &machine,
+        LockMode::Exclusive,
+        &|repo, _| prune::prune(repo, &options, &NoProgress).map(drop),
+        &|after, what| assert_sound(after, &expected, &second, &env.path("scratch"), what),
+    );
+    eprintln!("prune: {n} durable operations, a fault at each passed");
+}
+
+#[test]
+fn forget_repair_and_compaction_survive_a_fault_at_every_durable_operation() {
+    let env = TestEnv::new();
+    let first = small_tree(&env.path("v1/tree"), 3);
+    let second = env.path("v2/tree");
+    copy_tree(&first.root, &second);
+    modify_file(&second.join(&first.large[1]), 9);
+    let (machine, s1) = Machine::new().run(LockMode::Append, |repo| backup_of(repo, &first.root));
+    let (machine, s2) = machine.run(LockMode::Append, |repo| backup_of(repo, &second));
+    let scratch = env.path("scratch");
+
+    // Forget: afterwards s2 is always there, s1 there or not.
+    let kept = vec![(s2, second.clone())];
+    let forget = at_every_point(&machine, LockMode::Exclusive, &|repo, _| repo.remove_snapshot(&s1), &|after, what| {
+        assert_sound(after, &kept, &first.root, &scratch, what)
+    });
+
+    // Repair index fills a new index, swapped in only when it is complete (a local
+    // repository renames it over the old file): a fault while filling leaves the old
+    // one. Compaction rewrites the index in place. Both snapshots stay.
+    let both = vec![(s1, first.root.clone()), (s2, second.clone())];
+    let repair = at_every_point(
+        &machine,
+        LockMode::Exclusive,
+        &|repo, counter| {
+            let fresh = Index::with_backend(CrashableFile::new(counter.clone(), Vec::new()), "new index")?;
+            cairn::reindex::fill(repo.storage(), &fresh, &NoProgress).map(drop)
+        },
+        &|after, what| assert_sound(after, &both, &second, &scratch, what),
+    );
+    let compact = at_every_point(
+        &machine,
+        LockMode::Exclusive,
+        &|repo, _| repo.index.compact().map(drop),
+        &|after, what| assert_sound(after, &both, &second, &scratch, what),
+    );
+    eprintln!("forget: {forget}, repair index: {repair}, compaction: {compact} durable operations");
+}
