@@ -34,6 +34,7 @@ pub mod restore;
 pub mod retention;
 pub mod stats;
 pub mod stores;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, PackId, SnapshotId};

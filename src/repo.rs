@@ -15,8 +15,9 @@ use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
 use crate::lock::{self, LockMode, RepoLock};
-use crate::manifest::{self, ManifestReader, SnapshotKind, SnapshotSummary, Timestamp};
+use crate::manifest::{self, ManifestReader, SnapshotKind, SnapshotSummary};
 use crate::pack;
+use crate::time::Timestamp;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
@@ -84,7 +85,7 @@ fn random_id(root: &Path) -> Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id);
     hasher.update(root.as_os_str().as_encoded_bytes());
-    hasher.update(&crate::manifest::Timestamp::now().secs.to_le_bytes());
+    hasher.update(&crate::time::Timestamp::now().secs.to_le_bytes());
     Ok(*hasher.finalize().as_bytes())
 }
 
