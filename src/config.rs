@@ -8,7 +8,7 @@
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::format::{self, CONFIG_MAGIC, FILE_HEADER_LEN};
-use crate::manifest::Timestamp;
+use crate::time::Timestamp;
 use bincode::{Decode, Encode};
 use std::path::Path;
 

@@ -36,6 +36,7 @@ pub mod retention;
 pub mod stats;
 pub mod storage;
 pub mod stores;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, PackId, SnapshotId};

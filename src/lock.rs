@@ -44,7 +44,7 @@ pub fn acquire(path: &Path, mode: LockMode, wait: Duration, command: &str) -> Re
         let info = format!(
             "pid {} on {host} ({command}, since unix time {})",
             std::process::id(),
-            crate::manifest::Timestamp::now().secs
+            crate::time::Timestamp::now().secs
         );
         file.set_len(0).at(path)?;
         file.rewind().at(path)?;

@@ -9,7 +9,7 @@
 //! A snapshot kept by any rule is kept. Every snapshot is complete on its own, so any
 //! subset can be removed.
 
-use crate::manifest::{civil_from_days, days_from_civil, Timestamp};
+use crate::time::{civil_from_days, days_from_civil, Timestamp};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {

@@ -4,6 +4,7 @@
 mod support;
 
 use cairn::manifest::*;
+use cairn::time::Timestamp;
 use cairn::SnapshotId;
 use std::fs;
 use std::os::unix::fs::MetadataExt;

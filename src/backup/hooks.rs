@@ -4,7 +4,8 @@
 //! backup. Their output goes to standard error, so that `--json` output stays clean.
 
 use crate::error::{Error, Result};
-use crate::manifest::{self, HookRun, Timestamp};
+use crate::manifest::{self, HookRun};
+use crate::time::Timestamp;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 

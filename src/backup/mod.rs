@@ -24,12 +24,13 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
-    Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer, Timestamp,
+    Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
 use crate::pack::{self, Frame};
 use crate::repo::Repository;
 use crate::stores::dump::STDIN;
 use crate::stores::{Component, StoreType};
+use crate::time::Timestamp;
 use crate::Progress;
 use crossbeam_channel::bounded;
 use rayon::prelude::*;

@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary, Timestamp};
+use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary};
 use crate::repo::Repository;
 use crate::stores::dir::path_order;
+use crate::time::Timestamp;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 

@@ -3,9 +3,10 @@
 
 use super::{
     BackupStats, ComponentHeader, ComponentTrailer, Consistency, Excluded, FileEntry, FileError, Record,
-    SnapshotHeader, SnapshotKind, SnapshotTrailer, Timestamp,
+    SnapshotHeader, SnapshotKind, SnapshotTrailer,
 };
 use crate::format;
+use crate::time::Timestamp;
 use bincode::Decode;
 
 #[derive(Decode)]

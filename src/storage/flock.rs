@@ -79,7 +79,7 @@ fn sign(mut file: File, command: &str, path: &Path) -> Result<File> {
         "pid {} on {} ({command}, since unix time {})",
         std::process::id(),
         crate::hostname(),
-        crate::manifest::Timestamp::now().secs
+        crate::time::Timestamp::now().secs
     );
     file.set_len(0).at(path)?;
     file.rewind().at(path)?;

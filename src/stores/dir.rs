@@ -2,7 +2,8 @@
 //! by their name bytes. That order is `path_order`, which lets a backup walk its
 //! parent's file list side by side with the tree.
 
-use crate::manifest::{Excluded, FileEntry, FileKind, FileRole, Timestamp};
+use crate::manifest::{Excluded, FileEntry, FileKind, FileRole};
+use crate::time::Timestamp;
 use std::cmp::Ordering;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};

@@ -7,7 +7,8 @@
 use super::{Component, Source, SourceReport, Sourced, StoreType};
 use crate::config::CHUNKER_MEDIUM;
 use crate::error::{Error, Result};
-use crate::manifest::{Consistency, FileEntry, FileKind, FileRole, HookRun, Timestamp};
+use crate::manifest::{Consistency, FileEntry, FileKind, FileRole, HookRun};
+use crate::time::Timestamp;
 use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::os::fd::{AsFd, OwnedFd};
