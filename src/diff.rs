@@ -174,7 +174,7 @@ impl Files {
         if !present {
             return Ok(Files::None);
         }
-        let Some(reader) = ManifestReader::open_component(&repo.snapshots_dir(), id, name)? else {
+        let Some(reader) = ManifestReader::open_component(repo.storage(), id, name)? else {
             return Ok(Files::None);
         };
         let mut files = Files::Stream(Box::new(reader));

@@ -4,7 +4,6 @@
 //! larger than memory). The file is deleted when the marks are dropped.
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::{ChunkId, SnapshotId};
 use crate::index::ChunkTable;
 use crate::manifest::{ManifestReader, Record};
@@ -29,7 +28,7 @@ pub struct ChunkMarks {
 impl ChunkMarks {
     pub fn create(tmp_dir: &Path) -> Result<ChunkMarks> {
         std::fs::create_dir_all(tmp_dir).map_err(|e| Error::io(tmp_dir, e))?;
-        let path = fsutil::temp_path(tmp_dir, "marks");
+        let path = crate::storage::local::temp_path(tmp_dir, "marks");
         let db =
             Database::builder().set_cache_size(CACHE).create(&path).map_err(|e| Error::index(&path, e))?;
         let marks = ChunkMarks { db, path, pending: Vec::new(), owner: 0 };
@@ -51,14 +50,14 @@ impl ChunkMarks {
     /// not a partial mark.
     pub fn add_snapshot(
         &mut self,
-        snapshots_dir: &Path,
+        storage: &dyn crate::storage::Storage,
         id: &SnapshotId,
         owner: u32,
         chunks: &ChunkTable,
         progress: &dyn Progress,
     ) -> Result<()> {
         self.begin_snapshot(owner)?;
-        let mut reader = ManifestReader::open(snapshots_dir, id)?;
+        let mut reader = ManifestReader::open(storage, id)?;
         while let Some(record) = reader.next_record()? {
             if let Record::File(entry) = record {
                 for chunk in &entry.chunks {

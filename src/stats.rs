@@ -46,10 +46,10 @@ pub struct SnapshotStats {
 pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
     let snapshots = repo.snapshots()?.readable;
     let chunks = repo.index.view()?.chunks()?;
-    let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
+    let mut marks = ChunkMarks::create(&repo.scratch_dir())?;
     let mut report = RepoStats { snapshots: snapshots.len() as u64, ..Default::default() };
     for (n, summary) in snapshots.iter().enumerate() {
-        marks.add_snapshot(&repo.snapshots_dir(), &summary.id, n as u32, &chunks, progress)?;
+        marks.add_snapshot(repo.storage(), &summary.id, n as u32, &chunks, progress)?;
         report.logical_bytes += summary.trailer.stats.bytes;
         report.per_snapshot.push(SnapshotStats {
             id: summary.id,
@@ -74,9 +74,7 @@ pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
         }
         Ok(())
     })?;
-    for (_, path) in repo.pack_files()? {
-        report.pack_bytes += std::fs::metadata(&path).map_err(|e| crate::Error::io(&path, e))?.len();
-    }
+    report.pack_bytes = repo.pack_files()?.iter().map(|(_, size)| size).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     report.deduplication_ratio = ratio(report.logical_bytes, report.unique_bytes);
     report.compression_ratio = ratio(report.unique_bytes, report.stored_bytes);

@@ -24,7 +24,7 @@ pub use paths::{
     display_path, inside, serialize_path, validate_component_name, validate_entry, validate_path,
     validate_placements,
 };
-pub use reader::{list_snapshots, snapshot_path, verify_file, ManifestReader};
+pub use reader::{verify_file, ManifestReader};
 pub use records::{
     BackupStats, ChunkRef, ComponentHeader, ComponentSummary, ComponentTrailer, Consistency, CopyTime,
     Excluded, FileEntry, FileError, FileKind, FileRole, HookRun, Hooks, Record, SnapshotHeader, SnapshotKind,

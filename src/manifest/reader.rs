@@ -8,31 +8,17 @@ use super::v1;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};
 use crate::id::SnapshotId;
-use std::fs::File;
+use crate::layout;
+use crate::storage::Storage;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
-
-/// Every manifest under `snapshots_dir`, in id order.
-pub fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<SnapshotId>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(snapshots_dir).at(snapshots_dir)? {
-        if let Some(id) = entry.at(snapshots_dir)?.file_name().to_str().and_then(|n| n.parse().ok()) {
-            out.push(id);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-pub fn snapshot_path(snapshots_dir: &Path, id: &SnapshotId) -> PathBuf {
-    snapshots_dir.join(id.to_hex())
-}
+use std::path::PathBuf;
 
 /// Checks that a manifest's bytes hash to its id, without decoding it.
-pub fn verify_file(snapshots_dir: &Path, id: &SnapshotId) -> Result<()> {
-    let path = snapshot_path(snapshots_dir, id);
+pub fn verify_file(storage: &dyn Storage, id: &SnapshotId) -> Result<()> {
+    let name = layout::snapshot(id);
+    let path = storage.describe(&name);
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(&path).at(&path)?).at(&path)?;
+    hasher.update_reader(storage.reader(&name)?).at(&path)?;
     let actual = SnapshotId::from(hasher.finalize());
     if actual != *id {
         return Err(Error::corrupt(&path, format!("content hash is {actual}, not its name")));
@@ -51,7 +37,7 @@ enum Expect {
 /// Streams the records of a manifest, checking their order, and at the end that the
 /// file's hash is its id: a fully read manifest is a verified one.
 pub struct ManifestReader {
-    decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<File>>>>,
+    decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<Box<dyn Read + Send>>>>>,
     path: PathBuf,
     id: SnapshotId,
     expect: Expect,
@@ -61,10 +47,11 @@ pub struct ManifestReader {
 }
 
 impl ManifestReader {
-    pub fn open(snapshots_dir: &Path, id: &SnapshotId) -> Result<ManifestReader> {
-        let path = snapshot_path(snapshots_dir, id);
-        let file = File::open(&path).at(&path)?;
-        let mut raw = HashingReader { inner: BufReader::new(file), hasher: blake3::Hasher::new() };
+    pub fn open(storage: &dyn Storage, id: &SnapshotId) -> Result<ManifestReader> {
+        let name = layout::snapshot(id);
+        let path = storage.describe(&name);
+        let object = storage.reader(&name)?;
+        let mut raw = HashingReader { inner: BufReader::with_capacity(1 << 20, object), hasher: blake3::Hasher::new() };
         let mut head = [0u8; format::FILE_HEADER_LEN];
         raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
         let version = format::check_file_header(&head, SNAPSHOT_MAGIC, format::MANIFEST_VERSION)
@@ -84,13 +71,9 @@ impl ManifestReader {
     /// A manifest positioned at the files of component `name`, or `None` when the
     /// snapshot has none. The whole file is hashed first: callers stop reading at the
     /// component's end, before the reader would check the hash itself.
-    pub fn open_component(
-        snapshots_dir: &Path,
-        id: &SnapshotId,
-        name: &str,
-    ) -> Result<Option<ManifestReader>> {
-        verify_file(snapshots_dir, id)?;
-        let mut reader = ManifestReader::open(snapshots_dir, id)?;
+    pub fn open_component(storage: &dyn Storage, id: &SnapshotId, name: &str) -> Result<Option<ManifestReader>> {
+        verify_file(storage, id)?;
+        let mut reader = ManifestReader::open(storage, id)?;
         while let Some(record) = reader.next_record()? {
             if matches!(&record, Record::Component(c) if c.name == name) {
                 return Ok(Some(reader));

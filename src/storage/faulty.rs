@@ -117,6 +117,19 @@ impl NewObject for FaultyObject<'_> {
     }
 }
 
+/// Reads until the power goes.
+struct FaultyReader {
+    inner: Box<dyn io::Read + Send>,
+    counter: Arc<FaultCounter>,
+}
+
+impl io::Read for FaultyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.counter.check_power()?;
+        self.inner.read(buf)
+    }
+}
+
 impl Storage for FaultyStorage {
     fn describe(&self, name: &str) -> PathBuf {
         self.inner.describe(name)
@@ -135,6 +148,11 @@ impl Storage for FaultyStorage {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         self.power(name)?;
         self.inner.read(name)
+    }
+
+    fn reader(&self, name: &str) -> Result<Box<dyn io::Read + Send>> {
+        self.power(name)?;
+        Ok(Box::new(FaultyReader { inner: self.inner.reader(name)?, counter: self.counter.clone() }))
     }
 
     fn size(&self, name: &str) -> Result<u64> {

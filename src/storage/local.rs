@@ -204,6 +204,11 @@ impl Storage for LocalStorage {
         fs::read(&path).at(&path)
     }
 
+    fn reader(&self, name: &str) -> Result<Box<dyn io::Read + Send>> {
+        let path = self.path(name)?;
+        Ok(Box::new(File::open(&path).at(&path)?))
+    }
+
     fn size(&self, name: &str) -> Result<u64> {
         let path = self.path(name)?;
         Ok(fs::metadata(&path).at(&path)?.len())

@@ -75,6 +75,21 @@ impl NewObject for MemoryObject<'_> {
     }
 }
 
+/// Reads an object without copying it.
+struct SharedCursor {
+    bytes: Arc<Vec<u8>>,
+    pos: usize,
+}
+
+impl io::Read for SharedCursor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.bytes.len() - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 impl Storage for MemoryStorage {
     fn describe(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("memory:{name}"))
@@ -93,6 +108,10 @@ impl Storage for MemoryStorage {
 
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         Ok(self.get(name)?.as_ref().clone())
+    }
+
+    fn reader(&self, name: &str) -> Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(SharedCursor { bytes: self.get(name)?, pos: 0 }))
     }
 
     fn size(&self, name: &str) -> Result<u64> {

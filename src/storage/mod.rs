@@ -71,6 +71,9 @@ pub trait Storage: Send + Sync {
     /// The whole object.
     fn read(&self, name: &str) -> Result<Vec<u8>>;
 
+    /// The object as a stream, for manifests, which are read record by record.
+    fn reader(&self, name: &str) -> Result<Box<dyn io::Read + Send>>;
+
     fn size(&self, name: &str) -> Result<u64>;
 
     /// Every object whose name starts with `prefix` (a directory such as `packs/`), in
@@ -104,39 +107,6 @@ pub trait Storage: Send + Sync {
     }
 }
 
-/// Reads an object from start to end through ranged reads: for manifests, which are
-/// streamed. Wrap it in a `BufReader`; each `read` is one request to the storage.
-pub struct ObjectReader<'a> {
-    storage: &'a dyn Storage,
-    name: String,
-    offset: u64,
-    size: u64,
-}
-
-impl<'a> ObjectReader<'a> {
-    pub fn open(storage: &'a dyn Storage, name: &str) -> Result<ObjectReader<'a>> {
-        let size = storage.size(name)?;
-        Ok(ObjectReader { storage, name: name.to_string(), offset: 0, size })
-    }
-}
-
-impl io::Read for ObjectReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.size.saturating_sub(self.offset);
-        let want = (buf.len() as u64).min(left) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let bytes = self.storage.read_at(&self.name, self.offset, want).map_err(io::Error::other)?;
-        if bytes.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object shorter than its size"));
-        }
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        self.offset += bytes.len() as u64;
-        Ok(bytes.len())
-    }
-}
-
 /// Whether `e` says the object is not there.
 pub fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
@@ -162,6 +132,7 @@ pub fn check_name(name: &str) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::io::Read;
 
     /// The contract every implementation keeps; each one's tests run it.
     pub fn contract(storage: &dyn Storage) {
@@ -200,7 +171,7 @@ pub(crate) mod tests {
         assert!(storage.list("packs/").unwrap().is_empty());
 
         let mut streamed = Vec::new();
-        io::Read::read_to_end(&mut ObjectReader::open(storage, "config").unwrap(), &mut streamed).unwrap();
+        storage.reader("config").unwrap().read_to_end(&mut streamed).unwrap();
         assert_eq!(streamed, b"version 2");
 
         for bad in ["", "/etc/passwd", "packs/../../x", "a//b", "./config"] {
