@@ -14,6 +14,7 @@ pub mod backup;
 pub mod check;
 pub mod chunk_reader;
 pub mod chunker;
+pub mod compress;
 pub mod config;
 pub mod diff;
 pub mod error;

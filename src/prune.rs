@@ -15,12 +15,13 @@
 //! (left by an interrupted backup) is dead weight.
 
 use crate::chunk_reader::ChunkReader;
+use crate::compress::Frame;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkTable;
 use crate::marks::{ChunkMarks, MarksView};
-use crate::pack::{self, Frame, PackEntry, PackWriter};
+use crate::pack::{self, PackEntry, PackWriter};
 use crate::repo::Repository;
 use crate::Progress;
 use serde::Serialize;

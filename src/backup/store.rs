@@ -3,12 +3,13 @@
 //! producer how far that is.
 
 use super::{Item, Payload};
+use crate::compress::compress;
 use crate::error::{Error, Result};
 use crate::manifest::{
     BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileRole, Record,
     RecordSpool,
 };
-use crate::pack::{compress, PackWriter};
+use crate::pack::PackWriter;
 use crate::repo::Repository;
 use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
@@ -76,7 +77,7 @@ impl<'a> SharedPacker<'a> {
         SharedPacker { repo, open: Mutex::new(OpenPack::default()) }
     }
 
-    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &crate::pack::Frame) -> Result<u64> {
+    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &crate::compress::Frame) -> Result<u64> {
         let mut open = self.open.lock().expect("packer lock");
         if open.pack.is_none() {
             open.pack = Some(PackWriter::create(&self.repo.tmp_dir())?);
