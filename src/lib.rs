@@ -35,6 +35,7 @@ pub mod restore;
 pub mod retention;
 pub mod stats;
 pub mod stores;
+pub mod walk;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, PackId, SnapshotId};

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary, Timestamp};
 use crate::repo::Repository;
-use crate::stores::dir::path_order;
+use crate::walk::path_order;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
