@@ -27,6 +27,7 @@ pub mod lock;
 pub mod manifest;
 pub mod marks;
 pub mod pack;
+pub mod packer;
 pub mod plan;
 pub mod prune;
 pub mod repair;
