@@ -2,6 +2,7 @@
 //! compression, pack write and read, index lookups. `cargo bench --bench stages`.
 
 use cairn::chunker::{self, ChunkerParams};
+use cairn::compress;
 use cairn::index::Index;
 use cairn::pack::{self, PackWriter};
 use cairn::ChunkId;
@@ -57,11 +58,14 @@ fn stages(c: &mut Criterion) {
     });
     group.bench_function("zstd3", |b| {
         b.iter(|| {
-            chunks.iter().map(|c| pack::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len()).sum::<usize>()
+            chunks
+                .iter()
+                .map(|c| compress::compress(ChunkId([0; 32]), c.to_vec(), 3).bytes.len())
+                .sum::<usize>()
         })
     });
-    let frames: Vec<pack::Frame> =
-        chunks.iter().map(|c| pack::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
+    let frames: Vec<compress::Frame> =
+        chunks.iter().map(|c| compress::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
     let dir = tempfile::tempdir().unwrap();
     group.bench_function("pack_write", |b| {
         b.iter(|| {
@@ -83,7 +87,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             for e in &pack.entries {
                 let stored = pack::read_stored(&file, &path, e.offset, e.stored_len).unwrap();
-                pack::decode_chunk(&e.id, e.codec, e.raw_len, stored, None).unwrap();
+                compress::decode_chunk(&e.id, e.codec, e.raw_len, stored, None).unwrap();
             }
         })
     });
@@ -94,15 +98,16 @@ fn stages(c: &mut Criterion) {
         new[at..at + 16].copy_from_slice(b"changed in place");
     }
     let (old_id, new_id) = (ChunkId::of(&old), ChunkId::of(&new));
-    let delta = pack::compress_against(new_id, new.clone(), 3, old_id, &old);
-    assert_eq!(delta.codec, pack::Codec::Delta);
+    let delta = compress::compress_against(new_id, new.clone(), 3, old_id, &old);
+    assert_eq!(delta.codec, compress::Codec::Delta);
     group.throughput(Throughput::Bytes(new.len() as u64));
     group.bench_function("delta_compress_32k", |b| {
-        b.iter(|| pack::compress_against(new_id, new.clone(), 3, old_id, &old).bytes.len())
+        b.iter(|| compress::compress_against(new_id, new.clone(), 3, old_id, &old).bytes.len())
     });
     group.bench_function("delta_decode_verify_32k", |b| {
         b.iter(|| {
-            pack::decode_chunk(&new_id, delta.codec, delta.raw_len, delta.bytes.clone(), Some(&old)).unwrap()
+            compress::decode_chunk(&new_id, delta.codec, delta.raw_len, delta.bytes.clone(), Some(&old))
+                .unwrap()
         })
     });
     group.finish();
@@ -115,7 +120,7 @@ fn stages(c: &mut Criterion) {
             offset: 16,
             stored_len: 1,
             raw_len: 1,
-            codec: pack::Codec::Raw,
+            codec: compress::Codec::Raw,
             reference: None,
         })
         .collect();

@@ -3,6 +3,7 @@
 //! and files it affects.
 
 use crate::chunk_reader::ChunkReader;
+use crate::compress::{self, Codec};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
@@ -252,7 +253,7 @@ fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec
                         continue;
                     }
                 };
-                pack::decode_chunk(
+                compress::decode_chunk(
                     &entry.id,
                     entry.codec,
                     entry.raw_len,
@@ -379,7 +380,7 @@ fn check_reference(
         Some(&problem) => problem,
         None => {
             let what = match chunks.get(reference)? {
-                Some(location) if location.codec != pack::Codec::Delta => return Ok(()),
+                Some(location) if location.codec != Codec::Delta => return Ok(()),
                 Some(_) => {
                     format!("chunk {delta}: its reference chunk {reference} is itself stored as a delta")
                 }

@@ -3,10 +3,11 @@
 //! Shared by every reader (restore, dump, check, prune, and backup looking up the
 //! reference of a new delta), from any number of threads.
 
+use crate::compress::{self, Codec};
 use crate::error::IoContext;
 use crate::id::{ChunkId, PackId};
 use crate::index::{ChunkTable, Location};
-use crate::pack::{self, Codec};
+use crate::pack;
 use crate::repo::Repository;
 use std::collections::HashMap;
 use std::fs::File;
@@ -80,7 +81,7 @@ impl<'a> ChunkReader<'a> {
             (Codec::Delta, None) => return Err(format!("chunk {id} is a delta without a reference")),
             _ => None,
         };
-        pack::decode_chunk(id, codec, raw_len, stored, reference.as_deref())
+        compress::decode_chunk(id, codec, raw_len, stored, reference.as_deref())
     }
 
     /// A reference chunk, which must be stored whole: reading a delta never needs more

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::id::SnapshotId;
 use crate::manifest::{self, FileEntry, ManifestReader};
 use crate::repo::Repository;
-use crate::stores::dir::path_order;
+use crate::walk::path_order;
 use serde::Serialize;
 use std::cmp::Ordering;
 

@@ -1,11 +1,12 @@
 //! The redb index: where each chunk lives, which packs exist, and a summary of each
 //! snapshot. A cache of what packs and manifests say: `rebuild` recreates it from them.
 
+use crate::compress::Codec;
 use crate::error::{Error, Result};
 use crate::format;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
-use crate::pack::{Codec, FinishedPack, PackEntry};
+use crate::pack::{FinishedPack, PackEntry};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,

@@ -12,6 +12,7 @@
 //! ```
 //! The file is named by the BLAKE3 of all its bytes.
 
+use crate::compress::{Codec, Frame};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_CHUNK_LEN, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC};
 use crate::fsutil;
@@ -20,106 +21,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// How a chunk's bytes are stored in its frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    Raw = 0,
-    Zstd = 1,
-    /// zstd with the bytes of another chunk, the reference, as a raw-content prefix:
-    /// a new version of a database page range costs little more than its changes.
-    /// A reference is always read from a whole copy, so decoding reads at most two
-    /// chunks.
-    Delta = 2,
-}
-
-impl Codec {
-    pub fn from_byte(b: u8) -> Option<Codec> {
-        match b {
-            0 => Some(Codec::Raw),
-            1 => Some(Codec::Zstd),
-            2 => Some(Codec::Delta),
-            _ => None,
-        }
-    }
-}
-
-/// A chunk ready for a pack: compressed, or raw where compression did not help.
-pub struct Frame {
-    pub id: ChunkId,
-    pub raw_len: u32,
-    pub codec: Codec,
-    /// The chunk a `Delta` frame is decoded against.
-    pub reference: Option<ChunkId>,
-    pub bytes: Vec<u8>,
-}
-
-thread_local! {
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Compresses one chunk as a standalone zstd frame; keeps it raw when that is not smaller.
-pub fn compress(id: ChunkId, raw: Vec<u8>, level: i32) -> Frame {
-    let raw_len = raw.len() as u32;
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-        }
-        slot.as_mut().and_then(|(_, c)| c.compress(&raw).ok())
-    });
-    match compressed {
-        Some(bytes) if bytes.len() < raw.len() => {
-            Frame { id, raw_len, codec: Codec::Zstd, reference: None, bytes }
-        }
-        _ => Frame { id, raw_len, codec: Codec::Raw, reference: None, bytes: raw },
-    }
-}
-
-/// Compresses one chunk against `reference` (the chunk `reference_id`, stored whole):
-/// kept as a delta only where that is much smaller than compressing the chunk alone,
-/// since every delta costs a second chunk to read at restore.
-pub fn compress_against(
-    id: ChunkId,
-    raw: Vec<u8>,
-    level: i32,
-    reference_id: ChunkId,
-    reference: &[u8],
-) -> Frame {
-    let Some(delta) = zstd_with_prefix(&raw, reference, level) else {
-        return compress(id, raw, level);
-    };
-    // Under a sixty-fourth of the chunk: compressing it alone could save a few hundred
-    // bytes at most, not worth a second compression.
-    if delta.len() <= raw.len() / 64 {
-        return Frame {
-            id,
-            raw_len: raw.len() as u32,
-            codec: Codec::Delta,
-            reference: Some(reference_id),
-            bytes: delta,
-        };
-    }
-    let whole = compress(id, raw, level);
-    if delta.len() < whole.bytes.len() / 2 {
-        Frame { codec: Codec::Delta, reference: Some(reference_id), bytes: delta, ..whole }
-    } else {
-        whole
-    }
-}
-
-/// One zstd frame of `raw` with `prefix` as raw-content prefix (ZSTD_CCtx_refPrefix).
-fn zstd_with_prefix(raw: &[u8], prefix: &[u8], level: i32) -> Option<Vec<u8>> {
-    use zstd::zstd_safe::{CCtx, CParameter};
-    let mut cctx = CCtx::try_create()?;
-    cctx.set_parameter(CParameter::CompressionLevel(level)).ok()?;
-    cctx.ref_prefix(prefix).ok()?;
-    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
-    cctx.compress2(&mut out, raw).ok()?;
-    Some(out)
-}
 
 /// Where one chunk sits inside its pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,69 +251,10 @@ pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Re
     Ok(stored)
 }
 
-/// Decodes stored bytes back into the chunk and verifies them against `id`: nothing
-/// unverified ever leaves this function. A `Delta` frame needs its reference's bytes.
-pub fn decode_chunk(
-    id: &ChunkId,
-    codec: Codec,
-    raw_len: u32,
-    stored: Vec<u8>,
-    reference: Option<&[u8]>,
-) -> Result<Vec<u8>, String> {
-    if raw_len > MAX_CHUNK_LEN {
-        return Err(format!("chunk {id}: {raw_len} bytes is more than any chunk"));
-    }
-    let raw = match codec {
-        Codec::Raw => stored,
-        Codec::Zstd => {
-            unzstd(&stored, raw_len as usize).map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?
-        }
-        Codec::Delta => {
-            let reference =
-                reference.ok_or_else(|| format!("chunk {id}: its reference chunk is not at hand"))?;
-            unzstd_with_prefix(&stored, reference, raw_len as usize)
-                .map_err(|e| format!("chunk {id}: cannot decompress against its reference: {e}"))?
-        }
-    };
-    if raw.len() != raw_len as usize {
-        return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
-    }
-    if ChunkId::of(&raw) != *id {
-        return Err(format!("chunk {id}: content does not match its id"));
-    }
-    Ok(raw)
-}
-
-thread_local! {
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// One zstd frame of at most `capacity` bytes, with this thread's decompression context
-/// (making one per chunk cost 3.5% of a restore).
-fn unzstd(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let decompressor = match slot.as_mut() {
-            Some(decompressor) => decompressor,
-            None => slot.insert(zstd::bulk::Decompressor::new()?),
-        };
-        decompressor.decompress(stored, capacity)
-    })
-}
-
-fn unzstd_with_prefix(stored: &[u8], prefix: &[u8], capacity: usize) -> Result<Vec<u8>, String> {
-    use zstd::zstd_safe::{get_error_name, DCtx};
-    let mut dctx = DCtx::try_create().ok_or("out of memory")?;
-    dctx.ref_prefix(prefix).map_err(get_error_name)?;
-    let mut out = Vec::with_capacity(capacity);
-    dctx.decompress(&mut out, stored).map_err(get_error_name)?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::{compress, compress_against, decode_chunk};
 
     #[test]
     fn pack_round_trip_and_named_by_hash() {
@@ -439,33 +281,12 @@ mod tests {
     }
 
     #[test]
-    fn a_delta_decodes_only_against_its_reference_and_its_entry_names_it() {
-        let noise = |seed: &[u8]| {
-            let mut bytes = vec![0u8; 32768];
-            blake3::Hasher::new().update(seed).finalize_xof().fill(&mut bytes);
-            bytes
-        };
-        let old = noise(b"old");
+    fn a_delta_entry_names_its_reference() {
+        let mut old = vec![0u8; 32768];
+        blake3::Hasher::new().update(b"old").finalize_xof().fill(&mut old);
         let mut new = old.clone();
         new[1000..1008].copy_from_slice(b"changed!");
         let (old_id, new_id) = (ChunkId::of(&old), ChunkId::of(&new));
-        let frame = compress_against(new_id, new.clone(), 3, old_id, &old);
-        assert_eq!((frame.codec, frame.reference), (Codec::Delta, Some(old_id)));
-        assert!(frame.bytes.len() < 100, "{} bytes", frame.bytes.len());
-        assert_eq!(
-            decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), Some(&old)).unwrap(),
-            new
-        );
-        assert!(decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), None).is_err());
-        let wrong = vec![0u8; old.len()];
-        assert!(
-            decode_chunk(&new_id, Codec::Delta, frame.raw_len, frame.bytes.clone(), Some(&wrong)).is_err()
-        );
-        // Unrelated content is not worth a delta.
-        let unrelated = noise(b"unrelated");
-        let frame = compress_against(ChunkId::of(&unrelated), unrelated, 3, old_id, &old);
-        assert_eq!((frame.codec, frame.reference), (Codec::Raw, None));
-
         let dir = tempfile::tempdir().unwrap();
         let mut writer = PackWriter::create(dir.path()).unwrap();
         writer.add(&compress(old_id, old.clone(), 3)).unwrap();
@@ -485,13 +306,7 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let raw = vec![7u8; 5000];
-        let id = ChunkId::of(&raw);
-        let frame = compress(id, raw, 3);
-        let mut stored = frame.bytes.clone();
-        let last = stored.len() - 1;
-        stored[last] ^= 1;
-        assert!(decode_chunk(&id, frame.codec, frame.raw_len, stored, None).is_err());
-
+        let frame = compress(ChunkId::of(&raw), raw, 3);
         let dir = tempfile::tempdir().unwrap();
         let mut writer = PackWriter::create(dir.path()).unwrap();
         writer.add(&frame).unwrap();

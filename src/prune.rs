@@ -15,12 +15,14 @@
 //! (left by an interrupted backup) is dead weight.
 
 use crate::chunk_reader::ChunkReader;
+use crate::compress::Frame;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkTable;
 use crate::marks::{ChunkMarks, MarksView};
-use crate::pack::{self, Frame, PackEntry, PackWriter};
+use crate::pack::{self, PackEntry};
+use crate::packer::Packer;
 use crate::repo::Repository;
 use crate::Progress;
 use serde::Serialize;
@@ -199,18 +201,18 @@ fn write_new_packs(
     let chunks = reader.chunks();
     let mut written = Written { ids: HashSet::new(), bytes: 0 };
     let mut unindexed: Vec<pack::FinishedPack> = Vec::new();
-    let mut finish = |writer: PackWriter, last: bool| -> Result<()> {
-        let pack = writer.finish(&repo.packs_dir())?;
+    // Durable packs wait here to be indexed a batch at a time.
+    let mut keep = |pack: pack::FinishedPack| -> Result<()> {
         written.ids.insert(pack.id);
         written.bytes += pack.size;
         unindexed.push(pack);
-        if last || unindexed.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
+        if unindexed.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
             repo.index.add_repacked(&unindexed)?;
             unindexed.clear();
         }
         Ok(())
     };
-    let mut writer: Option<PackWriter> = None;
+    let mut packer = Packer::new(repo);
     for u in repack {
         let path = pack::pack_path(&repo.packs_dir(), &u.id);
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -230,21 +232,16 @@ fn write_new_packs(
                 reference: entry.reference,
                 bytes: stored,
             };
-            let out = match &mut writer {
-                Some(out) => out,
-                None => writer.insert(PackWriter::create(&repo.tmp_dir())?),
-            };
-            out.add(&frame)?;
+            let full = packer.add(&frame)?;
             progress.advance(0, entry.stored_len as u64);
-            if out.len() >= repo.config.pack_target {
-                finish(writer.take().expect("open"), false)?;
+            if full {
+                packer.finish(&mut keep)?;
             }
         }
     }
-    match writer.filter(|w| !w.is_empty()) {
-        Some(out) => finish(out, true)?,
-        None if !unindexed.is_empty() => repo.index.add_repacked(&unindexed)?,
-        None => {}
+    packer.finish(&mut keep)?;
+    if !unindexed.is_empty() {
+        repo.index.add_repacked(&unindexed)?;
     }
     Ok(written)
 }

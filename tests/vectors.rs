@@ -4,9 +4,10 @@
 
 use assert_cmd::Command;
 use cairn::chunker::{self, ChunkerParams};
+use cairn::compress::{self, Codec};
 use cairn::config::Config;
 use cairn::manifest::{FileKind, ManifestReader, Record, SnapshotKind};
-use cairn::pack::{self, Codec};
+use cairn::pack;
 use cairn::{ChunkId, PackId, SnapshotId};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -130,7 +131,7 @@ fn packs_are_named_by_their_hash_and_their_tables_decode() {
     assert_eq!(summary, PINNED_TABLE);
     for entry in &table {
         let stored = pack::read_stored(&file, path, entry.offset, entry.stored_len).unwrap();
-        pack::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap();
+        compress::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap();
     }
 }
 
@@ -387,9 +388,9 @@ mod v3 {
         let stored = pack::read_stored(&file, path, table[0].offset, table[0].stored_len).unwrap();
         assert_eq!(table[0].id, ChunkId::of(&piece(&new)));
         let decoded =
-            pack::decode_chunk(&table[0].id, Codec::Delta, 65536, stored.clone(), Some(&piece(&old)));
+            compress::decode_chunk(&table[0].id, Codec::Delta, 65536, stored.clone(), Some(&piece(&old)));
         assert_eq!(decoded.unwrap(), piece(&new));
-        assert!(pack::decode_chunk(&table[0].id, Codec::Delta, 65536, stored, None).is_err());
+        assert!(compress::decode_chunk(&table[0].id, Codec::Delta, 65536, stored, None).is_err());
     }
 
     #[test]

@@ -20,13 +20,13 @@ mod produce;
 mod store;
 
 use crate::chunk_reader::ChunkReader;
+use crate::compress::{self, Frame};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
     Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
-use crate::pack::{self, Frame};
 use crate::repo::Repository;
 use crate::stores::dump::STDIN;
 use crate::stores::{Component, StoreType};
@@ -131,7 +131,7 @@ enum Payload {
     Raw {
         seq: u64,
         bytes: Vec<u8>,
-        /// The chunk this one replaces, to store it against (see `pack::compress_against`).
+        /// The chunk this one replaces, to store it against (see `compress::compress_against`).
         reference: Option<ChunkId>,
     },
     Compressed {
@@ -482,8 +482,8 @@ fn compress_item(item: &mut Item, level: i32, reader: Option<&ChunkReader>) {
             let whole =
                 reader.zip(reference).and_then(|(reader, previous)| reader.whole_version_of(&previous));
             let frame = match whole {
-                Some((reference, whole)) => pack::compress_against(*id, bytes, level, reference, &whole),
-                None => pack::compress(*id, bytes, level),
+                Some((reference, whole)) => compress::compress_against(*id, bytes, level, reference, &whole),
+                None => compress::compress(*id, bytes, level),
             };
             *payload = Payload::Compressed { seq, frame };
         }

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary};
 use crate::repo::Repository;
-use crate::stores::dir::path_order;
 use crate::time::Timestamp;
+use crate::walk::path_order;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 

@@ -3,12 +3,13 @@
 //! producer how far that is.
 
 use super::{Item, Payload};
+use crate::compress::{compress, Frame};
 use crate::error::{Error, Result};
 use crate::manifest::{
     BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileRole, Record,
     RecordSpool,
 };
-use crate::pack::{compress, PackWriter};
+use crate::packer::Packer;
 use crate::repo::Repository;
 use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
@@ -60,12 +61,11 @@ impl Stored {
 /// small components still makes few, full packs.
 pub struct SharedPacker<'a> {
     repo: &'a Repository,
-    open: Mutex<OpenPack>,
+    open: Mutex<OpenPack<'a>>,
 }
 
-#[derive(Default)]
-struct OpenPack {
-    pack: Option<PackWriter>,
+struct OpenPack<'a> {
+    packer: Packer<'a>,
     /// Per component with chunks in the open pack: its `committed` counter and one past
     /// the highest sequence number it added (each adds in sequence order).
     waiting: Vec<(Arc<AtomicU64>, u64)>,
@@ -73,17 +73,12 @@ struct OpenPack {
 
 impl<'a> SharedPacker<'a> {
     pub fn new(repo: &'a Repository) -> SharedPacker<'a> {
-        SharedPacker { repo, open: Mutex::new(OpenPack::default()) }
+        SharedPacker { repo, open: Mutex::new(OpenPack { packer: Packer::new(repo), waiting: Vec::new() }) }
     }
 
-    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &crate::pack::Frame) -> Result<u64> {
+    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &Frame) -> Result<u64> {
         let mut open = self.open.lock().expect("packer lock");
-        if open.pack.is_none() {
-            open.pack = Some(PackWriter::create(&self.repo.tmp_dir())?);
-        }
-        let pack = open.pack.as_mut().expect("just created");
-        pack.add(frame)?;
-        let full = pack.len() >= self.repo.config.pack_target;
+        let full = open.packer.add(frame)?;
         match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
             Some((_, end)) => *end = seq + 1,
             None => open.waiting.push((committed.clone(), seq + 1)),
@@ -99,15 +94,17 @@ impl<'a> SharedPacker<'a> {
         Self::finish_open(self.repo, &mut self.open.lock().expect("packer lock"))
     }
 
+    /// Each pack is indexed as soon as it is durable, and only then do the components
+    /// with chunks in it learn that those are committed.
     fn finish_open(repo: &Repository, open: &mut OpenPack) -> Result<()> {
-        if let Some(pack) = open.pack.take() {
-            let done = pack.finish(&repo.packs_dir())?;
+        let OpenPack { packer, waiting } = open;
+        packer.finish(|done| {
             repo.index.add_pack(&done.id, done.size, &done.entries)?;
-            for (committed, end) in open.waiting.drain(..) {
+            for (committed, end) in waiting.drain(..) {
                 committed.store(end, Ordering::Release);
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

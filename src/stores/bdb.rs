@@ -5,13 +5,13 @@
 //! recovery recreates them. After the planned files, the home is listed again and log
 //! files created meanwhile are copied, until a listing finds none.
 
-use super::dir::{Found, Walked, Walker};
 use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
 use super::{unsupported, Planned, StoreType};
 use crate::config::CHUNKER_PAGES;
 use crate::error::{Error, Result};
 use crate::manifest::{Excluded, FileRole};
+use crate::walk::{Found, Walked, Walker};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

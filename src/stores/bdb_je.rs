@@ -5,12 +5,12 @@
 //! in the `dataNNN/` subdirectory JE put it in, and lists again until no new file
 //! appears (see `logs`). Gaps in the numbers are normal: they are cleaned files.
 
-use super::dir::{Found, Walked, Walker};
 use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
 use super::{unsupported, Planned, StoreType};
 use crate::error::{Error, Result};
 use crate::manifest::Excluded;
+use crate::walk::{Found, Walked, Walker};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

@@ -1,127 +1,10 @@
-//! The `dir` store: every entry of a tree, depth first, each directory's children sorted
-//! by their name bytes. That order is `path_order`, which lets a backup walk its
-//! parent's file list side by side with the tree.
+//! The `dir` store: every entry of a tree in `path_order` (see `crate::walk`), or a
+//! single file.
 
-use crate::manifest::{Excluded, FileEntry, FileKind, FileRole};
-use crate::time::Timestamp;
-use std::cmp::Ordering;
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, Metadata};
+use crate::walk::{Found, Walked, Walker};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
-
-/// Component-wise byte order of relative paths: the order in which `Walker` yields them.
-pub fn path_order(a: &[u8], b: &[u8]) -> Ordering {
-    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
-}
-
-/// One walked entry: its manifest path, where it is on disk, and its metadata.
-pub struct Found {
-    pub rel: Vec<u8>,
-    pub abs: PathBuf,
-    pub meta: Metadata,
-}
-
-pub enum Walked {
-    Entry(Found),
-    /// An entry or a directory listing that could not be read.
-    Error {
-        rel: Vec<u8>,
-        message: String,
-    },
-}
-
-struct Frame {
-    rel: Vec<u8>,
-    abs: PathBuf,
-    /// Children still to visit, in reverse order so `pop` yields the next.
-    pending: Vec<OsString>,
-}
-
-/// Walks a tree without following symlinks, yielding the root's descendants (not the
-/// root itself) in `path_order`. Memory: one sorted name list per open directory level.
-pub struct Walker {
-    stack: Vec<Frame>,
-    queued: Option<Walked>,
-    /// Directories yielded but not entered (other components' places).
-    skip: Vec<Vec<u8>>,
-    /// Entries neither yielded nor entered (a plan's excludes), and those it met.
-    exclude: Option<Exclude>,
-}
-
-/// Glob patterns, relative to the root (`*` stays within one path element, `**` spans
-/// any number), and the paths they left out with the pattern that did.
-struct Exclude {
-    patterns: Vec<String>,
-    set: globset::GlobSet,
-    excluded: Vec<Excluded>,
-}
-
-impl Walker {
-    pub fn new(root: &Path) -> Walker {
-        Walker::skipping(root, Vec::new())
-    }
-
-    pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> Walker {
-        let mut walker = Walker { stack: Vec::new(), queued: None, skip, exclude: None };
-        walker.queued = walker.enter(Vec::new(), root.to_path_buf());
-        walker
-    }
-
-    fn enter(&mut self, rel: Vec<u8>, abs: PathBuf) -> Option<Walked> {
-        let names = fs::read_dir(&abs)
-            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>());
-        match names {
-            Ok(mut names) => {
-                names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
-                self.stack.push(Frame { rel, abs, pending: names });
-                None
-            }
-            Err(e) => Some(Walked::Error { rel, message: format!("cannot list {}: {e}", abs.display()) }),
-        }
-    }
-}
-
-impl Iterator for Walker {
-    type Item = Walked;
-
-    fn next(&mut self) -> Option<Walked> {
-        if let Some(queued) = self.queued.take() {
-            return Some(queued);
-        }
-        loop {
-            let frame = self.stack.last_mut()?;
-            let Some(name) = frame.pending.pop() else {
-                self.stack.pop();
-                continue;
-            };
-            let abs = frame.abs.join(&name);
-            let mut rel = frame.rel.clone();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(name.as_bytes());
-            let meta = match fs::symlink_metadata(&abs) {
-                Ok(meta) => meta,
-                // Gone between listing and stat: it was never part of this snapshot.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Some(Walked::Error { rel, message: format!("{}: {e}", abs.display()) }),
-            };
-            if let Some(exclude) = &mut self.exclude {
-                if let Some(&k) = exclude.set.matches(Path::new(OsStr::from_bytes(&rel))).first() {
-                    let reason = format!("excluded by pattern {:?}", exclude.patterns[k]);
-                    exclude.excluded.push(Excluded { path: rel, reason });
-                    continue;
-                }
-            }
-            if meta.is_dir() && !self.skip.contains(&rel) {
-                self.queued = self.enter(rel.clone(), abs.clone());
-            }
-            return Some(Walked::Entry(Found { rel, abs, meta }));
-        }
-    }
-}
+use std::path::Path;
 
 /// The `dir` store as a `Source`: a tree in `path_order`, or a single file.
 pub struct DirSource {
@@ -144,18 +27,7 @@ impl DirSource {
 impl DirSource {
     /// A tree without what `patterns` match (globs relative to the root).
     pub fn excluding(root: &Path, patterns: &[String]) -> crate::error::Result<DirSource> {
-        let mut builder = globset::GlobSetBuilder::new();
-        for pattern in patterns {
-            let glob = globset::GlobBuilder::new(pattern).literal_separator(true).build().map_err(|e| {
-                crate::error::Error::Invalid(format!("{}: exclude pattern {pattern:?}: {e}", root.display()))
-            })?;
-            builder.add(glob);
-        }
-        let set =
-            builder.build().map_err(|e| crate::error::Error::Invalid(format!("{}: {e}", root.display())))?;
-        let mut walker = Walker::new(root);
-        walker.exclude = Some(Exclude { patterns: patterns.to_vec(), set, excluded: Vec::new() });
-        Ok(DirSource { walker: Some(walker), single: None })
+        Ok(DirSource { walker: Some(Walker::excluding(root, patterns)?), single: None })
     }
 
     /// A tree without the contents of the directories at `skip` (relative paths).
@@ -192,84 +64,9 @@ impl super::Source for DirSource {
         super::SourceReport {
             consistency: crate::manifest::Consistency::Unspecified,
             passes: 1,
-            excluded: self
-                .walker
-                .as_ref()
-                .and_then(|w| w.exclude.as_ref())
-                .map_or_else(Vec::new, |e| e.excluded.clone()),
+            excluded: self.walker.as_ref().map_or_else(Vec::new, |w| w.excluded().to_vec()),
             contiguous_logs: false,
             command: None,
         }
-    }
-}
-
-/// The manifest entry for a walked file, without chunks.
-pub fn entry_from(found: &Found) -> std::io::Result<FileEntry> {
-    let meta = &found.meta;
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
-        FileKind::Regular
-    } else if ft.is_dir() {
-        FileKind::Directory
-    } else if ft.is_symlink() {
-        FileKind::Symlink { target: fs::read_link(&found.abs)?.as_os_str().as_bytes().to_vec() }
-    } else if ft.is_fifo() {
-        FileKind::Fifo
-    } else if ft.is_socket() {
-        FileKind::Socket
-    } else if ft.is_char_device() {
-        FileKind::CharDevice { rdev: meta.rdev() }
-    } else {
-        FileKind::BlockDevice { rdev: meta.rdev() }
-    };
-    Ok(FileEntry {
-        path: found.rel.clone(),
-        size: if kind == FileKind::Regular { meta.size() } else { 0 },
-        kind,
-        mode: meta.mode(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 },
-        ctime: Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec() as u32 },
-        inode: meta.ino(),
-        device: meta.dev(),
-        links: meta.nlink(),
-        role: FileRole::Plain,
-        log_number: None,
-        chunker: crate::config::CHUNKER_DEFAULT,
-        chunks: Vec::new(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_order_is_component_wise() {
-        let mut paths: Vec<&[u8]> = vec![b"a0", b"a/x", b"a.b", b"a", b"b/c/d", b"b"];
-        paths.sort_by(|a, b| path_order(a, b));
-        assert_eq!(paths, vec![&b"a"[..], b"a/x", b"a.b", b"a0", b"b", b"b/c/d"]);
-    }
-
-    #[test]
-    fn walker_yields_path_order_and_skips_root() {
-        let dir = tempfile::tempdir().unwrap();
-        for p in ["a/x", "a.b", "a0", "b/c/d"] {
-            let path = dir.path().join(p);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, p).unwrap();
-        }
-        let rels: Vec<Vec<u8>> = Walker::new(dir.path())
-            .map(|w| match w {
-                Walked::Entry(f) => f.rel,
-                Walked::Error { message, .. } => panic!("{message}"),
-            })
-            .collect();
-        let mut sorted = rels.clone();
-        sorted.sort_by(|a, b| path_order(a, b));
-        assert_eq!(rels, sorted);
-        assert_eq!(rels.len(), 7);
-        assert_eq!(rels[0], b"a");
     }
 }

@@ -9,11 +9,11 @@
 //! prefix of the log, which recovery accepts; copying it before a newer log appeared
 //! could leave a hole between the two.
 
-use super::dir::Found;
 use super::{unsupported, Planned, Source, SourceReport, Sourced, StoreType};
 use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
 use crate::manifest::{Consistency, Excluded, FileRole};
+use crate::walk::Found;
 use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};

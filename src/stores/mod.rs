@@ -12,7 +12,7 @@ pub mod qpid;
 use crate::config::CHUNKER_DEFAULT;
 use crate::error::{Error, Result};
 use crate::manifest::{Consistency, Excluded, FileEntry, FileRole, HookRun};
-use dir::Found;
+use crate::walk::Found;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,11 +12,12 @@
 //! Everything else (the broker's `config.json`, preferences, logs) is the `broker`
 //! component, placed at the work directory itself.
 
-use super::dir::{DirSource, Found};
+use super::dir::DirSource;
 use super::offline::assert_no_open_files;
 use super::{bdb_je, unsupported, Component, Planned, Source, SourceReport, Sourced, StoreType};
 use crate::error::{Error, Result};
 use crate::manifest::{Consistency, Excluded};
+use crate::walk::Found;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
