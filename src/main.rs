@@ -2,7 +2,6 @@
 
 mod cli;
 mod commands;
-mod space;
 
 use clap::Parser;
 use std::process::ExitCode;
