@@ -10,7 +10,7 @@
 //! ```
 
 use crate::config::Config;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Hint, IoContext, Result};
 use crate::fsutil;
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
@@ -92,10 +92,10 @@ fn random_id(root: &Path) -> Result<[u8; 32]> {
 pub fn read_config(root: &Path) -> Result<Config> {
     let path = config_path(root);
     let bytes = fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Repository {
-            path: root.into(),
-            what: "is not a cairn repository (no config file; create one with `cairn init`)".into(),
-        },
+        std::io::ErrorKind::NotFound => {
+            Error::Repository { path: root.into(), what: "is not a cairn repository (no config file)".into() }
+                .with_hint(Hint::Init)
+        }
         _ => Error::io(&path, e),
     })?;
     Config::decode(&bytes, &path)
@@ -332,6 +332,6 @@ fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String>
     match sets.len() {
         0 => Err(Error::Snapshot("the repository has no snapshots".into())),
         1 => Ok(sets.into_iter().next().expect("one set").to_string()),
-        n => Err(Error::Snapshot(format!("the repository holds {n} sets: say which with --set"))),
+        n => Err(Error::Snapshot(format!("the repository holds {n} sets")).with_hint(Hint::ChooseSet)),
     }
 }

@@ -1,5 +1,6 @@
 //! `check`: verify the repository.
 
+use super::advice::advice;
 use super::output::{size, Bar};
 use super::Globals;
 use crate::Exit;
@@ -29,7 +30,10 @@ fn print_check(report: &check::CheckReport, json: bool, out: &mut impl Write) ->
         writeln!(out, "note: {note}")?;
     }
     for problem in &report.problems {
-        writeln!(out, "error: {}", problem.what)?;
+        match problem.hint {
+            Some(hint) => writeln!(out, "error: {} ({})", problem.what, advice(hint))?,
+            None => writeln!(out, "error: {}", problem.what)?,
+        }
         for affected in &problem.affected {
             writeln!(out, "  affects snapshot {} file {}", &affected.snapshot.to_hex()[..12], affected.path)?;
         }

@@ -13,7 +13,7 @@ use std::io::Write;
 pub fn snapshots(g: &Globals, set: Option<String>, out: &mut impl Write) -> Result<Exit> {
     let list = g.open(LockMode::Shared, "cairn snapshots")?.snapshots()?;
     for (id, e) in &list.unreadable {
-        eprintln!("warning: snapshot {id} is unreadable: {e}");
+        eprintln!("warning: snapshot {id} is unreadable: {}", super::explain(e));
     }
     let in_set = |s: &SnapshotSummary| set.as_ref().is_none_or(|set| &s.header.set == set);
     let snapshots: Vec<SnapshotSummary> = list.readable.into_iter().filter(in_set).collect();

@@ -1,6 +1,7 @@
 //! One module per command (or small family): validated options -> library call ->
-//! output -> exit code. Command modules share `output`, never each other.
+//! output -> exit code. Command modules share `output` and `advice`, never each other.
 
+mod advice;
 mod backup;
 mod check;
 mod diff;
@@ -12,6 +13,8 @@ mod prune;
 mod repair;
 mod restore;
 mod stats;
+
+pub use advice::{explain, explain_chain};
 
 use crate::cli::{Cli, Command, RepairWhat};
 use crate::Exit;
@@ -44,7 +47,7 @@ impl Globals {
 /// but does not turn a finished backup or prune into a failed one.
 pub fn close(repo: Repository) {
     if let Err(e) = repo.close() {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {}", explain(&e));
     }
 }
 
