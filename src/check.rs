@@ -4,7 +4,7 @@
 
 use crate::chunk_reader::ChunkReader;
 use crate::compress::{self, Codec};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
 use crate::manifest::{display_path, ManifestReader, Record};
@@ -23,6 +23,9 @@ pub struct Problem {
     pub pack: Option<PackId>,
     /// Snapshots and files whose data this problem touches.
     pub affected: Vec<Affected>,
+    /// What would fix it, when a step is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<Hint>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq, Hash, Clone)]
@@ -58,7 +61,7 @@ struct Findings {
 impl Findings {
     fn add(&mut self, what: String, pack: Option<PackId>, chunks: impl IntoIterator<Item = ChunkId>) {
         let n = self.problems.len();
-        self.problems.push(Problem { what, pack, affected: Vec::new() });
+        self.problems.push(Problem { what, pack, affected: Vec::new(), hint: None });
         for id in chunks {
             self.damaged.entry(id).or_insert(n);
         }
@@ -86,10 +89,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         let lost = trace_unmatched_chunks(chunks, &healthy, &mut findings)?;
         if matched + lost < report.chunks {
             let what = format!(
-                "the index places {} chunks where no pack table confirms them (run `cairn repair index`)",
+                "the index places {} chunks where no pack table confirms them",
                 report.chunks - matched - lost
             );
             findings.add(what, None, []);
+            findings.problems.last_mut().expect("just added").hint = Some(Hint::RepairIndex);
         }
     }
     if read_data {
@@ -180,7 +184,12 @@ fn trace_unmatched_chunks(
         let problem = match findings.problems.iter().position(|p| p.pack == Some(pack)) {
             Some(problem) => problem,
             None => {
-                findings.add(format!("the index places chunks in pack {pack}, which it does not list (run `cairn repair index`)"), Some(pack), []);
+                findings.add(
+                    format!("the index places chunks in pack {pack}, which it does not list"),
+                    Some(pack),
+                    [],
+                );
+                findings.problems.last_mut().expect("just added").hint = Some(Hint::RepairIndex);
                 findings.problems.len() - 1
             }
         };

@@ -43,6 +43,44 @@ pub enum Error {
 
     #[error("{0}")]
     Restore(String),
+
+    /// An error with advice on what to do about it. The message stays the library's
+    /// description; the advice is data for the front end to put in its own words.
+    #[error("{error}")]
+    Hinted { error: Box<Error>, hint: Hint },
+}
+
+/// What an operator can do about an error or a check finding, named in the library's
+/// terms. The `cairn` binary renders each as command-line advice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hint {
+    /// The index is missing or unusable: rebuild it from the packs and manifests.
+    RepairIndex,
+    /// Check the repository to see what is damaged.
+    Check,
+    /// Check the repository, then rebuild the index.
+    CheckThenRepairIndex,
+    /// The path is not a repository: create one.
+    Init,
+    /// The restore target is not empty: restoring over its entries must be asked for.
+    Overwrite,
+    /// Several backup sets qualify: name one.
+    ChooseSet,
+    /// Several database components qualify: name one.
+    ChooseComponent,
+    /// No retention rule was given: name what to keep.
+    Keep,
+    /// The parent cannot serve this backup: take a full one.
+    FullBackup,
+    /// A logs-only backup cannot be made: take an incremental or a full one.
+    IncrementalOrFull,
+    /// The store cannot be copied while it runs: stop it and take an offline copy.
+    Offline,
+    /// The store is in use: an offline copy is impossible, a hot copy is not.
+    HotCopy,
+    /// The store type cannot copy this layout: back it up as a plain directory tree.
+    PlainTree,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,6 +101,30 @@ impl Error {
 
     pub fn index(path: impl AsRef<Path>, what: impl std::fmt::Display) -> Self {
         Error::Index { path: path.as_ref().to_path_buf(), what: what.to_string() }
+    }
+
+    /// This error with advice attached (replacing any it had).
+    pub fn with_hint(self, hint: Hint) -> Self {
+        match self {
+            Error::Hinted { error, .. } => Error::Hinted { error, hint },
+            error => Error::Hinted { error: Box::new(error), hint },
+        }
+    }
+
+    /// The advice attached to this error, if any.
+    pub fn hint(&self) -> Option<Hint> {
+        match self {
+            Error::Hinted { hint, .. } => Some(*hint),
+            _ => None,
+        }
+    }
+
+    /// The error without its advice, for matching on what happened.
+    pub fn unhinted(&self) -> &Error {
+        match self {
+            Error::Hinted { error, .. } => error.unhinted(),
+            error => error,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `forget`: removes the snapshots a retention policy does not keep, set by set. Only
 //! manifests go; the chunks they alone used stay until `prune`.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{SnapshotKind, SnapshotSummary};
 use crate::repo::Repository;
@@ -24,9 +24,8 @@ pub struct Verdict {
 /// unless `dry_run`, the snapshots not kept are removed.
 pub fn forget(repo: &Repository, set: Option<&str>, policy: &Policy, dry_run: bool) -> Result<Vec<Verdict>> {
     if policy.is_empty() {
-        return Err(Error::Invalid(
-            "no --keep-* rule given: forget would remove every snapshot; say what to keep".into(),
-        ));
+        return Err(Error::Invalid("no retention rule given: forget would remove every snapshot".into())
+            .with_hint(Hint::Keep));
     }
     let snapshots = repo.snapshots()?.readable;
     if let Some(set) = set.filter(|set| !snapshots.iter().any(|s| s.header.set == *set)) {

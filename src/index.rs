@@ -2,7 +2,7 @@
 //! snapshot. A cache of what packs and manifests say: `rebuild` recreates it from them.
 
 use crate::compress::Codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::format;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
@@ -166,11 +166,9 @@ impl Index {
     /// `IndexNeedsRecovery`: a writable open recovers it.
     pub fn open(path: &Path, writable: bool) -> Result<Index> {
         if !path.exists() {
-            return Err(Error::index(path, "missing: run `cairn repair index` to rebuild it from the packs"));
+            return Err(Error::index(path, "missing").with_hint(Hint::RepairIndex));
         }
-        let unusable = |e: &dyn std::fmt::Display| {
-            Error::index(path, format!("{e} (run `cairn repair index` to rebuild it from the packs)"))
-        };
+        let unusable = |e: &dyn std::fmt::Display| Error::index(path, e).with_hint(Hint::RepairIndex);
         let db = if writable {
             Db::Write(builder().open(path).map_err(|e| unusable(&e))?)
         } else {
@@ -512,6 +510,7 @@ mod tests {
     fn missing_index_names_the_repair() {
         let dir = tempfile::tempdir().unwrap();
         let err = Index::open(&dir.path().join("index.redb"), true).err().unwrap();
-        assert!(err.to_string().contains("cairn repair index"));
+        assert!(err.to_string().contains("missing"));
+        assert_eq!(err.hint(), Some(Hint::RepairIndex));
     }
 }

@@ -2,7 +2,6 @@
 
 mod cli;
 mod commands;
-mod space;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -27,8 +26,8 @@ fn main() -> ExitCode {
             // Output piped into `head` and the like: stop quietly.
             Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
             _ => {
-                eprintln!("cairn: {e:#}");
-                match e.downcast_ref::<cairn::Error>() {
+                eprintln!("cairn: {}", commands::explain_chain(&e));
+                match e.downcast_ref::<cairn::Error>().map(cairn::Error::unhinted) {
                     Some(cairn::Error::Locked { .. }) => Exit::Locked,
                     _ => Exit::Failure,
                 }

@@ -16,7 +16,7 @@
 
 use crate::chunk_reader::ChunkReader;
 use crate::compress::Frame;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkTable;
@@ -146,8 +146,9 @@ fn mark(
     for (n, id) in ids.iter().enumerate() {
         marks.add_snapshot(&repo.snapshots_dir(), id, n as u32, chunks, progress).map_err(|e| {
             Error::Snapshot(format!(
-                "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed (see `cairn check`)"
+                "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed"
             ))
+            .with_hint(Hint::Check)
         })?;
     }
     Ok(ids.len() as u64)
@@ -170,9 +171,10 @@ fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) 
         Some(id) => Err(Error::Repository {
             path: repo.root().to_path_buf(),
             what: format!(
-                "{count} chunks that snapshots reference are not in the index (first: {id}); nothing was removed: run `cairn check`, then `cairn repair index`"
+                "{count} chunks that snapshots reference are not in the index (first: {id}); nothing was removed"
             ),
-        }),
+        }
+        .with_hint(Hint::CheckThenRepairIndex)),
     }
 }
 

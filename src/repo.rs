@@ -9,7 +9,7 @@
 //! never refused.
 
 use crate::config::Config;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Hint, IoContext, Result};
 use crate::id::{PackId, SnapshotId};
 use crate::index::Index;
 use crate::layout;
@@ -93,7 +93,8 @@ pub fn read_config(storage: &dyn Storage) -> Result<Config> {
         true => Error::Repository {
             path: path.parent().unwrap_or(&path).to_path_buf(),
             what: "is not a cairn repository (no config file)".into(),
-        },
+        }
+        .with_hint(Hint::Init),
         false => e,
     })?;
     Config::decode(&bytes, &path)
@@ -265,7 +266,7 @@ fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String>
     match sets.len() {
         0 => Err(Error::Snapshot("the repository has no snapshots".into())),
         1 => Ok(sets.into_iter().next().expect("one set").to_string()),
-        n => Err(Error::Snapshot(format!("the repository holds {n} sets: say which with --set"))),
+        n => Err(Error::Snapshot(format!("the repository holds {n} sets")).with_hint(Hint::ChooseSet)),
     }
 }
 

@@ -816,7 +816,7 @@ fn hooks_run_around_the_copy_and_the_window_is_recorded() {
     let before = env.snapshot_files();
     env.run(["backup", "--pre-exec", "exit 3", "--post-exec", &post, tree.to_str().unwrap()])
         .failure()
-        .mentions("--pre-exec failed")
+        .mentions("pre-exec hook failed")
         .mentions("status 3");
     assert_eq!(fs::read_to_string(&log).unwrap(), "post\n");
     assert_eq!(env.snapshot_files(), before);
@@ -825,7 +825,7 @@ fn hooks_run_around_the_copy_and_the_window_is_recorded() {
     // exit status says something needs attention.
     env.run(["backup", "--post-exec", "exit 4", tree.to_str().unwrap()])
         .expect_code(1)
-        .mentions("--post-exec failed")
+        .mentions("post-exec hook failed")
         .mentions("was saved");
     assert_eq!(env.snapshot_files(), before + 1);
 }

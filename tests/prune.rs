@@ -171,7 +171,7 @@ fn prune_refuses_while_another_process_holds_the_repository() {
     env.run(["prune"]).expect_code(11);
     env.run(["forget", "--keep-last", "1"]).expect_code(11);
     drop(lock);
-    env.run(["forget"]).failure().mentions("no --keep-* rule given");
+    env.run(["forget"]).failure().mentions("no retention rule given").mentions("--keep-*");
 }
 
 /// Regression (review of the delta change): prune keeps a pack that still holds a dead

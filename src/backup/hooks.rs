@@ -36,7 +36,7 @@ impl<'a> Hooks<'a> {
         self.pre = Some(run);
         if failed {
             return Err(Error::Invalid(format!(
-                "--pre-exec failed: {}; nothing was copied",
+                "pre-exec hook failed: {}; nothing was copied",
                 describe(self.pre.as_ref().expect("just set"))
             )));
         }
@@ -49,11 +49,12 @@ impl<'a> Hooks<'a> {
         let command = self.post_command?;
         match run(command) {
             Ok(run) => {
-                let failure = (run.exit_code != 0).then(|| format!("--post-exec failed: {}", describe(&run)));
+                let failure =
+                    (run.exit_code != 0).then(|| format!("post-exec hook failed: {}", describe(&run)));
                 self.post = Some(run);
                 failure
             }
-            Err(e) => Some(format!("--post-exec could not run: {e}")),
+            Err(e) => Some(format!("post-exec hook could not run: {e}")),
         }
     }
 

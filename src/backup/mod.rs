@@ -21,7 +21,7 @@ mod store;
 
 use crate::chunk_reader::ChunkReader;
 use crate::compress::{self, Frame};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
@@ -186,9 +186,10 @@ pub fn backup(
     let kind = match (options.mode, &parent) {
         (_, None) if options.mode == Mode::LogsOnly => {
             return Err(Error::Invalid(format!(
-                "--logs-only needs an earlier snapshot of set {:?} to take the data files from; take a full backup first",
+                "a logs-only backup needs an earlier snapshot of set {:?} to take the data files from",
                 options.set
-            )))
+            ))
+            .with_hint(Hint::FullBackup))
         }
         (_, None) => SnapshotKind::Full,
         (Mode::Differential, Some(_)) => SnapshotKind::Differential,
@@ -359,9 +360,10 @@ fn copy(
         };
         if logs_only && parent_files.as_ref().and_then(|p| p.last_log_number()).is_none() {
             return Err(Error::Invalid(format!(
-                "--logs-only: the parent snapshot has no logs of component {}; take a full or incremental backup",
+                "logs-only backup: the parent snapshot has no logs of component {}",
                 component.name
-            )));
+            ))
+            .with_hint(Hint::IncrementalOrFull));
         }
         let header = ComponentHeader {
             name: component.name,
@@ -373,8 +375,9 @@ fn copy(
     }
     if mode == Mode::LogsOnly && !jobs.iter().any(|j| j.logs_only) {
         return Err(Error::Invalid(
-            "--logs-only applies to database stores (bdb, bdb-je), and this source has none".into(),
-        ));
+            "a logs-only backup applies to database stores (bdb, bdb-je), and this source has none".into(),
+        )
+        .with_hint(Hint::IncrementalOrFull));
     }
     let cancel = AtomicBool::new(false);
     let stoppers: Vec<_> = jobs.iter().filter_map(|j| j.files.stopper()).collect();

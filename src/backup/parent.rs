@@ -1,7 +1,7 @@
 //! The parent snapshot's file list for one component, read alongside the walk: both are
 //! in `path_order`, so finding a file's previous entry is a merge, not a lookup table.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary};
 use crate::repo::Repository;
@@ -113,7 +113,7 @@ impl ParentFiles {
 
 /// A parent that cannot be read cannot lend its chunk lists; a full backup needs none.
 fn unreadable(id: SnapshotId, e: Error) -> Error {
-    Error::Snapshot(format!("parent snapshot {id} is unreadable ({e}); back up with --full"))
+    Error::Snapshot(format!("parent snapshot {id} is unreadable ({e})")).with_hint(Hint::FullBackup)
 }
 
 /// Moves an ordered parent list to its next file entry.

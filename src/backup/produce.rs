@@ -5,7 +5,7 @@ use super::parent::{unchanged, ParentFiles};
 use super::{Item, Payload, BATCH_BYTES, BATCH_ITEMS};
 use crate::chunker::{self, ChunkerParams};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
 use crate::index::{ChunkTable, Index};
@@ -231,10 +231,11 @@ impl LogsOnly {
     fn keep(&self, p: &mut Producer, kept: FileEntry) -> Result<()> {
         if !p.all_present(&kept.chunks)? {
             return Err(Error::Invalid(format!(
-                "--logs-only: the repository no longer holds all of {} of component {} from the parent snapshot; take a full backup",
+                "logs-only backup: the repository no longer holds all of {} of component {} from the parent snapshot",
                 String::from_utf8_lossy(&kept.path),
                 self.name
-            )));
+            ))
+            .with_hint(Hint::FullBackup));
         }
         p.progress.advance(1, kept.size);
         p.push(Item::Entry(kept))
@@ -249,9 +250,10 @@ impl LogsOnly {
 
     fn broken(&self) -> Error {
         Error::Invalid(format!(
-            "--logs-only: log {} of component {}, the last one the parent snapshot copied, is no longer in the store, so the log sequence since the parent is broken; take an incremental or full backup",
+            "logs-only backup: log {} of component {}, the last one the parent snapshot copied, is no longer in the store, so the log sequence since the parent is broken",
             self.parent_last, self.name
         ))
+        .with_hint(Hint::IncrementalOrFull)
     }
 }
 

@@ -10,7 +10,7 @@ mod until_log;
 pub use until_log::{restore_until_log, UntilLog};
 
 use crate::chunk_reader::ChunkReader;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Hint, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{self, display_path, ComponentHeader, FileEntry, FileKind, ManifestReader, Record};
 use crate::repo::Repository;
@@ -195,9 +195,8 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
         Ok(meta) if meta.is_dir() => {
             let empty = fs::read_dir(target).at(target)?.next().is_none();
             if !empty && !overwrite {
-                let what =
-                    format!("target {} is not empty (use --overwrite to restore into it)", target.display());
-                return Err(Error::Restore(what));
+                let what = format!("target {} is not empty", target.display());
+                return Err(Error::Restore(what).with_hint(Hint::Overwrite));
             }
             Ok(())
         }

@@ -12,7 +12,7 @@
 //!   snapshot ended at log N.
 
 use super::{restore_records, RestoreOptions, RestoreReport};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{ComponentSummary, FileEntry, FileRole, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
@@ -159,10 +159,10 @@ fn component_name(set: &str, snapshots: &[SnapshotSummary], asked: Option<&str>)
     match names.as_slice() {
         [one] => Ok(one.to_string()),
         [] => Err(Error::Snapshot(format!("set {set:?} has no bdb or bdb-je component to restore to a log"))),
-        many => Err(Error::Snapshot(format!(
-            "set {set:?} has several database components ({}): say which with --component",
-            many.join(", ")
-        ))),
+        many => {
+            Err(Error::Snapshot(format!("set {set:?} has several database components ({})", many.join(", ")))
+                .with_hint(Hint::ChooseComponent))
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use super::logs::{HotCopy, LogCopy};
 use super::offline::assert_no_open_files;
 use super::{unsupported, Planned, StoreType};
 use crate::config::CHUNKER_PAGES;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::manifest::{Excluded, FileRole};
 use crate::walk::{Found, Walked, Walker};
 use std::fs;
@@ -127,8 +127,8 @@ fn directories(root: &Path) -> Result<Vec<u8>> {
         }
         let dir = words.next().unwrap_or("").trim_end_matches('/');
         if dir.is_empty() || dir.starts_with('/') || crate::manifest::validate_path(dir.as_bytes()).is_err() {
-            let what = format!("DB_CONFIG: {word} {dir}: a directory outside the environment home; back up each directory's environment with the store stopped (--type dir), or keep the directories inside the home");
-            return Err(unsupported(root, what));
+            let what = format!("DB_CONFIG: {word} {dir}: a directory outside the environment home; back up each directory's environment with the store stopped, as a plain tree, or keep the directories inside the home");
+            return Err(unsupported(root, what).with_hint(Hint::PlainTree));
         }
         if word == "set_lg_dir" {
             log_dir = dir.as_bytes().to_vec();

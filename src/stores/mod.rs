@@ -91,7 +91,10 @@ impl StoreType {
     fn open(self, root: &Path, offline: bool) -> Result<Box<dyn Source>> {
         Ok(match self {
             StoreType::Dir if offline => {
-                return Err(unsupported(root, "--offline applies to database store types, not dir".into()))
+                return Err(unsupported(
+                    root,
+                    "an offline copy applies to database store types, not dir".into(),
+                ))
             }
             StoreType::Dir => Box::new(dir::DirSource::new(root)?),
             StoreType::Qpid | StoreType::Json | StoreType::Dump => {

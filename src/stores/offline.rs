@@ -1,7 +1,7 @@
 //! `--offline`: asserting that no process is using a store.
 
 use super::unsupported;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use std::fs;
 use std::path::Path;
 
@@ -11,7 +11,10 @@ pub fn assert_no_open_files(root: &Path) -> Result<()> {
     let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
     let me = std::process::id().to_string();
     let Ok(processes) = fs::read_dir("/proc") else {
-        return Err(unsupported(&root, "--offline needs /proc to see which processes use the store".into()));
+        return Err(unsupported(
+            &root,
+            "an offline copy needs /proc to see which processes use the store".into(),
+        ));
     };
     for process in processes.flatten() {
         let pid = process.file_name().to_string_lossy().into_owned();
@@ -24,11 +27,12 @@ pub fn assert_no_open_files(root: &Path) -> Result<()> {
             if target.starts_with(&root) {
                 let command = fs::read_to_string(process.path().join("comm")).unwrap_or_default();
                 return Err(Error::Invalid(format!(
-                    "{}: --offline, but process {pid} ({}) has {} open: stop it first, or back up without --offline (a hot copy)",
+                    "{}: an offline copy was asked for, but process {pid} ({}) has {} open: stop it first, or take a hot copy",
                     root.display(),
                     command.trim(),
                     target.display()
-                )));
+                ))
+                .with_hint(Hint::HotCopy));
             }
         }
     }

@@ -15,7 +15,7 @@
 use super::dir::DirSource;
 use super::offline::assert_no_open_files;
 use super::{bdb_je, unsupported, Component, Planned, Source, SourceReport, Sourced, StoreType};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::manifest::{Consistency, Excluded};
 use crate::walk::Found;
 use std::fs;
@@ -68,9 +68,9 @@ pub fn components(root: &Path, offline: bool) -> Result<Vec<Component>> {
                 Kind::Derby if offline => (StoreType::Dir, Box::new(DirSource::new(&dir)?)),
                 Kind::Derby => {
                     let what = format!(
-                        "{owner}'s {kind} store is Derby, which cannot be copied consistently while the broker runs; stop the broker and back up with --offline (or move the store to BDB)"
+                        "{owner}'s {kind} store is Derby, which cannot be copied consistently while the broker runs; stop the broker and take an offline copy (or move the store to BDB)"
                     );
-                    return Err(unsupported(&dir, what));
+                    return Err(unsupported(&dir, what).with_hint(Hint::Offline));
                 }
                 // Not a store cairn knows (empty, or a JDBC node's leftovers): the
                 // broker component keeps it as files.

@@ -1,0 +1,75 @@
+//! One module per command (or small family): validated options -> library call ->
+//! output -> exit code. Command modules share `output` and `advice`, never each other.
+
+mod advice;
+mod backup;
+mod check;
+mod diff;
+mod forget;
+mod init;
+mod listing;
+mod output;
+mod prune;
+mod repair;
+mod restore;
+mod stats;
+
+pub use advice::{explain, explain_chain};
+
+use crate::cli::{Cli, Command, RepairWhat};
+use crate::Exit;
+use anyhow::{Context, Result};
+use cairn::storage::LockMode;
+use cairn::repo::{OpenOptions, Repository};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What every command needs from the global flags.
+pub struct Globals {
+    repo: Option<PathBuf>,
+    pub json: bool,
+    pub lock_wait: Duration,
+}
+
+impl Globals {
+    pub fn repo_path(&self) -> Result<&Path> {
+        self.repo.as_deref().context("no repository given: use -r REPO or set CAIRN_REPO")
+    }
+
+    pub fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
+        let options = OpenOptions { mode, lock_wait: self.lock_wait, command };
+        Ok(Repository::open(self.repo_path()?, &options)?)
+    }
+}
+
+/// Ends a session that wrote. What it tidies is a cache: a failure there is reported,
+/// but does not turn a finished backup or prune into a failed one.
+pub fn close(repo: Repository) {
+    if let Err(e) = repo.close() {
+        eprintln!("warning: {}", explain(&e));
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock) };
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Init => init::run(&g, &mut out),
+        Command::Backup(args) => backup::run(&g, args, &mut out),
+        Command::Snapshots { set } => listing::snapshots(&g, set, &mut out),
+        Command::Ls { snapshot } => listing::ls(&g, &snapshot, &mut out),
+        Command::Cat { snapshot } => listing::cat(&g, &snapshot, &mut out),
+        Command::Restore { snapshot, at, until_log, component, set, target, overwrite } => {
+            let request = restore::Request { snapshot, at, until_log, component, set, target, overwrite };
+            restore::run(&g, request, &mut out)
+        }
+        Command::Forget(args) => forget::run(&g, args, &mut out),
+        Command::Prune(args) => prune::run(&g, &args, &mut out),
+        Command::Dump { snapshot, what } => restore::dump(&g, &snapshot, &what, &mut out),
+        Command::Stats { snapshot } => stats::run(&g, snapshot, &mut out),
+        Command::Diff { a, b } => diff::run(&g, &a, &b, &mut out),
+        Command::Check { read_data } => check::run(&g, read_data, &mut out),
+        Command::Repair { what: RepairWhat::Index } => repair::index(&g, &mut out),
+    }
+}

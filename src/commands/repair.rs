@@ -1,0 +1,24 @@
+//! `repair index`: rebuild the index from the packs and manifests.
+
+use super::output::Bar;
+use super::Globals;
+use crate::Exit;
+use anyhow::Result;
+use cairn::repair;
+use std::io::Write;
+
+pub fn index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
+    let bar = Bar::new("indexing");
+    let report = repair::rebuild_index(g.repo_path()?, g.lock_wait, &bar)?;
+    bar.done();
+    for skipped in &report.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    if g.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        let (packs, chunks, snapshots) = (report.packs, report.chunks, report.snapshots);
+        writeln!(out, "index rebuilt: {packs} packs, {chunks} chunks, {snapshots} snapshots")?;
+    }
+    Ok(Exit::Success)
+}
