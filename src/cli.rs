@@ -19,6 +19,13 @@ pub struct Cli {
     /// Seconds to wait for another cairn process's lock before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 0, global = true)]
     pub retry_lock: u64,
+    /// Where this user keeps the index caches of repositories it reads (default:
+    /// $XDG_CACHE_HOME/cairn, else ~/.cache/cairn).
+    #[arg(long, value_name = "DIR", env = "CAIRN_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep no index cache: a reader builds its index in memory each time.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
     #[command(subcommand)]
     pub command: Command,
 }

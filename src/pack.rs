@@ -15,12 +15,11 @@
 use crate::compress::{Codec, Frame};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_CHUNK_LEN, PACK_ENTRY_LEN, PACK_FOOTER_LEN, PACK_FOOTER_MAGIC, PACK_MAGIC};
-use crate::fsutil;
 use crate::id::{ChunkId, PackId};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use crate::layout;
+use crate::storage::{self, NewObject, Storage};
+use std::io::Write;
+use std::path::PathBuf;
 
 /// Where one chunk sits inside its pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,22 +70,21 @@ impl PackEntry {
     }
 }
 
-/// Writes one pack under a temporary name; `finish` makes it durable under its id.
-pub struct PackWriter {
-    out: BufWriter<File>,
+/// Writes one pack as a new object; `finish` makes it durable under its id.
+pub struct PackWriter<'a> {
+    out: Box<dyn NewObject + 'a>,
+    /// For messages while the pack has no name yet.
     temp: PathBuf,
     hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
     len: u64,
 }
 
-impl PackWriter {
-    pub fn create(tmp_dir: &Path) -> Result<PackWriter> {
-        let temp = fsutil::temp_path(tmp_dir, "pack");
-        let file = File::create(&temp).at(&temp)?;
+impl<'a> PackWriter<'a> {
+    pub fn create(storage: &'a dyn Storage) -> Result<PackWriter<'a>> {
         let mut writer = PackWriter {
-            out: BufWriter::with_capacity(1 << 20, file),
-            temp,
+            out: storage.create()?,
+            temp: storage.describe("packs/(new)"),
             hasher: blake3::Hasher::new(),
             entries: Vec::new(),
             len: 0,
@@ -127,8 +125,9 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Writes table and footer, fsyncs, and renames the pack to `packs/xx/<id>`.
-    pub fn finish(mut self, packs_dir: &Path) -> Result<FinishedPack> {
+    /// Writes table and footer and makes the pack durable as `packs/xx/<id>`. A pack of
+    /// that name already there holds these very bytes (a killed prune wrote it, say).
+    pub fn finish(mut self) -> Result<FinishedPack> {
         let mut table = Vec::with_capacity(self.entries.len() * (PACK_ENTRY_LEN + 32));
         for entry in &self.entries {
             entry.encode(&mut table);
@@ -142,9 +141,10 @@ impl PackWriter {
         self.write(&table)?;
         self.write(&footer)?;
         let id = PackId::from(self.hasher.finalize());
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.temp, e.into_error()))?;
-        let dest = pack_path(packs_dir, &id);
-        fsutil::persist(file, &self.temp, &dest)?;
+        match self.out.finish(&layout::pack(&id)) {
+            Err(e) if !storage::is_already_exists(&e) => return Err(e),
+            _ => {}
+        }
         Ok(FinishedPack { id, size: self.len, entries: self.entries })
     }
 }
@@ -155,44 +155,25 @@ pub struct FinishedPack {
     pub entries: Vec<PackEntry>,
 }
 
-/// `packs/<first two hex digits>/<id>`: keeps directories small with many packs.
-pub fn pack_path(packs_dir: &Path, id: &PackId) -> PathBuf {
-    let hex = id.to_hex();
-    packs_dir.join(&hex[..2]).join(hex)
-}
-
-/// Every pack file under `packs_dir`, by the id its name gives, in id order.
-pub fn list_packs(packs_dir: &Path) -> Result<Vec<(PackId, PathBuf)>> {
-    let mut out = Vec::new();
-    for dir in std::fs::read_dir(packs_dir).at(packs_dir)? {
-        let dir = dir.at(packs_dir)?.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(&dir).at(&dir)? {
-            let path = entry.at(&dir)?.path();
-            if let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) {
-                out.push((id, path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Reads a pack's table through its footer, checking the table's hash.
-pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
-    let size = file.metadata().at(path)?.len();
+/// `size` is the object's, as a listing gave it.
+pub fn read_table(storage: &dyn Storage, name: &str, size: u64) -> Result<Vec<PackEntry>> {
+    let path = &storage.describe(name);
+    let read_exact = |offset: u64, len: usize| -> Result<Vec<u8>> {
+        let bytes = storage.read_at(name, offset, len)?;
+        match bytes.len() == len {
+            true => Ok(bytes),
+            false => Err(Error::corrupt(path, format!("ends before byte {}", offset + len as u64))),
+        }
+    };
     let min = (format::FILE_HEADER_LEN + PACK_FOOTER_LEN) as u64;
     if size < min {
         return Err(Error::corrupt(path, format!("{size} bytes is too short for a pack")));
     }
-    let mut head = [0u8; format::FILE_HEADER_LEN];
-    file.read_exact_at(&mut head, 0).at(path)?;
+    let head = read_exact(0, format::FILE_HEADER_LEN)?;
     let version = format::check_file_header(&head, PACK_MAGIC, format::PACK_VERSION)
         .map_err(|e| Error::corrupt(path, e))?;
-    let mut footer = [0u8; PACK_FOOTER_LEN];
-    file.read_exact_at(&mut footer, size - PACK_FOOTER_LEN as u64).at(path)?;
+    let footer = read_exact(size - PACK_FOOTER_LEN as u64, PACK_FOOTER_LEN)?;
     if footer[44..52] != PACK_FOOTER_MAGIC {
         return Err(Error::corrupt(path, "no pack footer (truncated?)"));
     }
@@ -207,8 +188,7 @@ pub fn read_table(file: &File, path: &Path) -> Result<Vec<PackEntry>> {
     if table_offset < format::FILE_HEADER_LEN as u64 || !fits {
         return Err(Error::corrupt(path, "pack footer does not match the file size"));
     }
-    let mut table = vec![0u8; (table_end - table_offset) as usize];
-    file.read_exact_at(&mut table, table_offset).at(path)?;
+    let table = read_exact(table_offset, (table_end - table_offset) as usize)?;
     if blake3::hash(&table).as_bytes() != &footer[..32] {
         return Err(Error::corrupt(path, "pack table checksum mismatch"));
     }
@@ -242,12 +222,15 @@ fn max_stored_len(raw_len: u32) -> u32 {
 }
 
 /// Reads one chunk's stored bytes.
-pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
+pub fn read_stored(storage: &dyn Storage, name: &str, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
+    let path = || storage.describe(name);
     if stored_len > max_stored_len(MAX_CHUNK_LEN) {
-        return Err(Error::corrupt(path, format!("a chunk of {stored_len} stored bytes at offset {offset}")));
+        return Err(Error::corrupt(path(), format!("a chunk of {stored_len} stored bytes at offset {offset}")));
     }
-    let mut stored = vec![0u8; stored_len as usize];
-    file.read_exact_at(&mut stored, offset).at(path)?;
+    let stored = storage.read_at(name, offset, stored_len as usize)?;
+    if stored.len() != stored_len as usize {
+        return Err(Error::corrupt(path(), format!("ends inside the chunk at offset {offset}")));
+    }
     Ok(stored)
 }
 
@@ -255,27 +238,32 @@ pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Re
 mod tests {
     use super::*;
     use crate::compress::{compress, compress_against, decode_chunk};
+    use crate::storage::MemoryStorage;
+
+    fn table_of(storage: &MemoryStorage, id: &PackId) -> Result<Vec<PackEntry>> {
+        let name = layout::pack(id);
+        read_table(storage, &name, storage.size(&name)?)
+    }
 
     #[test]
     fn pack_round_trip_and_named_by_hash() {
-        let dir = tempfile::tempdir().unwrap();
+        let storage = MemoryStorage::new();
         let chunks: Vec<Vec<u8>> = vec![vec![0u8; 10_000], b"incompressible?".to_vec(), vec![]];
-        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let mut writer = PackWriter::create(&storage).unwrap();
         for raw in &chunks {
             writer.add(&compress(ChunkId::of(raw), raw.clone(), 3)).unwrap();
         }
-        let pack = writer.finish(dir.path()).unwrap();
-        let path = pack_path(dir.path(), &pack.id);
-        let bytes = std::fs::read(&path).unwrap();
+        let pack = writer.finish().unwrap();
+        let name = layout::pack(&pack.id);
+        let bytes = storage.read(&name).unwrap();
         assert_eq!(PackId::of(&bytes), pack.id);
         assert_eq!(bytes.len() as u64, pack.size);
-        let file = File::open(&path).unwrap();
-        let table = read_table(&file, &path).unwrap();
+        let table = table_of(&storage, &pack.id).unwrap();
         assert_eq!(table, pack.entries);
         assert_eq!(table[0].codec, Codec::Zstd);
         assert_eq!(table[1].codec, Codec::Raw);
         for (entry, raw) in table.iter().zip(&chunks) {
-            let stored = read_stored(&file, &path, entry.offset, entry.stored_len).unwrap();
+            let stored = read_stored(&storage, &name, entry.offset, entry.stored_len).unwrap();
             assert_eq!(&decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap(), raw);
         }
     }
@@ -287,50 +275,47 @@ mod tests {
         let mut new = old.clone();
         new[1000..1008].copy_from_slice(b"changed!");
         let (old_id, new_id) = (ChunkId::of(&old), ChunkId::of(&new));
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let storage = MemoryStorage::new();
+        let mut writer = PackWriter::create(&storage).unwrap();
         writer.add(&compress(old_id, old.clone(), 3)).unwrap();
         writer.add(&compress_against(new_id, new, 3, old_id, &old)).unwrap();
-        let pack = writer.finish(dir.path()).unwrap();
-        let path = pack_path(dir.path(), &pack.id);
-        let table = read_table(&File::open(&path).unwrap(), &path).unwrap();
+        let pack = writer.finish().unwrap();
+        let table = table_of(&storage, &pack.id).unwrap();
         assert_eq!(table, pack.entries);
         assert_eq!(table[1].reference, Some(old_id));
         // Version 1 had no deltas: the same table under a version 1 header is refused.
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[8] = 1;
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(read_table(&File::open(&path).unwrap(), &path).is_err());
+        storage.corrupt(&layout::pack(&pack.id), |bytes| bytes[8] = 1);
+        assert!(table_of(&storage, &pack.id).is_err());
     }
 
     #[test]
     fn damage_is_detected() {
         let raw = vec![7u8; 5000];
         let frame = compress(ChunkId::of(&raw), raw, 3);
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let storage = MemoryStorage::new();
+        let mut writer = PackWriter::create(&storage).unwrap();
         writer.add(&frame).unwrap();
-        let pack = writer.finish(dir.path()).unwrap();
-        let path = pack_path(dir.path(), &pack.id);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let table_byte = bytes.len() - PACK_FOOTER_LEN - 10;
-        bytes[table_byte] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
-        let err = read_table(&File::open(&path).unwrap(), &path).unwrap_err();
+        let pack = writer.finish().unwrap();
+        let name = layout::pack(&pack.id);
+        storage.corrupt(&name, |bytes| {
+            let table_byte = bytes.len() - PACK_FOOTER_LEN - 10;
+            bytes[table_byte] ^= 0x40;
+        });
+        let err = table_of(&storage, &pack.id).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
-        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(read_table(&File::open(&path).unwrap(), &path).is_err());
+        storage.corrupt(&name, |bytes| bytes.truncate(bytes.len() - 3));
+        assert!(table_of(&storage, &pack.id).is_err());
     }
 
     /// Regression: an offset near 2^64 with a valid table hash once overflowed.
     #[test]
     fn table_entries_outside_the_pack_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let storage = MemoryStorage::new();
+        let mut writer = PackWriter::create(&storage).unwrap();
         writer.add(&compress(ChunkId::of(b"x"), b"x".to_vec(), 3)).unwrap();
-        let pack = writer.finish(dir.path()).unwrap();
-        let path = pack_path(dir.path(), &pack.id);
-        let mut bytes = std::fs::read(&path).unwrap();
+        let pack = writer.finish().unwrap();
+        let name = layout::pack(&pack.id);
+        let mut bytes = storage.read(&name).unwrap();
         let table_start = bytes.len() - PACK_FOOTER_LEN - PACK_ENTRY_LEN;
         for (offset, raw_len) in [(u64::MAX - 5, 1u32), (16, MAX_CHUNK_LEN + 1)] {
             bytes[table_start + 32..table_start + 40].copy_from_slice(&offset.to_le_bytes());
@@ -338,8 +323,8 @@ mod tests {
             let table_hash = blake3::hash(&bytes[table_start..table_start + PACK_ENTRY_LEN]);
             let footer = bytes.len() - PACK_FOOTER_LEN;
             bytes[footer..footer + 32].copy_from_slice(table_hash.as_bytes());
-            std::fs::write(&path, &bytes).unwrap();
-            let err = read_table(&File::open(&path).unwrap(), &path).unwrap_err();
+            storage.corrupt(&name, |stored| stored.clone_from(&bytes));
+            let err = table_of(&storage, &pack.id).unwrap_err();
             assert!(err.to_string().contains("outside the pack or is too large"), "{err}");
         }
     }

@@ -7,12 +7,12 @@ use crate::error::Result;
 use crate::pack::{FinishedPack, PackWriter};
 use crate::repo::Repository;
 
-/// The pack being filled. A pack is indexed only once durable: `finish` renames it under
-/// its id (fsynced) before the caller's indexing step sees it, so an index never names
+/// The pack being filled. A pack is indexed only once durable: `finish` makes it durable
+/// under its id before the caller's indexing step sees it, so an index never names
 /// a pack that a crash could lose.
 pub struct Packer<'a> {
     repo: &'a Repository,
-    open: Option<PackWriter>,
+    open: Option<PackWriter<'a>>,
 }
 
 impl<'a> Packer<'a> {
@@ -26,7 +26,7 @@ impl<'a> Packer<'a> {
     pub fn add(&mut self, frame: &Frame) -> Result<bool> {
         let pack = match &mut self.open {
             Some(pack) => pack,
-            None => self.open.insert(PackWriter::create(&self.repo.tmp_dir())?),
+            None => self.open.insert(PackWriter::create(self.repo.storage())?),
         };
         pack.add(frame)?;
         Ok(pack.len() >= self.repo.config.pack_target)
@@ -37,7 +37,7 @@ impl<'a> Packer<'a> {
     /// `index` has done its part).
     pub fn finish(&mut self, index: impl FnOnce(FinishedPack) -> Result<()>) -> Result<()> {
         match self.open.take().filter(|pack| !pack.is_empty()) {
-            Some(pack) => index(pack.finish(&self.repo.packs_dir())?),
+            Some(pack) => index(pack.finish()?),
             None => Ok(()),
         }
     }

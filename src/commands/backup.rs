@@ -16,7 +16,7 @@ use std::io::Write;
 use std::time::Instant;
 
 pub fn run(g: &Globals, args: BackupArgs, out: &mut impl Write) -> Result<Exit> {
-    let repo = g.open(LockMode::Exclusive, "cairn backup")?;
+    let repo = g.open(LockMode::Append, "cairn backup")?;
     let exit = backup(&repo, args, g.json, out)?;
     close(repo);
     Ok(exit)

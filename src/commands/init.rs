@@ -9,7 +9,7 @@ use std::io::Write;
 
 pub fn run(g: &Globals, out: &mut impl Write) -> Result<Exit> {
     let path = g.repo_path()?;
-    let config = repo::init(path)?;
+    let config = repo::init_local(path)?;
     let id = cairn::id::to_hex(&config.repository_id);
     if g.json {
         writeln!(out, "{}", json!({ "path": path, "id": id }))?;

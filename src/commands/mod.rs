@@ -19,8 +19,8 @@ pub use advice::{explain, explain_chain};
 use crate::cli::{Cli, Command, RepairWhat};
 use crate::Exit;
 use anyhow::{Context, Result};
-use cairn::storage::LockMode;
 use cairn::repo::{OpenOptions, Repository};
+use cairn::storage::LockMode;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,7 @@ pub struct Globals {
     repo: Option<PathBuf>,
     pub json: bool,
     pub lock_wait: Duration,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Globals {
@@ -38,8 +39,13 @@ impl Globals {
     }
 
     pub fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
-        let options = OpenOptions { mode, lock_wait: self.lock_wait, command };
-        Ok(Repository::open(self.repo_path()?, &options)?)
+        let options = OpenOptions {
+            mode,
+            lock_wait: self.lock_wait,
+            command: command.to_string(),
+            cache_dir: self.cache_dir.clone(),
+        };
+        Ok(Repository::open_local(self.repo_path()?, &options)?)
     }
 }
 
@@ -51,8 +57,19 @@ pub fn close(repo: Repository) {
     }
 }
 
+/// `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`, as restic's cache.
+fn default_cache_dir() -> Option<PathBuf> {
+    let nonempty = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = nonempty("XDG_CACHE_HOME").or_else(|| nonempty("HOME").map(|home| home.join(".cache")))?;
+    Some(base.join("cairn"))
+}
+
 pub fn run(cli: Cli) -> Result<Exit> {
-    let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock) };
+    let cache_dir = match cli.no_cache {
+        true => None,
+        false => cli.cache_dir.or_else(default_cache_dir),
+    };
+    let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock), cache_dir };
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Init => init::run(&g, &mut out),

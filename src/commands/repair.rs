@@ -4,12 +4,13 @@ use super::output::Bar;
 use super::Globals;
 use crate::Exit;
 use anyhow::Result;
-use cairn::repair;
+use cairn::reindex;
+use cairn::storage::LocalStorage;
 use std::io::Write;
 
 pub fn index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
     let bar = Bar::new("indexing");
-    let report = repair::rebuild_index(g.repo_path()?, g.lock_wait, &bar)?;
+    let report = reindex::rebuild_local_index(&LocalStorage::new(g.repo_path()?), g.lock_wait, &bar)?;
     bar.done();
     for skipped in &report.skipped {
         eprintln!("warning: skipped {skipped}");

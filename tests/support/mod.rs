@@ -114,6 +114,12 @@ fn describe(args: &[OsString]) -> String {
     s
 }
 
+/// The index caches of the repositories this test process reads: one place for all
+/// (repositories have random ids), and not the user's own cache.
+pub fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("cairn-test-cache-{}", std::process::id()))
+}
+
 /// Runs cairn with exactly `args` (no repository added).
 pub fn run_raw<I, S>(args: I) -> Run
 where
@@ -124,6 +130,7 @@ where
     let out = assert_cmd::Command::cargo_bin("cairn")
         .expect("cairn binary")
         .env_remove("CAIRN_REPO")
+        .env("CAIRN_CACHE_DIR", test_cache_dir())
         .args(&args)
         .output()
         .expect("run cairn");
@@ -163,7 +170,8 @@ impl TestEnv {
         S: AsRef<OsStr>,
     {
         let mut cmd = std::process::Command::new(cairn_bin());
-        cmd.env_remove("CAIRN_REPO").arg("-r").arg(&self.repo).args(args);
+        cmd.env_remove("CAIRN_REPO").env("CAIRN_CACHE_DIR", test_cache_dir());
+        cmd.arg("-r").arg(&self.repo).args(args);
         cmd
     }
 
