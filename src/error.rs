@@ -111,6 +111,15 @@ impl Error {
         }
     }
 
+    /// This error with the advice `other` carries, if any: for an error that reports
+    /// another one in its message.
+    pub fn with_hint_of(self, other: &Error) -> Self {
+        match other.hint() {
+            Some(hint) => self.with_hint(hint),
+            None => self,
+        }
+    }
+
     /// The advice attached to this error, if any.
     pub fn hint(&self) -> Option<Hint> {
         match self {

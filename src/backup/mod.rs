@@ -214,7 +214,7 @@ pub fn backup(
     let copied = match (copied, &post_failure) {
         (Ok(copied), _) => copied,
         (Err(e), None) => return Err(e),
-        (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}"))),
+        (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}")).with_hint_of(&e)),
     };
 
     let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;

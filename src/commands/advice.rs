@@ -16,9 +16,9 @@ pub fn advice(hint: Hint) -> &'static str {
         Hint::Keep => "say what to keep with the --keep-* options (or a plan's [retention] table)",
         Hint::FullBackup => "back up with --full",
         Hint::IncrementalOrFull => "back up without --logs-only (an incremental), or with --full",
-        Hint::Offline => "back up with --offline for an offline copy",
-        Hint::HotCopy => "back up without --offline for a hot copy",
-        Hint::PlainTree => "back up with --type dir for a plain tree",
+        Hint::Offline => "--offline takes an offline copy",
+        Hint::HotCopy => "a backup without --offline takes a hot copy",
+        Hint::PlainTree => "--type dir takes a plain tree",
     }
 }
 
