@@ -4,7 +4,7 @@
 
 use crate::chunk_reader::ChunkReader;
 use crate::compress::{self, Codec};
-use crate::error::{Error, Hint, Result};
+use crate::error::{ChunkError, Error, Hint, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
 use crate::manifest::{display_path, ManifestReader, Record};
@@ -270,10 +270,10 @@ fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec
                     reference.as_deref(),
                 )
             }
-            None => Err(format!("chunk {} lies beyond the pack's end", entry.id)),
+            None => Err(ChunkError::corrupt(entry.id, "its stored bytes lie beyond the pack's end")),
         };
         if let Err(e) = decoded {
-            damage.push((e, vec![entry.id]));
+            damage.push((e.to_string(), vec![entry.id]));
             bad_chunks.push(entry.id);
         }
     }

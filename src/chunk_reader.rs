@@ -4,7 +4,7 @@
 //! reference of a new delta), from any number of threads.
 
 use crate::compress::{self, Codec};
-use crate::error::IoContext;
+use crate::error::{ChunkError, ChunkErrorKind, IoContext};
 use crate::id::{ChunkId, PackId};
 use crate::index::{ChunkTable, Location};
 use crate::pack;
@@ -54,16 +54,17 @@ impl<'a> ChunkReader<'a> {
     }
 
     /// Chunk `id`, wherever the index places it.
-    pub fn read(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
+    pub fn read(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkError> {
         let location = self.locate(id)?;
         self.read_at(id, &location)
     }
 
     /// Chunk `id` from `location` (as the index gave it).
-    pub fn read_at(&self, id: &ChunkId, location: &Location) -> Result<Vec<u8>, String> {
-        let stored = self.stored(location.pack, location.offset, location.stored_len)?;
-        self.decode(id, location.codec, location.raw_len, stored, location.reference)
-            .map_err(|e| format!("{e} (pack {})", location.pack))
+    pub fn read_at(&self, id: &ChunkId, location: &Location) -> Result<Vec<u8>, ChunkError> {
+        let stored = self.stored(id, location.pack, location.offset, location.stored_len);
+        stored
+            .and_then(|stored| self.decode(id, location.codec, location.raw_len, stored, location.reference))
+            .map_err(|e| e.in_pack(location.pack, location.offset))
     }
 
     /// Decodes stored bytes read by the caller (from a pack it reads whole, say),
@@ -75,10 +76,12 @@ impl<'a> ChunkReader<'a> {
         raw_len: u32,
         stored: Vec<u8>,
         reference: Option<ChunkId>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ChunkError> {
         let reference = match (codec, reference) {
-            (Codec::Delta, Some(reference)) => Some(self.read_reference(&reference)?),
-            (Codec::Delta, None) => return Err(format!("chunk {id} is a delta without a reference")),
+            (Codec::Delta, Some(reference)) => Some(self.read_reference(&reference).map_err(|e| {
+                ChunkError::new(*id, ChunkErrorKind::ReferenceUnreadable { reference: Box::new(e) })
+            })?),
+            (Codec::Delta, None) => return Err(ChunkError::corrupt(*id, "a delta without a reference")),
             _ => None,
         };
         compress::decode_chunk(id, codec, raw_len, stored, reference.as_deref())
@@ -86,10 +89,11 @@ impl<'a> ChunkReader<'a> {
 
     /// A reference chunk, which must be stored whole: reading a delta never needs more
     /// than two chunks.
-    pub fn read_reference(&self, id: &ChunkId) -> Result<Vec<u8>, String> {
-        let location = self.locate(id).map_err(|e| format!("reference {e}"))?;
+    pub fn read_reference(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkError> {
+        let location = self.locate(id)?;
         if location.codec == Codec::Delta {
-            return Err(format!("reference chunk {id} is itself stored as a delta"));
+            let what = "a reference chunk, yet itself stored as a delta";
+            return Err(ChunkError::corrupt(*id, what).in_pack(location.pack, location.offset));
         }
         self.read_at(id, &location)
     }
@@ -104,16 +108,19 @@ impl<'a> ChunkReader<'a> {
         self.read_reference(&whole).ok().map(|bytes| (whole, bytes))
     }
 
-    fn locate(&self, id: &ChunkId) -> Result<Location, String> {
-        self.chunks
-            .get(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("chunk {id} is missing from the repository"))
+    fn locate(&self, id: &ChunkId) -> Result<Location, ChunkError> {
+        self.chunks.get(id).map_err(|e| ChunkError::io(*id, e))?.ok_or_else(|| ChunkError::missing(*id))
     }
 
-    fn stored(&self, pack: PackId, offset: u64, stored_len: u32) -> Result<Vec<u8>, String> {
+    fn stored(
+        &self,
+        id: &ChunkId,
+        pack: PackId,
+        offset: u64,
+        stored_len: u32,
+    ) -> Result<Vec<u8>, ChunkError> {
         let path = self.repo.pack_path(&pack);
-        let file = self.packs.get(self.repo, &pack).map_err(|e| e.to_string())?;
-        pack::read_stored(&file, &path, offset, stored_len).map_err(|e| e.to_string())
+        let file = self.packs.get(self.repo, &pack).map_err(|e| ChunkError::io(*id, e))?;
+        pack::read_stored(&file, &path, offset, stored_len).map_err(|e| ChunkError::io(*id, e))
     }
 }

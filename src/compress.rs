@@ -2,6 +2,7 @@
 //! zstd frame, raw bytes, or a delta against another chunk), and stored bytes decode
 //! back into a chunk only once verified against its id.
 
+use crate::error::ChunkError;
 use crate::format::MAX_CHUNK_LEN;
 use crate::id::ChunkId;
 
@@ -113,27 +114,27 @@ pub fn decode_chunk(
     raw_len: u32,
     stored: Vec<u8>,
     reference: Option<&[u8]>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ChunkError> {
+    let corrupt = |what: String| ChunkError::corrupt(*id, what);
     if raw_len > MAX_CHUNK_LEN {
-        return Err(format!("chunk {id}: {raw_len} bytes is more than any chunk"));
+        return Err(corrupt(format!("{raw_len} bytes is more than any chunk")));
     }
     let raw = match codec {
         Codec::Raw => stored,
         Codec::Zstd => {
-            unzstd(&stored, raw_len as usize).map_err(|e| format!("chunk {id}: cannot decompress: {e}"))?
+            unzstd(&stored, raw_len as usize).map_err(|e| corrupt(format!("cannot decompress: {e}")))?
         }
         Codec::Delta => {
-            let reference =
-                reference.ok_or_else(|| format!("chunk {id}: its reference chunk is not at hand"))?;
+            let reference = reference.ok_or_else(|| corrupt("its reference chunk is not at hand".into()))?;
             unzstd_with_prefix(&stored, reference, raw_len as usize)
-                .map_err(|e| format!("chunk {id}: cannot decompress against its reference: {e}"))?
+                .map_err(|e| corrupt(format!("cannot decompress against its reference: {e}")))?
         }
     };
     if raw.len() != raw_len as usize {
-        return Err(format!("chunk {id}: {} bytes, expected {raw_len}", raw.len()));
+        return Err(corrupt(format!("{} bytes, expected {raw_len}", raw.len())));
     }
     if ChunkId::of(&raw) != *id {
-        return Err(format!("chunk {id}: content does not match its id"));
+        return Err(corrupt("content does not match its id".into()));
     }
     Ok(raw)
 }
@@ -207,6 +208,8 @@ mod tests {
         let mut stored = frame.bytes.clone();
         let last = stored.len() - 1;
         stored[last] ^= 1;
-        assert!(decode_chunk(&id, frame.codec, frame.raw_len, stored, None).is_err());
+        let err = decode_chunk(&id, frame.codec, frame.raw_len, stored, None).unwrap_err();
+        assert!(matches!(err.kind, crate::error::ChunkErrorKind::Corrupt { .. }), "{err}");
+        assert_eq!(err.id, id);
     }
 }

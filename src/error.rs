@@ -1,6 +1,8 @@
 //! The library's one error type. Every variant names the object it is about (a path, an
 //! id, an offset), so a message alone tells an operator where to look.
 
+use crate::id::{ChunkId, PackId};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +45,9 @@ pub enum Error {
 
     #[error("{0}")]
     Restore(String),
+
+    #[error("{0}")]
+    Chunk(#[from] ChunkError),
 
     /// An error with advice on what to do about it. The message stays the library's
     /// description; the advice is data for the front end to put in its own words.
@@ -145,5 +150,122 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// A chunk that cannot be read back: which one, where it was looked for (when the index
+/// placed it), and why.
+#[derive(Debug, thiserror::Error)]
+#[error("chunk {id}{}{}", Place(*pack, *offset), AfterId(kind))]
+pub struct ChunkError {
+    pub id: ChunkId,
+    pub pack: Option<PackId>,
+    pub offset: Option<u64>,
+    pub kind: ChunkErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkErrorKind {
+    /// Not in the index.
+    #[error("missing from the repository")]
+    Missing,
+    /// Stored bytes that do not decode to the chunk: a bad frame, the wrong length, a
+    /// hash mismatch, a delta without its reference, a reference itself a delta.
+    #[error("{what}")]
+    Corrupt { what: String },
+    /// The pack file or the index could not be read (the error names which).
+    #[error("cannot be read: {0}")]
+    Io(Box<Error>),
+    /// A delta whose reference cannot be read; `reference` says why.
+    #[error("its reference cannot be read: {reference}")]
+    ReferenceUnreadable { reference: Box<ChunkError> },
+}
+
+impl ChunkError {
+    pub fn new(id: ChunkId, kind: ChunkErrorKind) -> Self {
+        ChunkError { id, pack: None, offset: None, kind }
+    }
+
+    pub fn missing(id: ChunkId) -> Self {
+        ChunkError::new(id, ChunkErrorKind::Missing)
+    }
+
+    pub fn corrupt(id: ChunkId, what: impl Into<String>) -> Self {
+        ChunkError::new(id, ChunkErrorKind::Corrupt { what: what.into() })
+    }
+
+    /// An error of the pack file or the index; a pack's corrupt bytes are the chunk's.
+    pub fn io(id: ChunkId, error: Error) -> Self {
+        match error {
+            Error::Corrupt { what, .. } => ChunkError::corrupt(id, what),
+            error => ChunkError::new(id, ChunkErrorKind::Io(Box::new(error))),
+        }
+    }
+
+    /// Names the place the chunk was read from, unless it already names one.
+    pub fn in_pack(mut self, pack: PackId, offset: u64) -> Self {
+        if self.pack.is_none() {
+            (self.pack, self.offset) = (Some(pack), Some(offset));
+        }
+        self
+    }
+
+    pub fn is_missing(&self) -> bool {
+        matches!(self.kind, ChunkErrorKind::Missing)
+    }
+}
+
+/// ` (pack P, offset O)`, when known.
+struct Place(Option<PackId>, Option<u64>);
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(pack), Some(offset)) => write!(f, " (pack {pack}, offset {offset})"),
+            (Some(pack), None) => write!(f, " (pack {pack})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The kind as it reads after the chunk's id: "chunk X is missing from the
+/// repository", "chunk X: content does not match its id".
+struct AfterId<'a>(&'a ChunkErrorKind);
+
+impl fmt::Display for AfterId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.0 {
+            ChunkErrorKind::Missing => write!(f, " is {}", self.0),
+            kind => write!(f, ": {kind}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_errors_name_the_chunk_and_where_it_was_read() {
+        let (id, reference) = (ChunkId::of(b"delta"), ChunkId::of(b"reference"));
+        let pack = PackId::of(b"pack");
+        let missing = ChunkError::missing(reference);
+        assert!(missing.is_missing());
+        assert_eq!(missing.to_string(), format!("chunk {reference} is missing from the repository"));
+        let unreadable =
+            ChunkError::new(id, ChunkErrorKind::ReferenceUnreadable { reference: Box::new(missing) })
+                .in_pack(pack, 16);
+        assert_eq!(
+            unreadable.to_string(),
+            format!(
+                "chunk {id} (pack {pack}, offset 16): its reference cannot be read: chunk {reference} is missing from the repository"
+            )
+        );
+        let corrupt = ChunkError::io(id, Error::corrupt("/p", "bad")).in_pack(pack, 16).in_pack(pack, 99);
+        assert!(matches!(corrupt.kind, ChunkErrorKind::Corrupt { .. }));
+        assert_eq!(corrupt.offset, Some(16));
+        let io = ChunkError::io(id, Error::io("/p", io::Error::other("eio")));
+        assert!(matches!(io.kind, ChunkErrorKind::Io(_)));
+        assert_eq!(Error::from(io).to_string(), format!("chunk {id}: cannot be read: /p: eio"));
     }
 }

@@ -16,7 +16,7 @@
 
 use crate::chunk_reader::ChunkReader;
 use crate::compress::Frame;
-use crate::error::{Error, Hint, Result};
+use crate::error::{ChunkErrorKind, Error, Hint, Result};
 use crate::fsutil;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkTable;
@@ -225,7 +225,14 @@ fn write_new_packs(
             let stored = pack::read_stored(&file, &path, entry.offset, entry.stored_len)?;
             // Never copy a damaged chunk into a new pack as if it were sound.
             reader.decode(&entry.id, entry.codec, entry.raw_len, stored.clone(), entry.reference).map_err(
-                |e| Error::corrupt(&path, format!("chunk {}: {e}; nothing was removed", entry.id)),
+                |e| {
+                    let e = e.in_pack(u.id, entry.offset);
+                    let what = format!("{e}; nothing was removed");
+                    match e.kind {
+                        ChunkErrorKind::Corrupt { .. } => Error::corrupt(&path, what),
+                        _ => Error::Repository { path: path.clone(), what },
+                    }
+                },
             )?;
             let frame = Frame {
                 id: entry.id,

@@ -25,7 +25,7 @@ pub struct Pending {
     pub path: PathBuf,
     pub file: File,
     locations: Vec<Location>,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<Error>>,
 }
 
 /// A file whose data is written; `result` says whether it is complete and verified.
@@ -33,7 +33,7 @@ pub struct Written {
     pub entry: FileEntry,
     pub path: PathBuf,
     pub file: File,
-    pub result: Result<(), String>,
+    pub result: Result<()>,
 }
 
 /// Creates the file (mode 0600 until its data is complete: nobody reads a secret
@@ -106,12 +106,12 @@ fn write_chunks(
     range: std::ops::Range<usize>,
     mut offset: u64,
     progress: &dyn Progress,
-) -> Result<(), String> {
+) -> Result<()> {
     for (location, chunk) in pending.locations[range.clone()].iter().zip(&pending.entry.chunks[range]) {
         let raw = reader.read_at(&chunk.id, location)?;
         // The file was sized up front: runs of zeros stay holes.
         if raw.iter().any(|&b| b != 0) {
-            pending.file.write_all_at(&raw, offset).map_err(|e| format!("write: {e}"))?;
+            pending.file.write_all_at(&raw, offset).map_err(|e| Error::Restore(format!("write: {e}")))?;
         }
         offset += raw.len() as u64;
         progress.advance(0, raw.len() as u64);
