@@ -15,8 +15,11 @@
 //! every pack it needs is durable and indexed.
 
 mod hooks;
+mod inflight;
+mod logs_only;
 mod parent;
 mod produce;
+mod reuse;
 mod store;
 
 use crate::chunk_reader::ChunkReader;
