@@ -13,27 +13,33 @@
 //! Then the post hook runs, and the spools become one manifest, renamed into
 //! `snapshots/<id>`. The snapshot exists from that rename, which happens only after
 //! every pack it needs is durable and indexed.
+//!
+//! `copy_component` wires the three stages (`produce`, `compress`, `store`); `components`
+//! decides what is copied, `parent`, `reuse` and `logs_only` what is taken from the parent.
 
+mod components;
+mod compress;
 mod hooks;
+mod inflight;
+mod logs_only;
 mod parent;
 mod produce;
+mod reuse;
 mod store;
 
-use crate::chunk_reader::ChunkReader;
-use crate::compress::{self, Frame};
 use crate::error::{Error, Hint, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
     Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
+use crate::compress::Frame;
 use crate::repo::Repository;
 use crate::stores::dump::STDIN;
 use crate::stores::{Component, StoreType};
 use crate::time::Timestamp;
 use crate::Progress;
 use crossbeam_channel::bounded;
-use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -207,7 +213,7 @@ pub fn backup(
     };
     let mut hooks = hooks::Hooks::new(options.pre_exec.as_deref(), options.post_exec.as_deref());
     let copied = hooks.run_pre().and_then(|()| {
-        let components = components(inputs, &roots, options.offline)?;
+        let components = components::components(inputs, &roots, options.offline)?;
         copy(repo, components, parent.as_ref(), options.mode, progress)
     });
     let post_failure = hooks.run_post();
@@ -217,6 +223,20 @@ pub fn backup(
         (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}")).with_hint_of(&e)),
     };
 
+    let summary = save(repo, header, copied, hooks.record())?;
+    repo.index.add_snapshot(&summary)?;
+    Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure })
+}
+
+/// Writes the snapshot's manifest: the header, each component's spooled records between
+/// its header and trailer, then the trailer. The snapshot exists once this returns (the
+/// packs its records point into are durable and indexed by now).
+fn save(
+    repo: &Repository,
+    header: SnapshotHeader,
+    copied: Vec<Copied>,
+    hooks: Option<manifest::Hooks>,
+) -> Result<SnapshotSummary> {
     let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
     manifest.write(&Record::Snapshot(header.clone()))?;
     let (mut stats, mut errors, mut components) = (BackupStats::default(), Vec::new(), Vec::new());
@@ -228,107 +248,11 @@ pub fn backup(
         errors.extend(c.errors);
         components.push(c.summary);
     }
-    let trailer = SnapshotTrailer {
-        finished: Timestamp::now(),
-        complete: errors.is_empty(),
-        errors,
-        stats,
-        hooks: hooks.record(),
-    };
+    let trailer =
+        SnapshotTrailer { finished: Timestamp::now(), complete: errors.is_empty(), errors, stats, hooks };
     manifest.write(&Record::End(trailer.clone()))?;
     let id = manifest.finish(&repo.snapshots_dir())?;
-    let summary = SnapshotSummary { id, header, components, trailer };
-    repo.index.add_snapshot(&summary)?;
-    Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure })
-}
-
-/// The components of a backup. A path alone keeps today's layout (its component, or a
-/// work directory's several, placed at the restore target); with other inputs, each
-/// path's components go below a directory named after it, and dumps (one file each)
-/// sit beside them at the target. Names and places are checked before any dump command
-/// starts.
-fn components(inputs: &[Input], roots: &[(PathBuf, StoreType)], offline: bool) -> Result<Vec<Component>> {
-    let alone = inputs.len() == 1;
-    let mut roots = roots.iter();
-    let mut slots: Vec<Option<Component>> = Vec::new();
-    // (name, placement, is a dump)
-    let mut names: Vec<(String, Vec<u8>, bool)> = Vec::new();
-    for input in inputs {
-        let (name, exclude) = match input {
-            Input::Path { name, exclude, .. } => (name, exclude),
-            Input::Dump { name, .. } => {
-                names.push((name.clone(), Vec::new(), true));
-                slots.push(None);
-                continue;
-            }
-        };
-        let (root, store_type) = roots.next().expect("one root per path");
-        let mut found = store_type.components(root, offline, exclude)?;
-        if let (Some(name), [one]) = (name, found.as_mut_slice()) {
-            one.name.clone_from(name);
-        }
-        if !alone {
-            let source = match name {
-                Some(name) => name.clone(),
-                None => root.file_name().map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned()),
-            };
-            let several = found.len() > 1;
-            for c in &mut found {
-                if several {
-                    c.name = format!("{source}.{}", c.name);
-                }
-                let mut placement = source.as_bytes().to_vec();
-                if !c.placement.is_empty() {
-                    placement.push(b'/');
-                    placement.extend_from_slice(&c.placement);
-                }
-                c.placement = placement;
-            }
-        }
-        for c in found {
-            names.push((c.name.clone(), c.placement.clone(), false));
-            slots.push(Some(c));
-        }
-    }
-    check_names(&names)?;
-    let mut dumps = inputs.iter().filter_map(|input| match input {
-        Input::Dump { name, command } => Some((name, command)),
-        Input::Path { .. } => None,
-    });
-    let mut out = Vec::new();
-    for slot in slots {
-        out.push(match slot {
-            Some(component) => component,
-            None => {
-                let (name, command) = dumps.next().expect("one slot per dump");
-                crate::stores::dump::component(name, command)?
-            }
-        });
-    }
-    Ok(out)
-}
-
-/// Every component needs its own name, and a restore of the snapshot needs places that
-/// do not clash: a dump's file (at the target, under its name) must not be where
-/// another component goes.
-fn check_names(names: &[(String, Vec<u8>, bool)]) -> Result<()> {
-    for (i, (name, placement, _)) in names.iter().enumerate() {
-        manifest::validate_component_name(name).map_err(Error::Invalid)?;
-        if names[..i].iter().any(|(other, _, _)| other == name) {
-            return Err(Error::Invalid(format!(
-                "two components would be named {name:?}: name them in a plan file (or rename one)"
-            )));
-        }
-        let first = placement.split(|&b| b == b'/').next().unwrap_or_default();
-        if let Some((dump, _, _)) =
-            names.iter().find(|(n, _, dump)| *dump && !first.is_empty() && n.as_bytes() == first)
-        {
-            return Err(Error::Invalid(format!(
-                "the dump {dump:?} would be restored where component {name:?} goes; rename one"
-            )));
-        }
-    }
-    manifest::validate_placements(names.iter().map(|(_, p, _)| p.as_slice())).map_err(Error::Invalid)
+    Ok(SnapshotSummary { id, header, components, trailer })
 }
 
 /// One component's copy, ready to go into the manifest.
@@ -421,7 +345,9 @@ fn copy(
     Ok(copied)
 }
 
-/// One component through the three stages; its records go to a spool.
+/// One component through the three stages: produce and compress on threads of their
+/// own, store on this one, each closing its output queue when it ends so the next one
+/// ends too. The component's records go to a spool.
 fn copy_component(
     repo: &Repository,
     job: produce::Job,
@@ -432,36 +358,14 @@ fn copy_component(
     let started = Timestamp::now();
     let header = job.header.clone();
     let mut spool = RecordSpool::create(&repo.tmp_dir())?;
+    // How far the index holds this component's new chunks: written by the store stage,
+    // read by the producer (see `inflight`).
     let committed = Arc::new(AtomicU64::new(0));
-    let level = repo.config.compression.level;
     let (to_compress, compress_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (to_store, store_rx) = bounded::<Vec<Item>>(QUEUE_DEPTH);
     let (produced, stored) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
-        s.spawn(move || {
-            while let Ok(first) = compress_rx.recv() {
-                // The next batch too when it is already waiting: a batch of a few large
-                // chunks alone leaves a core idle while its last chunk compresses.
-                let mut batches = vec![first];
-                batches.extend(compress_rx.try_recv().ok());
-                // A reader per batch, not per backup: a read view held for the whole
-                // backup would keep every page its commits free from being reused, and
-                // the index file would grow with each pack.
-                let wants_reader = batches.iter().flatten().any(|item| {
-                    matches!(item, Item::Chunk { payload: Payload::Raw { reference: Some(_), .. }, .. })
-                });
-                // Without a reader (the index unreadable, which the store stage
-                // reports) chunks are stored whole: larger, never wrong.
-                let reader = wants_reader.then(|| ChunkReader::new(repo).ok()).flatten();
-                batches
-                    .par_iter_mut()
-                    .flat_map(|batch| batch.par_iter_mut())
-                    .for_each(|item| compress_item(item, level, reader.as_ref()));
-                if batches.into_iter().any(|batch| to_store.send(batch).is_err()) {
-                    break;
-                }
-            }
-        });
+        s.spawn(move || compress::run(repo, compress_rx, to_store));
         let stored = store::run(repo, store_rx, &mut spool, packer, &committed);
         (producer.join().expect("producer thread panicked"), stored)
     });
@@ -477,18 +381,4 @@ fn copy_component(
         stats: stored.stats,
         errors: stored.errors,
     })
-}
-
-fn compress_item(item: &mut Item, level: i32, reader: Option<&ChunkReader>) {
-    if let Item::Chunk { id, payload, .. } = item {
-        if let Payload::Raw { seq, bytes, reference } = std::mem::replace(payload, Payload::Known) {
-            let whole =
-                reader.zip(reference).and_then(|(reader, previous)| reader.whole_version_of(&previous));
-            let frame = match whole {
-                Some((reference, whole)) => compress::compress_against(*id, bytes, level, reference, &whole),
-                None => compress::compress(*id, bytes, level),
-            };
-            *payload = Payload::Compressed { seq, frame };
-        }
-    }
 }

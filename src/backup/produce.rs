@@ -1,22 +1,22 @@
 //! Stage one of a backup: walk the source, reuse what the parent already has, read and
 //! cut the rest, name every chunk and decide which are new.
 
+use super::inflight::InFlight;
+use super::logs_only::LogsOnly;
 use super::parent::{unchanged, ParentFiles};
+use super::reuse::{may_reuse, SameOffset};
 use super::{Item, Payload, BATCH_BYTES, BATCH_ITEMS};
 use crate::chunker::{self, ChunkerParams};
 use crate::config::Config;
 use crate::error::{Error, Hint, Result};
 use crate::format::READ_UNIT;
 use crate::id::ChunkId;
-use crate::index::{ChunkTable, Index};
 use crate::manifest::{ChunkRef, ComponentHeader, FileEntry, FileKind, FileRole};
 use crate::repo::Repository;
 use crate::stores::{Planned, Source, SourceReport, Sourced};
-use crate::time::Timestamp;
-use crate::walk::entry_from;
 use crate::Progress;
 use crossbeam_channel::Sender;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
@@ -27,66 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Produced {
     pub bytes_read: u64,
     pub report: SourceReport,
-}
-
-/// New chunks not yet committed to the index. The store stage publishes in `committed`
-/// the sequence number below which every new chunk is indexed; those are dropped from
-/// here after a fresh index view is taken, so the set stays as small as the queues.
-struct InFlight<'a> {
-    index: &'a Index,
-    table: ChunkTable,
-    ids: HashSet<ChunkId>,
-    order: VecDeque<(u64, ChunkId)>,
-    next_seq: u64,
-    seen_committed: u64,
-    committed: &'a AtomicU64,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(index: &'a Index, committed: &'a AtomicU64) -> Result<Self> {
-        Ok(InFlight {
-            index,
-            table: index.view()?.chunks()?,
-            ids: HashSet::new(),
-            order: VecDeque::new(),
-            next_seq: 0,
-            seen_committed: 0,
-            committed,
-        })
-    }
-
-    /// Takes a fresh index view once the store stage has committed more packs, and
-    /// forgets the in-flight chunks those hold.
-    fn refresh(&mut self) -> Result<()> {
-        let committed = self.committed.load(Ordering::Acquire);
-        if committed > self.seen_committed {
-            self.table = self.index.view()?.chunks()?;
-            while self.order.front().is_some_and(|(seq, _)| *seq < committed) {
-                let (_, old) = self.order.pop_front().expect("front exists");
-                self.ids.remove(&old);
-            }
-            self.seen_committed = committed;
-        }
-        Ok(())
-    }
-
-    /// Whether the repository has `id` or this backup is storing it.
-    fn has(&mut self, id: &ChunkId) -> Result<bool> {
-        self.refresh()?;
-        Ok(self.ids.contains(id) || self.table.contains(id)?)
-    }
-
-    /// Returns the sequence number of `id` if it is new, `None` if it is known.
-    fn claim(&mut self, id: ChunkId) -> Result<Option<u64>> {
-        if self.has(&id)? {
-            return Ok(None);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ids.insert(id);
-        self.order.push_back((seq, id));
-        Ok(Some(seq))
-    }
 }
 
 struct Producer<'a> {
@@ -145,7 +85,7 @@ pub fn run(
         progress,
     };
     let mut logs_only = match (logs_only, parent.as_ref().and_then(ParentFiles::last_log_number)) {
-        (true, Some(last)) => Some(LogsOnly { parent_last: last, reached: false, name: header.name.clone() }),
+        (true, Some(last)) => Some(LogsOnly::new(last, header.name.clone())),
         _ => None,
     };
     for next in &mut *files {
@@ -158,7 +98,7 @@ pub fn run(
                     (entry.role, entry.log_number, entry.chunker) =
                         (role, log_number, repo.config.profile_for(chunker));
                     match logs_only.as_mut() {
-                        Some(l) => l.file(&mut p, entry, &found.abs, open, parent.as_mut())?,
+                        Some(l) => p.logs_only_file(l, entry, &found.abs, open, parent.as_mut())?,
                         None => p.file(entry, &found.abs, open, parent.as_mut())?,
                     }
                 }
@@ -181,82 +121,6 @@ pub fn run(
     Ok(Produced { bytes_read: p.bytes_read, report: files.report() })
 }
 
-/// `--logs-only` for one database component: data files come from the parent without
-/// being read, so do the parent's logs below its last one (including those the store
-/// has since removed); the parent's last log, which may have grown, and newer ones are
-/// read. The parent's last log must still be there: without it the sequence is broken.
-struct LogsOnly {
-    parent_last: u64,
-    /// Whether the parent's last log was met (and the parent's older logs emitted).
-    reached: bool,
-    name: String,
-}
-
-impl LogsOnly {
-    fn file(
-        &mut self,
-        p: &mut Producer,
-        entry: FileEntry,
-        abs: &Path,
-        open: Option<File>,
-        parent: Option<&mut ParentFiles>,
-    ) -> Result<()> {
-        let parent = parent.expect("logs-only has a parent");
-        match (entry.role, entry.log_number) {
-            (FileRole::Log, Some(n)) if n < self.parent_last => Ok(()),
-            (FileRole::Log, Some(n)) => {
-                if !self.reached {
-                    // Listed but gone before it could be opened is gone as well.
-                    if n != self.parent_last || open.is_none() {
-                        return Err(self.broken());
-                    }
-                    self.reached = true;
-                    for old in parent.logs_below(self.parent_last) {
-                        self.keep(p, old)?;
-                    }
-                }
-                p.file(entry, abs, open, Some(parent))
-            }
-            (FileRole::Data, _) => match parent.find(&entry.path)? {
-                Some(kept) if kept.kind == entry.kind => self.keep(p, kept),
-                // New since the parent: read it (recovery accepts a newer page).
-                _ => p.file(entry, abs, open, Some(parent)),
-            },
-            // Configuration and directories are taken as they are now.
-            _ => p.file(entry, abs, open, Some(parent)),
-        }
-    }
-
-    /// Takes the parent's entry as it is.
-    fn keep(&self, p: &mut Producer, kept: FileEntry) -> Result<()> {
-        if !p.all_present(&kept.chunks)? {
-            return Err(Error::Invalid(format!(
-                "logs-only backup: the repository no longer holds all of {} of component {} from the parent snapshot",
-                String::from_utf8_lossy(&kept.path),
-                self.name
-            ))
-            .with_hint(Hint::FullBackup));
-        }
-        p.progress.advance(1, kept.size);
-        p.push(Item::Entry(kept))
-    }
-
-    fn finish(self) -> Result<()> {
-        match self.reached {
-            true => Ok(()),
-            false => Err(self.broken()),
-        }
-    }
-
-    fn broken(&self) -> Error {
-        Error::Invalid(format!(
-            "logs-only backup: log {} of component {}, the last one the parent snapshot copied, is no longer in the store, so the log sequence since the parent is broken",
-            self.parent_last, self.name
-        ))
-        .with_hint(Hint::IncrementalOrFull)
-    }
-}
-
 /// Whether `file` has input (or an end) within a fifth of a second.
 fn readable_soon(file: &File) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -271,28 +135,6 @@ fn readable_soon(file: &File) -> bool {
 fn read_buffer_len(config: &Config) -> usize {
     let largest = config.chunkers.iter().map(|c| c.max_size as usize).max().unwrap_or(0);
     (2 * largest).max(8 << 20).div_ceil(READ_UNIT) * READ_UNIT
-}
-
-/// Seconds a data file must have been quiet before the parent backup began for its
-/// unchanged times to prove unchanged content: file times tick coarsely (a few ms), so a
-/// write just after the parent read the file could leave them as they were.
-const QUIET_SECS: i64 = 2;
-
-/// What a file's role allows (given that its size, times and inode are as the parent
-/// recorded): logs below the parent's last log are complete and never change; the
-/// parent's last log and newer ones are read. Data files are updated in place: reused
-/// only when last changed well before the parent backup began, else read as they are now.
-fn may_reuse(entry: &FileEntry, parent: &ParentFiles) -> bool {
-    match entry.role {
-        FileRole::Plain => true,
-        FileRole::Data => {
-            let changed = entry.mtime.max(entry.ctime);
-            Timestamp { secs: changed.secs + QUIET_SECS, ..changed } < parent.started()
-        }
-        FileRole::Log => {
-            matches!((entry.log_number, parent.last_log_number()), (Some(n), Some(last)) if n < last)
-        }
-    }
 }
 
 impl Producer<'_> {
@@ -389,6 +231,31 @@ impl Producer<'_> {
                 self.push(Item::End { size })
             }
             Err(e) => self.unreadable(path, format!("cannot read {}: {e}", abs.display())),
+        }
+    }
+
+    /// A file of a `--logs-only` copy: the parent entries its rules keep, then the file
+    /// itself if they say to read it.
+    fn logs_only_file(
+        &mut self,
+        logs_only: &mut LogsOnly,
+        entry: FileEntry,
+        abs: &Path,
+        open: Option<File>,
+        parent: Option<&mut ParentFiles>,
+    ) -> Result<()> {
+        let parent = parent.expect("logs-only has a parent");
+        let step = logs_only.step(&entry, open.is_some(), parent)?;
+        for kept in step.keep {
+            if !self.all_present(&kept.chunks)? {
+                return Err(logs_only.missing(&kept));
+            }
+            self.progress.advance(1, kept.size);
+            self.push(Item::Entry(kept))?;
+        }
+        match step.read {
+            true => self.file(entry, abs, open, Some(parent)),
+            false => Ok(()),
         }
     }
 
@@ -490,53 +357,5 @@ impl Producer<'_> {
                 return Ok(Ok(total));
             }
         }
-    }
-}
-
-/// The chunks of a file's previous version, looked up by offset as the new version is
-/// cut (offsets only grow).
-struct SameOffset {
-    chunks: Vec<ChunkRef>,
-    next: usize,
-    /// Offset of `chunks[next]`.
-    start: u64,
-}
-
-impl SameOffset {
-    fn new(chunks: Vec<ChunkRef>) -> SameOffset {
-        SameOffset { chunks, next: 0, start: 0 }
-    }
-
-    /// The previous version's chunk that holds byte `offset`.
-    fn at(&mut self, offset: u64) -> Option<ChunkId> {
-        while let Some(chunk) = self.chunks.get(self.next) {
-            if offset < self.start + chunk.len as u64 {
-                return Some(chunk.id);
-            }
-            self.start += chunk.len as u64;
-            self.next += 1;
-        }
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_offset_finds_the_chunk_holding_each_offset() {
-        let ids: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
-        let chunks = vec![
-            ChunkRef { id: ids[0], len: 10 },
-            ChunkRef { id: ids[1], len: 5 },
-            ChunkRef { id: ids[2], len: 1 },
-        ];
-        let mut lookup = SameOffset::new(chunks);
-        assert_eq!(lookup.at(0), Some(ids[0]));
-        assert_eq!(lookup.at(9), Some(ids[0]));
-        assert_eq!(lookup.at(10), Some(ids[1]));
-        assert_eq!(lookup.at(15), Some(ids[2]));
-        assert_eq!(lookup.at(16), None);
     }
 }
