@@ -7,15 +7,15 @@ use crate::compress::{self, Codec};
 use crate::error::{ChunkError, Error, Hint, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
+use crate::layout;
 use crate::manifest::{display_path, ManifestReader, Record};
+use crate::storage::Storage;
 use crate::pack::{self, PackEntry};
 use crate::repo::Repository;
 use crate::Progress;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
 
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -75,7 +75,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let reader = ChunkReader::new(repo)?;
     let chunks = reader.chunks();
     let indexed: HashMap<PackId, u64> = view.packs()?.into_iter().map(|(id, size, _)| (id, size)).collect();
-    let on_disk: HashMap<PackId, PathBuf> = repo.pack_files()?.into_iter().collect();
+    let on_disk: HashMap<PackId, u64> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
     report.chunks = view.chunk_count()?;
     for id in on_disk.keys().filter(|id| !indexed.contains_key(id)) {
@@ -84,7 +84,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         ));
     }
 
-    let (healthy, matched) = check_pack_tables(&indexed, &on_disk, chunks, &mut findings, progress)?;
+    let (healthy, matched) = check_pack_tables(repo.storage(), &indexed, &on_disk, chunks, &mut findings, progress)?;
     if matched != report.chunks {
         let lost = trace_unmatched_chunks(chunks, &healthy, &mut findings)?;
         if matched + lost < report.chunks {
@@ -97,7 +97,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         }
     }
     if read_data {
-        report.bytes_verified = verify_data(&reader, &healthy, &on_disk, &mut findings, progress);
+        report.bytes_verified = verify_data(repo.storage(), &reader, &healthy, &mut findings, progress);
     }
     for snapshot in repo.snapshot_ids()? {
         report.snapshots += 1;
@@ -110,8 +110,9 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
 /// Every indexed pack must exist with its indexed size and a sound table that agrees
 /// with the index. Returns the sound packs and how many index entries they confirm.
 fn check_pack_tables(
+    storage: &dyn Storage,
     indexed: &HashMap<PackId, u64>,
-    on_disk: &HashMap<PackId, PathBuf>,
+    on_disk: &HashMap<PackId, u64>,
     chunks: &ChunkTable,
     findings: &mut Findings,
     progress: &dyn Progress,
@@ -122,11 +123,11 @@ fn check_pack_tables(
     packs.sort();
     for (id, size) in packs {
         progress.advance(1, 0);
-        let Some(path) = on_disk.get(id) else {
+        let Some(&actual) = on_disk.get(id) else {
             findings.add(format!("pack {id} is missing"), Some(*id), []);
             continue;
         };
-        let table = match read_table_of_size(path, *size) {
+        let table = match read_table_of_size(storage, id, actual, *size) {
             Ok(table) => table,
             Err(e) => {
                 findings.add(format!("pack {id}: {e}"), Some(*id), []);
@@ -155,13 +156,12 @@ fn check_pack_tables(
     Ok((healthy, matched))
 }
 
-fn read_table_of_size(path: &Path, size: u64) -> Result<Vec<PackEntry>> {
-    let file = File::open(path).map_err(Error::from_io(path))?;
-    let actual = file.metadata().map_err(Error::from_io(path))?.len();
+fn read_table_of_size(storage: &dyn Storage, id: &PackId, actual: u64, size: u64) -> Result<Vec<PackEntry>> {
+    let name = layout::pack(id);
     if actual != size {
-        return Err(Error::corrupt(path, format!("{actual} bytes, the index says {size}")));
+        return Err(Error::corrupt(storage.describe(&name), format!("{actual} bytes, the index says {size}")));
     }
-    pack::read_table(&file, path)
+    pack::read_table(storage, &name, actual)
 }
 
 /// Index entries in packs that are missing or unsound: their chunks are unreadable.
@@ -200,9 +200,9 @@ fn trace_unmatched_chunks(
 
 /// Reads every sound pack in full, on all cores. Returns the bytes verified.
 fn verify_data(
+    storage: &dyn Storage,
     reader: &ChunkReader,
     healthy: &HashSet<PackId>,
-    on_disk: &HashMap<PackId, PathBuf>,
     findings: &mut Findings,
     progress: &dyn Progress,
 ) -> u64 {
@@ -211,7 +211,7 @@ fn verify_data(
     let results: Vec<(PackId, u64, Vec<Damage>)> = ids
         .par_iter()
         .map(|id| {
-            let (bytes, damage) = verify_pack_data(reader, &on_disk[*id], id);
+            let (bytes, damage) = verify_pack_data(storage, reader, id);
             progress.advance(0, bytes);
             (**id, bytes, damage)
         })
@@ -230,16 +230,14 @@ fn verify_data(
 type Damage = (String, Vec<ChunkId>);
 
 /// Hashes the whole pack and decodes every chunk. Returns bytes read and the damage.
-fn verify_pack_data(reader: &ChunkReader, path: &Path, id: &PackId) -> (u64, Vec<Damage>) {
-    let bytes = match std::fs::read(path) {
+fn verify_pack_data(storage: &dyn Storage, reader: &ChunkReader, id: &PackId) -> (u64, Vec<Damage>) {
+    let name = layout::pack(id);
+    let bytes = match storage.read(&name) {
         Ok(bytes) => bytes,
         Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),
     };
     let mut damage = Vec::new();
-    let entries: Vec<PackEntry> = match File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| pack::read_table(&f, path).map_err(|e| e.to_string()))
-    {
+    let entries: Vec<PackEntry> = match pack::read_table(storage, &name, bytes.len() as u64).map_err(|e| e.to_string()) {
         Ok(entries) => entries,
         Err(e) => return (bytes.len() as u64, vec![(e, Vec::new())]),
     };
@@ -305,7 +303,7 @@ fn check_manifest(
     chunks: &ChunkTable,
     findings: &mut Findings,
 ) -> Result<()> {
-    let mut reader = match ManifestReader::open(&repo.snapshots_dir(), id) {
+    let mut reader = match ManifestReader::open(repo.storage(), id) {
         Ok(reader) => reader,
         Err(e) => {
             findings.add(format!("snapshot {id}: {e}"), None, []);

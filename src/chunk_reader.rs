@@ -4,49 +4,22 @@
 //! reference of a new delta), from any number of threads.
 
 use crate::compress::{self, Codec};
-use crate::error::{ChunkError, ChunkErrorKind, IoContext};
+use crate::error::{ChunkError, ChunkErrorKind};
 use crate::id::{ChunkId, PackId};
 use crate::index::{ChunkTable, Location};
+use crate::layout;
 use crate::pack;
 use crate::repo::Repository;
-use std::collections::HashMap;
-use std::fs::File;
-use std::sync::{Arc, Mutex};
-
-/// Open pack files, shared by threads reading chunks.
-#[derive(Default)]
-struct PackFiles {
-    open: Mutex<HashMap<PackId, Arc<File>>>,
-}
-
-impl PackFiles {
-    const MAX_OPEN: usize = 64;
-
-    fn get(&self, repo: &Repository, id: &PackId) -> crate::Result<Arc<File>> {
-        let mut open = self.open.lock().expect("pack cache lock");
-        if let Some(file) = open.get(id) {
-            return Ok(file.clone());
-        }
-        if open.len() >= Self::MAX_OPEN {
-            open.clear();
-        }
-        let path = repo.pack_path(id);
-        let file = Arc::new(File::open(&path).at(&path)?);
-        open.insert(*id, file.clone());
-        Ok(file)
-    }
-}
 
 pub struct ChunkReader<'a> {
     repo: &'a Repository,
     chunks: ChunkTable,
-    packs: PackFiles,
 }
 
 impl<'a> ChunkReader<'a> {
     /// Reads through a view of the index taken now.
     pub fn new(repo: &'a Repository) -> crate::Result<ChunkReader<'a>> {
-        Ok(ChunkReader { repo, chunks: repo.index.view()?.chunks()?, packs: PackFiles::default() })
+        Ok(ChunkReader { repo, chunks: repo.index.view()?.chunks()? })
     }
 
     pub fn chunks(&self) -> &ChunkTable {
@@ -119,8 +92,7 @@ impl<'a> ChunkReader<'a> {
         offset: u64,
         stored_len: u32,
     ) -> Result<Vec<u8>, ChunkError> {
-        let path = self.repo.pack_path(&pack);
-        let file = self.packs.get(self.repo, &pack).map_err(|e| ChunkError::io(*id, e))?;
-        pack::read_stored(&file, &path, offset, stored_len).map_err(|e| ChunkError::io(*id, e))
+        pack::read_stored(self.repo.storage(), &layout::pack(&pack), offset, stored_len)
+            .map_err(|e| ChunkError::io(*id, e))
     }
 }

@@ -20,7 +20,6 @@ pub mod diff;
 pub mod error;
 pub mod forget;
 pub mod format;
-mod fsutil;
 pub mod id;
 pub mod index;
 pub mod layout;

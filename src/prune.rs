@@ -17,8 +17,8 @@
 use crate::chunk_reader::ChunkReader;
 use crate::compress::Frame;
 use crate::error::{ChunkErrorKind, Error, Hint, Result};
-use crate::fsutil;
 use crate::id::{ChunkId, PackId};
+use crate::layout;
 use crate::index::ChunkTable;
 use crate::marks::{ChunkMarks, MarksView};
 use crate::pack::{self, PackEntry};
@@ -27,7 +27,6 @@ use crate::repo::Repository;
 use crate::Progress;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::fs::File;
 
 /// New packs' chunk entries held before they are indexed in one commit: about 15 MB.
 const INDEX_BATCH: usize = 1 << 18;
@@ -67,17 +66,15 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
     let reader = ChunkReader::new(repo)?;
     let chunks = reader.chunks();
-    let mut marks = ChunkMarks::create(&repo.tmp_dir())?;
+    let mut marks = ChunkMarks::create(&repo.scratch_dir())?;
     report.snapshots = mark(repo, &mut marks, chunks, progress)?;
     let marks = marks.view()?;
     check_all_indexed(repo, &marks, chunks)?;
 
     let mut uses = Vec::new();
-    for (id, path) in repo.pack_files()? {
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+    for (id, size) in repo.pack_files()? {
         let (mut live_bytes, mut dead_bytes) = (0, 0);
-        for entry in pack::read_table(&file, &path)? {
+        for entry in pack::read_table(repo.storage(), &layout::pack(&id), size)? {
             match is_live(&entry, &id, &marks, chunks)? {
                 true => live_bytes += entry.stored_len as u64,
                 false => dead_bytes += entry.stored_len as u64,
@@ -128,9 +125,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     drop(reader);
     repo.index.drop_packs(&old)?;
     for id in &old {
-        let path = pack::pack_path(&repo.packs_dir(), id);
-        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        fsutil::fsync_dir(fsutil::parent_of(&path))?;
+        repo.storage().delete(&layout::pack(id))?;
     }
     Ok(report)
 }
@@ -144,7 +139,7 @@ fn mark(
 ) -> Result<u64> {
     let ids = repo.snapshot_ids()?;
     for (n, id) in ids.iter().enumerate() {
-        marks.add_snapshot(&repo.snapshots_dir(), id, n as u32, chunks, progress).map_err(|e| {
+        marks.add_snapshot(repo.storage(), id, n as u32, chunks, progress).map_err(|e| {
             Error::Snapshot(format!(
                 "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed"
             ))
@@ -169,7 +164,7 @@ fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) 
     match missing {
         None => Ok(()),
         Some(id) => Err(Error::Repository {
-            path: repo.root().to_path_buf(),
+            path: repo.location(),
             what: format!(
                 "{count} chunks that snapshots reference are not in the index (first: {id}); nothing was removed"
             ),
@@ -216,13 +211,13 @@ fn write_new_packs(
     };
     let mut packer = Packer::new(repo);
     for u in repack {
-        let path = pack::pack_path(&repo.packs_dir(), &u.id);
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        for entry in pack::read_table(&file, &path)? {
+        let name = layout::pack(&u.id);
+        let path = repo.describe(&name);
+        for entry in pack::read_table(repo.storage(), &name, u.size)? {
             if !is_live(&entry, &u.id, marks, chunks)? {
                 continue;
             }
-            let stored = pack::read_stored(&file, &path, entry.offset, entry.stored_len)?;
+            let stored = pack::read_stored(repo.storage(), &name, entry.offset, entry.stored_len)?;
             // Never copy a damaged chunk into a new pack as if it were sound.
             reader.decode(&entry.id, entry.codec, entry.raw_len, stored.clone(), entry.reference).map_err(
                 |e| {

@@ -237,7 +237,7 @@ fn save(
     copied: Vec<Copied>,
     hooks: Option<manifest::Hooks>,
 ) -> Result<SnapshotSummary> {
-    let mut manifest = ManifestWriter::create(&repo.tmp_dir())?;
+    let mut manifest = ManifestWriter::create(repo.storage())?;
     manifest.write(&Record::Snapshot(header.clone()))?;
     let (mut stats, mut errors, mut components) = (BackupStats::default(), Vec::new(), Vec::new());
     for c in copied {
@@ -251,7 +251,7 @@ fn save(
     let trailer =
         SnapshotTrailer { finished: Timestamp::now(), complete: errors.is_empty(), errors, stats, hooks };
     manifest.write(&Record::End(trailer.clone()))?;
-    let id = manifest.finish(&repo.snapshots_dir())?;
+    let id = manifest.finish()?;
     Ok(SnapshotSummary { id, header, components, trailer })
 }
 
@@ -357,7 +357,7 @@ fn copy_component(
 ) -> Result<Copied> {
     let started = Timestamp::now();
     let header = job.header.clone();
-    let mut spool = RecordSpool::create(&repo.tmp_dir())?;
+    let mut spool = RecordSpool::create(&repo.scratch_dir())?;
     // How far the index holds this component's new chunks: written by the store stage,
     // read by the producer (see `inflight`).
     let committed = Arc::new(AtomicU64::new(0));

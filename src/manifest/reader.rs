@@ -194,6 +194,7 @@ mod tests {
     use crate::manifest::records::tests::sample_entry;
     use crate::manifest::records::*;
     use crate::manifest::writer::ManifestWriter;
+    use crate::storage::MemoryStorage;
     use crate::time::Timestamp;
 
     fn sample_records() -> Vec<Record> {
@@ -236,45 +237,42 @@ mod tests {
         ]
     }
 
-    fn write_all(dir: &Path, records: &[Record]) -> SnapshotId {
-        let mut writer = ManifestWriter::create(dir).unwrap();
+    fn write_all(storage: &MemoryStorage, records: &[Record]) -> SnapshotId {
+        let mut writer = ManifestWriter::create(storage).unwrap();
         for record in records {
             writer.write(record).unwrap();
         }
-        writer.finish(dir).unwrap()
+        writer.finish().unwrap()
     }
 
     #[test]
     fn manifest_round_trip_is_verified() {
-        let dir = tempfile::tempdir().unwrap();
+        let storage = MemoryStorage::new();
         let records = sample_records();
-        let id = write_all(dir.path(), &records);
-        let mut reader = ManifestReader::open(dir.path(), &id).unwrap();
+        let id = write_all(&storage, &records);
+        let mut reader = ManifestReader::open(&storage, &id).unwrap();
         let mut read = Vec::new();
         while let Some(r) = reader.next_record().unwrap() {
             read.push(r);
         }
         assert_eq!(read, records);
-        let summary = ManifestReader::open(dir.path(), &id).unwrap().summary().unwrap();
+        let summary = ManifestReader::open(&storage, &id).unwrap().summary().unwrap();
         assert_eq!(summary.components.len(), 1);
     }
 
     #[test]
     fn flipped_byte_or_wrong_order_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = write_all(dir.path(), &sample_records());
-        let path = snapshot_path(dir.path(), &id);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        let result = ManifestReader::open(dir.path(), &id).and_then(|r| r.summary());
+        let storage = MemoryStorage::new();
+        let id = write_all(&storage, &sample_records());
+        storage.corrupt(&layout::snapshot(&id), |bytes| *bytes.last_mut().unwrap() ^= 1);
+        let result = ManifestReader::open(&storage, &id).and_then(|r| r.summary());
         assert!(result.is_err());
+        assert!(verify_file(&storage, &id).unwrap_err().to_string().contains("not its name"));
 
         let mut records = sample_records();
         records.swap(1, 2);
-        let id = write_all(dir.path(), &records);
-        let result = ManifestReader::open(dir.path(), &id).and_then(|r| r.summary());
+        let id = write_all(&storage, &records);
+        let result = ManifestReader::open(&storage, &id).and_then(|r| r.summary());
         assert!(result.unwrap_err().to_string().contains("out of order"));
     }
 }

@@ -46,9 +46,9 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    manifest::verify_file(&repo.snapshots_dir(), id)?;
+    manifest::verify_file(repo.storage(), id)?;
     let summary = repo.summary(id)?;
-    let mut reader = ManifestReader::open(&repo.snapshots_dir(), id)?;
+    let mut reader = ManifestReader::open(repo.storage(), id)?;
     let records = std::iter::from_fn(|| reader.next_record().transpose());
     let Some(name) = &options.component else {
         let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();
@@ -92,7 +92,7 @@ pub fn dump_file(
 ) -> Result<u64> {
     let summary = repo.summary(id)?;
     component_header(&summary, component)?;
-    let mut reader = ManifestReader::open_component(&repo.snapshots_dir(), id, component)?
+    let mut reader = ManifestReader::open_component(repo.storage(), id, component)?
         .ok_or_else(|| Error::Restore(format!("snapshot {id} has no component {component:?}")))?;
     // The file asked for, or the component's only regular file.
     let mut found = None;

@@ -11,7 +11,7 @@ mod flock;
 pub mod local;
 mod memory;
 
-pub use faulty::{Fault, FaultCounter, FaultyStorage};
+pub use faulty::{CrashableFile, Fault, FaultCounter, FaultyStorage};
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 
