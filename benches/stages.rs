@@ -5,6 +5,7 @@ use cairn::chunker::{self, ChunkerParams};
 use cairn::compress;
 use cairn::index::Index;
 use cairn::pack::{self, PackWriter};
+use cairn::storage::LocalStorage;
 use cairn::ChunkId;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -67,26 +68,26 @@ fn stages(c: &mut Criterion) {
     let frames: Vec<compress::Frame> =
         chunks.iter().map(|c| compress::compress(ChunkId::of(c), c.to_vec(), 3)).collect();
     let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::new(dir.path());
     group.bench_function("pack_write", |b| {
         b.iter(|| {
-            let mut writer = PackWriter::create(dir.path()).unwrap();
+            let mut writer = PackWriter::create(&storage).unwrap();
             for frame in &frames {
                 writer.add(frame).unwrap();
             }
-            writer.finish(dir.path()).unwrap().size
+            writer.finish().unwrap().size
         })
     });
     let pack = {
-        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let mut writer = PackWriter::create(&storage).unwrap();
         frames.iter().for_each(|f| writer.add(f).unwrap());
-        writer.finish(dir.path()).unwrap()
+        writer.finish().unwrap()
     };
-    let path = pack::pack_path(dir.path(), &pack.id);
+    let name = cairn::layout::pack(&pack.id);
     group.bench_function("pack_read_verify", |b| {
-        let file = std::fs::File::open(&path).unwrap();
         b.iter(|| {
             for e in &pack.entries {
-                let stored = pack::read_stored(&file, &path, e.offset, e.stored_len).unwrap();
+                let stored = pack::read_stored(&storage, &name, e.offset, e.stored_len).unwrap();
                 compress::decode_chunk(&e.id, e.codec, e.raw_len, stored, None).unwrap();
             }
         })

@@ -9,9 +9,9 @@ use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::ChunkTable;
 use crate::layout;
 use crate::manifest::{display_path, ManifestReader, Record};
-use crate::storage::Storage;
 use crate::pack::{self, PackEntry};
 use crate::repo::Repository;
+use crate::storage::Storage;
 use crate::Progress;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -84,7 +84,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         ));
     }
 
-    let (healthy, matched) = check_pack_tables(repo.storage(), &indexed, &on_disk, chunks, &mut findings, progress)?;
+    let (healthy, matched) =
+        check_pack_tables(repo.storage(), &indexed, &on_disk, chunks, &mut findings, progress)?;
     if matched != report.chunks {
         let lost = trace_unmatched_chunks(chunks, &healthy, &mut findings)?;
         if matched + lost < report.chunks {
@@ -159,7 +160,10 @@ fn check_pack_tables(
 fn read_table_of_size(storage: &dyn Storage, id: &PackId, actual: u64, size: u64) -> Result<Vec<PackEntry>> {
     let name = layout::pack(id);
     if actual != size {
-        return Err(Error::corrupt(storage.describe(&name), format!("{actual} bytes, the index says {size}")));
+        return Err(Error::corrupt(
+            storage.describe(&name),
+            format!("{actual} bytes, the index says {size}"),
+        ));
     }
     pack::read_table(storage, &name, actual)
 }
@@ -237,10 +241,11 @@ fn verify_pack_data(storage: &dyn Storage, reader: &ChunkReader, id: &PackId) ->
         Err(e) => return (0, vec![(format!("cannot read: {e}"), Vec::new())]),
     };
     let mut damage = Vec::new();
-    let entries: Vec<PackEntry> = match pack::read_table(storage, &name, bytes.len() as u64).map_err(|e| e.to_string()) {
-        Ok(entries) => entries,
-        Err(e) => return (bytes.len() as u64, vec![(e, Vec::new())]),
-    };
+    let entries: Vec<PackEntry> =
+        match pack::read_table(storage, &name, bytes.len() as u64).map_err(|e| e.to_string()) {
+            Ok(entries) => entries,
+            Err(e) => return (bytes.len() as u64, vec![(e, Vec::new())]),
+        };
     let mut bad_chunks = Vec::new();
     // Deltas whose reference cannot be read: not verifiable here.
     let mut unverified = Vec::new();

@@ -225,7 +225,10 @@ fn max_stored_len(raw_len: u32) -> u32 {
 pub fn read_stored(storage: &dyn Storage, name: &str, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
     let path = || storage.describe(name);
     if stored_len > max_stored_len(MAX_CHUNK_LEN) {
-        return Err(Error::corrupt(path(), format!("a chunk of {stored_len} stored bytes at offset {offset}")));
+        return Err(Error::corrupt(
+            path(),
+            format!("a chunk of {stored_len} stored bytes at offset {offset}"),
+        ));
     }
     let stored = storage.read_at(name, offset, stored_len as usize)?;
     if stored.len() != stored_len as usize {

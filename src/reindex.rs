@@ -35,8 +35,11 @@ pub fn list_packs(storage: &dyn Storage) -> Result<Vec<(PackId, u64)>> {
 
 /// Every snapshot manifest in the repository, in id order.
 pub fn list_snapshots(storage: &dyn Storage) -> Result<Vec<SnapshotId>> {
-    let mut ids: Vec<SnapshotId> =
-        storage.list(layout::SNAPSHOTS)?.iter().filter_map(|object| layout::snapshot_id(&object.name)).collect();
+    let mut ids: Vec<SnapshotId> = storage
+        .list(layout::SNAPSHOTS)?
+        .iter()
+        .filter_map(|object| layout::snapshot_id(&object.name))
+        .collect();
     ids.sort();
     Ok(ids)
 }

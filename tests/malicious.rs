@@ -33,7 +33,8 @@ fn entry(path: &[u8], kind: FileKind, mode: u32) -> FileEntry {
 
 /// Writes a one-component manifest of `files` straight into the repository.
 fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
-    let mut writer = ManifestWriter::create(&repo.join("tmp")).unwrap();
+    let storage = cairn::storage::LocalStorage::new(repo);
+    let mut writer = ManifestWriter::create(&storage).unwrap();
     writer
         .write(&Record::Snapshot(SnapshotHeader {
             time: Timestamp::now(),
@@ -78,7 +79,7 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
             hooks: None,
         }))
         .unwrap();
-    writer.finish(&repo.join("snapshots")).unwrap()
+    writer.finish().unwrap()
 }
 
 /// Backs up `files` (name, content) for real and returns each file's one chunk, so that

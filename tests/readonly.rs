@@ -26,7 +26,10 @@ fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
             if meta.is_dir() {
                 pending.push(path.clone());
             }
-            out.insert(path.strip_prefix(root).unwrap().to_path_buf(), (meta.len(), meta.mtime(), meta.mtime_nsec()));
+            out.insert(
+                path.strip_prefix(root).unwrap().to_path_buf(),
+                (meta.len(), meta.mtime(), meta.mtime_nsec()),
+            );
         }
     }
     out
@@ -62,7 +65,12 @@ fn cairn_as_user(repo: &Path, cache: Option<&Path>, args: &[&OsStr]) -> Run {
 const NOTE: &str = "a file that `dump` prints\n";
 
 fn small_tree(root: &Path, seed: u64) -> Tree {
-    let spec = TreeSpec { seed, small_files: 40, large_files: vec![(3 << 20, false), (1 << 20, true)], deep_levels: 4 };
+    let spec = TreeSpec {
+        seed,
+        small_files: 40,
+        large_files: vec![(3 << 20, false), (1 << 20, true)],
+        deep_levels: 4,
+    };
     let tree = generate_tree(root, &spec);
     fs::write(root.join("note.txt"), NOTE).unwrap();
     tree
@@ -74,6 +82,7 @@ fn readonly_repository(env: &TestEnv) -> (Tree, PathBuf, String, String) {
     let tree = small_tree(&env.path("src/tree"), 11);
     let first = env.backup(&tree.root, &[]);
     let second_root = env.path("src2/tree");
+    fs::create_dir(env.path("src2")).unwrap();
     copy_tree(&tree.root, &second_root);
     modify_file(&second_root.join(&tree.large[0]), 3);
     let second = env.backup(&second_root, &[]);
@@ -87,7 +96,14 @@ fn readonly_repository(env: &TestEnv) -> (Tree, PathBuf, String, String) {
 
 /// Every reading command, as a user who cannot write the repository; the repository is
 /// left exactly as it was.
-fn every_reader_works(repo: &Path, work: &Path, cache: Option<&Path>, tree: &Tree, first: &str, second: &str) {
+fn every_reader_works(
+    repo: &Path,
+    work: &Path,
+    cache: Option<&Path>,
+    tree: &Tree,
+    first: &str,
+    second: &str,
+) {
     let before = listing(repo);
     let run = |args: &[&str]| {
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
@@ -106,7 +122,7 @@ fn every_reader_works(repo: &Path, work: &Path, cache: Option<&Path>, tree: &Tre
     let target = work.join(format!("restored-{}", cache.is_some()));
     let target_arg = target.to_string_lossy().into_owned();
     run(&["restore", first, "--target", &target_arg]).success();
-    assert_trees_equal(&tree.root, &target.join("tree"));
+    assert_trees_equal(&tree.root, &target);
     assert_eq!(listing(repo), before, "a reader changed the repository");
 }
 
@@ -180,7 +196,7 @@ fn a_missing_index_is_rebuilt_by_readers_and_writers() {
     assert!(!env.repo.join("index.redb").exists(), "a reader wrote the repository's index");
     let target = env.path("restored");
     env.restore(&first, &target);
-    assert_trees_equal(&tree.root, &target.join("tree"));
+    assert_trees_equal(&tree.root, &target);
     // A backup finding no index makes one from the packs and goes on: an incremental
     // that stores nothing new.
     let report = env.backup_json(&tree.root, &[]);
@@ -212,7 +228,7 @@ fn readers_run_beside_a_backup() {
     assert_eq!(listed.len(), 1, "only committed snapshots are listed: {listed:?}");
     let target = env.path("restored");
     env.restore(&first, &target);
-    assert_trees_equal(&tree.root, &target.join("tree"));
+    assert_trees_equal(&tree.root, &target);
     env.run(["check"]).success();
     // Writers are still excluded, naming the backup.
     env.run(["backup", tree.root.to_str().unwrap()]).expect_code(11).mentions("cairn backup");

@@ -7,7 +7,8 @@ use cairn::chunker::{self, ChunkerParams};
 use cairn::compress::{self, Codec};
 use cairn::config::Config;
 use cairn::manifest::{FileKind, ManifestReader, Record, SnapshotKind};
-use cairn::pack;
+use cairn::storage::{LocalStorage, Storage};
+use cairn::{layout, pack, reindex};
 use cairn::{ChunkId, PackId, SnapshotId};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -105,7 +106,7 @@ fn a_backup_into_an_old_repository_cuts_with_its_own_profiles() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id: SnapshotId = report["id"].as_str().unwrap().parse().unwrap();
-    let mut reader = ManifestReader::open(&repo.join("snapshots"), &id).unwrap();
+    let mut reader = ManifestReader::open(&LocalStorage::new(&repo), &id).unwrap();
     let mut lengths = Vec::new();
     while let Some(record) = reader.next_record().unwrap() {
         if let Record::File(f) = record {
@@ -117,20 +118,21 @@ fn a_backup_into_an_old_repository_cuts_with_its_own_profiles() {
 
 #[test]
 fn packs_are_named_by_their_hash_and_their_tables_decode() {
-    let packs = pack::list_packs(&vectors().join("packs")).unwrap();
+    let storage = LocalStorage::new(&vectors());
+    let packs = reindex::list_packs(&storage).unwrap();
     let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
     assert_eq!(ids, vec![SECOND_PACK.to_string(), DATA_PACK.to_string()]);
-    for (id, path) in &packs {
-        assert_eq!(PackId::of(&fs::read(path).unwrap()), *id, "{}", path.display());
+    for (id, _) in &packs {
+        assert_eq!(PackId::of(&storage.read(&layout::pack(id)).unwrap()), *id, "{id}");
     }
-    let (_, path) = &packs[1];
-    let file = fs::File::open(path).unwrap();
-    let table = pack::read_table(&file, path).unwrap();
+    let (id, size) = &packs[1];
+    let name = layout::pack(id);
+    let table = pack::read_table(&storage, &name, *size).unwrap();
     let summary: Vec<(u64, u32, u32, Codec)> =
         table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec)).collect();
     assert_eq!(summary, PINNED_TABLE);
     for entry in &table {
-        let stored = pack::read_stored(&file, path, entry.offset, entry.stored_len).unwrap();
+        let stored = pack::read_stored(&storage, &name, entry.offset, entry.stored_len).unwrap();
         compress::decode_chunk(&entry.id, entry.codec, entry.raw_len, stored, None).unwrap();
     }
 }
@@ -144,12 +146,11 @@ const PINNED_TABLE: &[(u64, u32, u32, Codec)] = &[
 
 #[test]
 fn manifests_decode_to_the_snapshots_that_were_taken() {
-    let dir = vectors().join("snapshots");
     for (id, kind, parent) in
         [(FULL, SnapshotKind::Full, None), (INCREMENTAL, SnapshotKind::Incremental, Some(FULL))]
     {
         let id: SnapshotId = id.parse().unwrap();
-        let mut reader = ManifestReader::open(&dir, &id).unwrap();
+        let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
         let mut files = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
             match record {
@@ -279,7 +280,7 @@ mod v2 {
         for (id, kind) in [(FULL, SnapshotKind::Full), (DIFFERENTIAL, SnapshotKind::Differential)] {
             let id: SnapshotId = id.parse().unwrap();
             assert_eq!(&fs::read(dir.join(id.to_hex())).unwrap()[8..12], &2u32.to_le_bytes());
-            let mut reader = ManifestReader::open(&dir, &id).unwrap();
+            let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
             assert_eq!(reader.version(), 2);
             let (mut components, mut paths) = (Vec::new(), Vec::new());
             while let Some(record) = reader.next_record().unwrap() {
@@ -368,24 +369,25 @@ mod v3 {
         let profiles = [profile(512 << 10, 2 << 20, 4 << 20), V1_PROFILES[1], V1_PROFILES[2], pages];
         assert_eq!(config.chunkers, profiles);
 
-        let packs = pack::list_packs(&vectors().join("packs")).unwrap();
+        let storage = LocalStorage::new(&vectors());
+        let packs = reindex::list_packs(&storage).unwrap();
         let ids: Vec<String> = packs.iter().map(|(id, _)| id.to_hex()).collect();
         assert_eq!(ids, [DATA_PACK, DELTA_PACK]);
-        for (id, path) in &packs {
-            let bytes = fs::read(path).unwrap();
+        for (id, _) in &packs {
+            let bytes = storage.read(&layout::pack(id)).unwrap();
             assert_eq!(PackId::of(&bytes), *id);
             assert_eq!(&bytes[8..12], &2u32.to_le_bytes(), "pack version 2");
         }
         let (old, new) = (data_file(FULL), data_file(INCREMENTAL));
         let piece = |data: &[u8]| data[..64 << 10].to_vec();
-        let path = &packs[1].1;
-        let file = fs::File::open(path).unwrap();
-        let table = pack::read_table(&file, path).unwrap();
+        let (id, size) = &packs[1];
+        let name = layout::pack(id);
+        let table = pack::read_table(&storage, &name, *size).unwrap();
         let summary: Vec<(u64, u32, u32, Codec, Option<ChunkId>)> =
             table.iter().map(|e| (e.offset, e.stored_len, e.raw_len, e.codec, e.reference)).collect();
         let reference = ChunkId::of(&piece(&old));
         assert_eq!(summary, [(16, 31, 65536, Codec::Delta, Some(reference)), (47, 8, 8, Codec::Raw, None)]);
-        let stored = pack::read_stored(&file, path, table[0].offset, table[0].stored_len).unwrap();
+        let stored = pack::read_stored(&storage, &name, table[0].offset, table[0].stored_len).unwrap();
         assert_eq!(table[0].id, ChunkId::of(&piece(&new)));
         let decoded =
             compress::decode_chunk(&table[0].id, Codec::Delta, 65536, stored.clone(), Some(&piece(&old)));
@@ -395,9 +397,8 @@ mod v3 {
 
     #[test]
     fn the_data_file_is_cut_in_fixed_pieces_and_both_snapshots_restore() {
-        let dir = vectors().join("snapshots");
         let id: SnapshotId = INCREMENTAL.parse().unwrap();
-        let mut reader = ManifestReader::open(&dir, &id).unwrap();
+        let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
         let mut data = None;
         while let Some(record) = reader.next_record().unwrap() {
             if let Record::File(f) = record {

@@ -27,13 +27,13 @@ mod produce;
 mod reuse;
 mod store;
 
+use crate::compress::Frame;
 use crate::error::{Error, Hint, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
     Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
-use crate::compress::Frame;
 use crate::repo::Repository;
 use crate::stores::dump::STDIN;
 use crate::stores::{Component, StoreType};

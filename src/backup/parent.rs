@@ -39,8 +39,7 @@ impl ParentFiles {
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let mut reader =
-            ManifestReader::open_component(repo.storage(), &id, name).map_err(unreadable)?;
+        let mut reader = ManifestReader::open_component(repo.storage(), &id, name).map_err(unreadable)?;
         let files = if in_path_order {
             let mut files = Files::Ordered { reader: reader.map(Box::new), next: None };
             advance(&mut files).map_err(unreadable)?;

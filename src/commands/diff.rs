@@ -5,9 +5,9 @@ use super::Globals;
 use crate::Exit;
 use anyhow::Result;
 use cairn::diff::Change;
-use cairn::storage::LockMode;
 use cairn::manifest::display_path;
 use cairn::repo::Repository;
+use cairn::storage::LockMode;
 use cairn::SnapshotId;
 use std::io::Write;
 

@@ -5,10 +5,10 @@ use super::{close, Globals};
 use crate::cli::ForgetArgs;
 use crate::Exit;
 use anyhow::Result;
-use cairn::storage::LockMode;
 use cairn::prune::PruneOptions;
 use cairn::repo::Repository;
 use cairn::retention::{Policy, Span};
+use cairn::storage::LockMode;
 use serde_json::json;
 use std::io::Write;
 

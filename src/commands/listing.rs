@@ -4,9 +4,9 @@ use super::output::{mode_string, size};
 use super::Globals;
 use crate::Exit;
 use anyhow::Result;
-use cairn::storage::LockMode;
 use cairn::manifest::{display_path, FileKind, ManifestReader, Record, SnapshotSummary};
 use cairn::repo::Repository;
+use cairn::storage::LockMode;
 use serde_json::json;
 use std::io::Write;
 

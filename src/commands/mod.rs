@@ -69,7 +69,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
         true => None,
         false => cli.cache_dir.or_else(default_cache_dir),
     };
-    let g = Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock), cache_dir };
+    let g =
+        Globals { repo: cli.repo, json: cli.json, lock_wait: Duration::from_secs(cli.retry_lock), cache_dir };
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Init => init::run(&g, &mut out),

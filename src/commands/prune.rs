@@ -5,8 +5,8 @@ use super::{close, Globals};
 use crate::cli::PruneArgs;
 use crate::Exit;
 use anyhow::Result;
-use cairn::storage::LockMode;
 use cairn::prune::PruneOptions;
+use cairn::storage::LockMode;
 use std::io::Write;
 
 pub fn run(g: &Globals, args: &PruneArgs, out: &mut impl Write) -> Result<Exit> {

@@ -4,10 +4,10 @@ use super::output::{size, Bar};
 use super::Globals;
 use crate::Exit;
 use anyhow::{bail, Result};
-use cairn::storage::LockMode;
-use cairn::time::Timestamp;
 use cairn::repo::Repository;
 use cairn::restore::{RestoreOptions, UntilLog};
+use cairn::storage::LockMode;
+use cairn::time::Timestamp;
 use std::io::Write;
 use std::path::PathBuf;
 

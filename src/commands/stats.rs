@@ -4,8 +4,8 @@ use super::output::{size, Bar};
 use super::Globals;
 use crate::Exit;
 use anyhow::Result;
-use cairn::storage::LockMode;
 use cairn::repo::Repository;
+use cairn::storage::LockMode;
 use cairn::SnapshotId;
 use std::io::Write;
 

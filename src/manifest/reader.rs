@@ -51,7 +51,8 @@ impl ManifestReader {
         let name = layout::snapshot(id);
         let path = storage.describe(&name);
         let object = storage.reader(&name)?;
-        let mut raw = HashingReader { inner: BufReader::with_capacity(1 << 20, object), hasher: blake3::Hasher::new() };
+        let mut raw =
+            HashingReader { inner: BufReader::with_capacity(1 << 20, object), hasher: blake3::Hasher::new() };
         let mut head = [0u8; format::FILE_HEADER_LEN];
         raw.read_exact(&mut head).map_err(|e| Error::corrupt(&path, format!("header: {e}")))?;
         let version = format::check_file_header(&head, SNAPSHOT_MAGIC, format::MANIFEST_VERSION)
@@ -71,7 +72,11 @@ impl ManifestReader {
     /// A manifest positioned at the files of component `name`, or `None` when the
     /// snapshot has none. The whole file is hashed first: callers stop reading at the
     /// component's end, before the reader would check the hash itself.
-    pub fn open_component(storage: &dyn Storage, id: &SnapshotId, name: &str) -> Result<Option<ManifestReader>> {
+    pub fn open_component(
+        storage: &dyn Storage,
+        id: &SnapshotId,
+        name: &str,
+    ) -> Result<Option<ManifestReader>> {
         verify_file(storage, id)?;
         let mut reader = ManifestReader::open(storage, id)?;
         while let Some(record) = reader.next_record()? {

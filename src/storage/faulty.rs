@@ -196,7 +196,11 @@ pub struct CrashableFile {
 impl CrashableFile {
     /// A file holding `durable` (empty for a new index), as found after a restart.
     pub fn new(counter: Arc<FaultCounter>, durable: Vec<u8>) -> CrashableFile {
-        CrashableFile { counter, working: RwLock::new(durable.clone()), durable: Arc::new(Mutex::new(durable)) }
+        CrashableFile {
+            counter,
+            working: RwLock::new(durable.clone()),
+            durable: Arc::new(Mutex::new(durable)),
+        }
     }
 
     /// What the file holds durably, to be read after the database is gone.
@@ -256,7 +260,11 @@ mod tests {
         let memory = MemoryStorage::new();
         let faulty = FaultyStorage::new(Arc::new(memory.clone()), FaultCounter::failing_at(2, Fault::Fail));
         faulty.put("a", b"1").unwrap();
-        assert!(faulty.put("b", b"2").unwrap_err().to_string().contains("injected fault at durable operation 2"));
+        assert!(faulty
+            .put("b", b"2")
+            .unwrap_err()
+            .to_string()
+            .contains("injected fault at durable operation 2"));
         faulty.put("c", b"3").unwrap();
         let names: Vec<String> = memory.list("").unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(names, ["a", "c"]);

@@ -41,7 +41,9 @@ pub fn acquire(root: &Path, mode: LockMode, wait: Duration, command: &str) -> Re
     take(&lock, exclusive, deadline, root)?;
     match mode {
         LockMode::Shared => return Ok(LocalLock { owned: None, _held: vec![lock] }),
-        LockMode::Exclusive => return Ok(LocalLock { owned: Some(sign(lock, command, &path)?), _held: Vec::new() }),
+        LockMode::Exclusive => {
+            return Ok(LocalLock { owned: Some(sign(lock, command, &path)?), _held: Vec::new() })
+        }
         LockMode::Append => {}
     }
     let append_path = root.join(layout::APPEND_LOCK);
@@ -121,7 +123,10 @@ mod tests {
         let backup = acquire(root, LockMode::Append, NOW, "cairn backup").unwrap();
         let _reader = acquire(root, LockMode::Shared, NOW, "cairn ls").unwrap();
         let err = acquire(root, LockMode::Append, Duration::from_millis(150), "b").err().unwrap().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())) && err.contains("cairn backup"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())) && err.contains("cairn backup"),
+            "{err}"
+        );
         let err = acquire(root, LockMode::Exclusive, NOW, "cairn prune").err().unwrap().to_string();
         assert!(err.contains("cairn backup"), "{err}");
         drop(backup);

@@ -6,8 +6,8 @@ use super::{check_name, flock, LockMode, NewObject, ObjectInfo, Storage, Storage
 use crate::error::{Error, IoContext, Result};
 use crate::layout;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-use std::fs::{self, File};
 use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -179,7 +179,12 @@ impl Storage for LocalStorage {
             other => other,
         }
         .at(&temp)?;
-        Ok(Box::new(LocalObject { storage: self, out: BufWriter::with_capacity(1 << 20, file), temp, finished: false }))
+        Ok(Box::new(LocalObject {
+            storage: self,
+            out: BufWriter::with_capacity(1 << 20, file),
+            temp,
+            finished: false,
+        }))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
