@@ -78,6 +78,9 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let on_disk: HashMap<PackId, u64> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
     report.chunks = view.chunk_count()?;
+    for gone in repo.gone_packs() {
+        findings.add(format!("pack {} is missing", gone.id), Some(gone.id), gone.chunks.iter().copied());
+    }
     for id in on_disk.keys().filter(|id| !indexed.contains_key(id)) {
         report.notes.push(format!(
             "pack {id} is not in the index (left by an interrupted backup or prune; the next writer indexes it, and prune removes what no snapshot needs)"

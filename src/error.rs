@@ -25,10 +25,6 @@ pub enum Error {
     #[error("index {}: {what}", path.display())]
     Index { path: PathBuf, what: String },
 
-    /// The index was left open by a killed writer; only a writer can recover it.
-    #[error("index {}: needs recovery after an interrupted writer", path.display())]
-    IndexNeedsRecovery { path: PathBuf },
-
     #[error("index {}: written by an older cairn, to be rebuilt", path.display())]
     IndexOutdated { path: PathBuf },
 

@@ -8,9 +8,9 @@ use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use crate::pack::{FinishedPack, PackEntry};
 use redb::{
-    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// (pack id, offset, stored length, raw length, codec)
@@ -55,13 +55,8 @@ pub struct Location {
     pub reference: Option<ChunkId>,
 }
 
-enum Db {
-    Write(Database),
-    Read(ReadOnlyDatabase),
-}
-
 pub struct Index {
-    db: Db,
+    db: Database,
     path: PathBuf,
     /// The file's size when opened: a session that grew it by half is worth compacting.
     /// `None` for an index that is not a file of its own.
@@ -129,7 +124,7 @@ impl Index {
     /// Creates a new, empty index at `path`.
     pub fn create(path: &Path) -> Result<Index> {
         let db = builder().create(path).map_err(|e| Error::index(path, e))?;
-        Index::initialized(Index { db: Db::Write(db), path: path.to_path_buf(), opened_size: Some(0) })
+        Index::initialized(Index { db, path: path.to_path_buf(), opened_size: Some(0) })
     }
 
     /// An index in `backend` (memory, or a crash test's file), new or as left there;
@@ -137,7 +132,7 @@ impl Index {
     pub fn with_backend(backend: impl redb::StorageBackend, name: &str) -> Result<Index> {
         let path = PathBuf::from(name);
         let db = builder().create_with_backend(backend).map_err(|e| Error::index(&path, e))?;
-        let index = Index { db: Db::Write(db), path, opened_size: None };
+        let index = Index { db, path, opened_size: None };
         match index.version()? {
             None => Index::initialized(index),
             Some(_) => index.checked_version(),
@@ -161,25 +156,23 @@ impl Index {
         Ok(index)
     }
 
-    /// Opens an existing index; `writable` needs the repository's exclusive lock.
-    /// A read-only open of an index that a killed writer left behind fails with
-    /// `IndexNeedsRecovery`: a writable open recovers it.
-    pub fn open(path: &Path, writable: bool) -> Result<Index> {
+    /// Opens an existing index file, recovering it if a killed writer left it open.
+    /// Only one process at a time may have it open.
+    pub fn open(path: &Path) -> Result<Index> {
         if !path.exists() {
             return Err(Error::index(path, "missing").with_hint(Hint::RepairIndex));
         }
-        let unusable = |e: &dyn std::fmt::Display| Error::index(path, e).with_hint(Hint::RepairIndex);
-        let db = if writable {
-            Db::Write(builder().open(path).map_err(|e| unusable(&e))?)
-        } else {
-            match builder().open_read_only(path) {
-                Ok(db) => Db::Read(db),
-                Err(redb::DatabaseError::RepairAborted) => {
-                    return Err(Error::IndexNeedsRecovery { path: path.to_path_buf() })
+        // A reader may hold the file for the moment `gone_packs_in_file` takes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match builder().open(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
                 }
-                Err(e) => return Err(unusable(&e)),
+                other => break other,
             }
-        };
+        }
+        .map_err(|e| Error::index(path, e).with_hint(Hint::RepairIndex))?;
         let opened_size = Some(std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len());
         Index { db, path: path.to_path_buf(), opened_size }.checked_version()
     }
@@ -213,7 +206,7 @@ impl Index {
     /// lower, so it cannot always help; the free pages are then reused by later
     /// commits. Needs no other transaction open. Returns whether it compacted.
     pub fn compact_if_grown(&mut self) -> Result<bool> {
-        let (Db::Write(db), Some(opened_size)) = (&mut self.db, self.opened_size) else {
+        let Some(opened_size) = self.opened_size else {
             return Ok(false);
         };
         let path = &self.path;
@@ -221,16 +214,13 @@ impl Index {
         if size < COMPACT_ABOVE || size < opened_size + opened_size / 2 {
             return Ok(false);
         }
-        db.compact().map_err(|e| Error::index(path, e))
+        self.compact()
     }
 
     /// Compacts the index now, whatever its size (`compact_if_grown` decides when it
     /// is worth it). Returns whether anything moved.
     pub fn compact(&mut self) -> Result<bool> {
-        match &mut self.db {
-            Db::Write(db) => db.compact().map_err(|e| Error::index(&self.path, e)),
-            Db::Read(_) => Err(Error::index(&self.path, "opened read-only")),
-        }
+        self.db.compact().map_err(|e| Error::index(&self.path, e))
     }
 
     pub fn path(&self) -> &Path {
@@ -238,19 +228,12 @@ impl Index {
     }
 
     pub fn view(&self) -> Result<IndexView<'_>> {
-        let txn = match &self.db {
-            Db::Write(db) => db.begin_read(),
-            Db::Read(db) => db.begin_read(),
-        }
-        .map_err(|e| Error::index(&self.path, e))?;
+        let txn = self.db.begin_read().map_err(|e| Error::index(&self.path, e))?;
         Ok(IndexView { txn, path: &self.path })
     }
 
     fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<()> {
-        let Db::Write(db) = &self.db else {
-            return Err(Error::index(&self.path, "opened read-only"));
-        };
-        let txn = db.begin_write().map_err(|e| Error::index(&self.path, e))?;
+        let txn = self.db.begin_write().map_err(|e| Error::index(&self.path, e))?;
         f(&txn).map_err(|e| Error::index(&self.path, e))?;
         txn.commit().map_err(|e| Error::index(&self.path, e))
     }
@@ -387,6 +370,45 @@ impl IndexView<'_> {
         }
         Ok(out)
     }
+
+    /// The indexed packs that are not `present`, each with the chunks the index places
+    /// in it: what was lost when a pack file disappeared.
+    pub fn gone_packs(&self, present: &HashSet<PackId>) -> Result<Vec<GonePack>> {
+        let mut gone: Vec<GonePack> = self
+            .packs()?
+            .into_iter()
+            .filter(|(id, _, _)| !present.contains(id))
+            .map(|(id, _, _)| GonePack { id, chunks: Vec::new() })
+            .collect();
+        if !gone.is_empty() {
+            let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
+            for item in table.iter().map_err(|e| self.err(e))? {
+                let (chunk, location) = item.map_err(|e| self.err(e))?;
+                let pack = PackId(location.value().0);
+                if let Some(g) = gone.iter_mut().find(|g| g.id == pack) {
+                    g.chunks.push(ChunkId(chunk.value()));
+                }
+            }
+        }
+        Ok(gone)
+    }
+}
+
+/// A pack an index knew that the repository no longer holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GonePack {
+    pub id: PackId,
+    /// The chunks the index placed in it.
+    pub chunks: Vec<ChunkId>,
+}
+
+/// `gone_packs` of an index file that another process may use: opened read-only for
+/// the moment it takes, so that it tells a reader which packs have disappeared since a
+/// writer last saw them. A writer that opens the file meanwhile waits (see `open`).
+pub fn gone_packs_in_file(path: &Path, present: &HashSet<PackId>) -> Result<Vec<GonePack>> {
+    let db = builder().open_read_only(path).map_err(|e| Error::index(path, e))?;
+    let txn = db.begin_read().map_err(|e| Error::index(path, e))?;
+    IndexView { txn, path }.gone_packs(present)
 }
 
 /// The chunk table, opened once for many lookups.
@@ -458,7 +480,7 @@ mod tests {
         index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
         index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
         drop(index);
-        let index = Index::open(&path, false).unwrap();
+        let index = Index::open(&path).unwrap();
         let view = index.view().unwrap();
         let loc = view.chunks().unwrap().get(&id).unwrap().unwrap();
         assert_eq!((loc.pack, loc.offset), (PackId::of(b"p1"), 16));
@@ -509,7 +531,7 @@ mod tests {
     #[test]
     fn missing_index_names_the_repair() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Index::open(&dir.path().join("index.redb"), true).err().unwrap();
+        let err = Index::open(&dir.path().join("index.redb")).err().unwrap();
         assert!(err.to_string().contains("missing"));
         assert_eq!(err.hint(), Some(Hint::RepairIndex));
     }

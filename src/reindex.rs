@@ -4,7 +4,7 @@
 
 use crate::error::{IoContext, Result};
 use crate::id::{PackId, SnapshotId};
-use crate::index::Index;
+use crate::index::{GonePack, Index};
 use crate::layout;
 use crate::manifest::ManifestReader;
 use crate::pack;
@@ -81,8 +81,9 @@ pub(crate) fn index_packs(
 /// Brings `index` up to date with the repository: a manifest or pack that an
 /// interrupted writer (or another client) added and the index has not seen, and packs
 /// and manifests that have gone (their chunks must not be deduplicated against).
-/// Damaged files are left alone here; `check` reports them.
-pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<()> {
+/// Damaged files are left alone here; `check` reports them. Returns the packs that
+/// are gone, with the chunks they held.
+pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<Vec<GonePack>> {
     let view = index.view()?;
     let indexed_snapshots = view.snapshot_ids()?;
     let on_disk = list_snapshots(storage)?;
@@ -98,10 +99,11 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<()> {
         index.remove_snapshot(id)?;
     }
     let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
-    drop(view);
     let on_disk = list_packs(storage)?;
     let present: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
-    let gone: HashSet<PackId> = indexed_packs.difference(&present).copied().collect();
+    let lost = view.gone_packs(&present)?;
+    drop(view);
+    let gone: HashSet<PackId> = lost.iter().map(|g| g.id).collect();
     // Gone first: a chunk must not keep pointing into a gone pack while a copy on
     // disk waits to be indexed. Dropping a pack also drops the deltas whose
     // reference was in it, wherever they are; so once any pack is gone, every pack
@@ -116,7 +118,7 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<()> {
     if !to_index.is_empty() {
         index_packs(storage, index, &to_index, &crate::NoProgress)?;
     }
-    Ok(())
+    Ok(lost)
 }
 
 /// Fills an empty `index` from the packs and manifests alone.

@@ -11,7 +11,7 @@
 use crate::config::Config;
 use crate::error::{Error, Hint, IoContext, Result};
 use crate::id::{PackId, SnapshotId};
-use crate::index::Index;
+use crate::index::{self, GonePack, Index};
 use crate::layout;
 use crate::manifest::{ManifestReader, SnapshotKind, SnapshotSummary};
 use crate::reindex;
@@ -28,6 +28,8 @@ pub struct Repository {
     pub config: Config,
     pub index: Index,
     mode: LockMode,
+    /// Packs an index had seen that were gone when the repository was opened.
+    gone_packs: Vec<GonePack>,
     _lock: StorageLock,
 }
 
@@ -119,8 +121,11 @@ impl Repository {
             }
             _ => cached_index(&config, options.cache_dir.as_deref())?,
         };
-        reindex::sync(storage.as_ref(), &index)?;
-        Ok(Repository { storage, config, index, mode: options.mode, _lock: lock })
+        let mut gone_packs = reindex::sync(storage.as_ref(), &index)?;
+        if let (false, Some(root)) = (options.mode.writes(), storage.local_root()) {
+            gone_packs.extend(gone_since_last_write(storage.as_ref(), &root, &gone_packs));
+        }
+        Ok(Repository { storage, config, index, mode: options.mode, gone_packs, _lock: lock })
     }
 
     /// Opens a repository with an index of the caller's (crash tests give one whose
@@ -128,8 +133,8 @@ impl Repository {
     pub fn open_with_index(storage: Arc<dyn Storage>, mode: LockMode, index: Index) -> Result<Repository> {
         let lock = storage.lock(mode, Duration::ZERO, "cairn")?;
         let config = read_config(storage.as_ref())?;
-        reindex::sync(storage.as_ref(), &index)?;
-        Ok(Repository { storage, config, index, mode, _lock: lock })
+        let gone_packs = reindex::sync(storage.as_ref(), &index)?;
+        Ok(Repository { storage, config, index, mode, gone_packs, _lock: lock })
     }
 
     /// Ends a session that wrote: compacts the index if this session grew it by half.
@@ -137,6 +142,12 @@ impl Repository {
     pub fn close(mut self) -> Result<()> {
         self.index.compact_if_grown()?;
         Ok(())
+    }
+
+    /// Packs that have disappeared since an index saw them, with the chunks they held:
+    /// damage that `check` reports.
+    pub fn gone_packs(&self) -> &[GonePack] {
+        &self.gone_packs
     }
 
     pub fn storage(&self) -> &dyn Storage {
@@ -273,8 +284,10 @@ fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String>
 /// A writer's index: the local repository's own file, made and filled when missing
 /// (it is a cache), and made again when an older cairn wrote it.
 fn local_index(path: &Path) -> Result<Index> {
-    match Index::open(path, true) {
-        Err(Error::Index { .. }) if !path.exists() => Index::create(path),
+    if !path.exists() {
+        return Index::create(path);
+    }
+    match Index::open(path) {
         Err(Error::IndexOutdated { .. }) => {
             fs::remove_file(path).at(path)?;
             Index::create(path)
@@ -290,12 +303,24 @@ fn cached_index(config: &Config, cache_dir: Option<&Path>) -> Result<Index> {
     let Some(cache_dir) = cache_dir else { return Index::in_memory() };
     let dir = cache_dir.join(crate::id::to_hex(&config.repository_id));
     let path = dir.join(layout::LOCAL_INDEX);
-    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| match path.exists() {
-        true => local_index(&path),
-        false => Index::create(&path),
-    });
+    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| local_index(&path));
     match opened {
         Ok(index) => Ok(index),
         Err(_) => Index::in_memory(),
     }
+}
+
+/// Packs that the writers' own index of a local repository places chunks in and that
+/// are gone, beyond those in `known`: a reader with a new cache learns what a writer
+/// saw. Best effort: the file may be missing, held by a writer or damaged, and then it
+/// tells nothing.
+fn gone_since_last_write(storage: &dyn Storage, root: &Path, known: &[GonePack]) -> Vec<GonePack> {
+    let path = root.join(layout::LOCAL_INDEX);
+    if !path.exists() {
+        return Vec::new();
+    }
+    let Ok(present) = reindex::list_packs(storage) else { return Vec::new() };
+    let present: std::collections::HashSet<PackId> = present.into_iter().map(|(id, _)| id).collect();
+    let gone = index::gone_packs_in_file(&path, &present).unwrap_or_default();
+    gone.into_iter().filter(|g| !known.iter().any(|k| k.id == g.id)).collect()
 }

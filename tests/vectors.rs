@@ -420,3 +420,57 @@ mod v3 {
         }
     }
 }
+
+/// Every vector repository is read where it is checked in, as an archive on read-only
+/// media would be: listed, checked and restored without a lock file, an index or
+/// anything else being written into it.
+#[test]
+fn every_vector_repository_is_read_as_it_is_checked_in() {
+    let work = tempfile::tempdir().unwrap();
+    for name in ["repo-v1", "repo-v2", "repo-v3"] {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
+        let files = |dir: &Path| -> Vec<(PathBuf, u64)> {
+            let mut out = Vec::new();
+            let mut pending = vec![dir.to_path_buf()];
+            while let Some(dir) = pending.pop() {
+                for entry in fs::read_dir(&dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    match path.is_dir() {
+                        true => pending.push(path),
+                        false => out.push((path.clone(), fs::metadata(&path).unwrap().len())),
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
+        let before = files(&repo);
+        let cairn = |args: &[&str]| {
+            let out = Command::cargo_bin("cairn")
+                .unwrap()
+                .arg("--no-cache")
+                .arg("-r")
+                .arg(&repo)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{name}: cairn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        let listed: serde_json::Value = serde_json::from_slice(&cairn(&["--json", "snapshots"])).unwrap();
+        let ids: Vec<String> =
+            listed.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        assert!(ids.len() >= 2, "{name}: {listed}");
+        cairn(&["check", "--read-data"]);
+        for id in &ids {
+            let target = work.path().join(format!("{name}-{id}"));
+            cairn(&["restore", id, "--target", target.to_str().unwrap()]);
+            if name == "repo-v1" {
+                for (path, content) in expected_files(id) {
+                    assert_eq!(fs::read(target.join(std::ffi::OsStr::from_bytes(&path))).unwrap(), content);
+                }
+            }
+        }
+        assert_eq!(files(&repo), before, "{name}: reading wrote into the checked-in repository");
+    }
+}
