@@ -412,3 +412,44 @@ fn check_reference(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LockMode, Storage};
+    use crate::testing::{backup_tree, memory_storage, open, write_tree};
+
+    #[test]
+    fn a_damaged_frame_is_found_by_reading_the_data_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        backup_tree(&open(&storage, LockMode::Append, None), &write_tree(dir.path(), 1));
+        let pack = storage.list(layout::PACKS).unwrap().remove(0).name;
+        // Byte 100 lies inside the first frame, before the table.
+        storage.corrupt(&pack, |bytes| bytes[100] ^= 0x10);
+        let repo = open(&storage, LockMode::Shared, None);
+        assert!(check(&repo, false, &crate::NoProgress).unwrap().is_sound());
+        let report = check(&repo, true, &crate::NoProgress).unwrap();
+        assert!(!report.is_sound());
+        let id = layout::pack_id(&pack).unwrap();
+        assert!(report.problems.iter().any(|p| p.pack == Some(id)), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn a_pack_gone_since_the_index_saw_it_is_named_with_the_files_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let storage = memory_storage();
+        let id = backup_tree(&open(&storage, LockMode::Append, None), &write_tree(&dir.path().join("t"), 1));
+        // A reader with a cache sees the pack, then it disappears.
+        drop(open(&storage, LockMode::Shared, Some(&cache)));
+        let pack = storage.list(layout::PACKS).unwrap().remove(0).name;
+        storage.delete(&pack).unwrap();
+        let report =
+            check(&open(&storage, LockMode::Shared, Some(&cache)), false, &crate::NoProgress).unwrap();
+        let gone = layout::pack_id(&pack).unwrap();
+        let problem = report.problems.iter().find(|p| p.pack == Some(gone)).expect("the gone pack is named");
+        assert!(problem.what.contains("missing"), "{}", problem.what);
+        assert!(problem.affected.iter().any(|a| a.snapshot == id), "{problem:?}");
+    }
+}

@@ -96,3 +96,36 @@ impl<'a> ChunkReader<'a> {
             .map_err(|e| ChunkError::io(*id, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LockMode;
+    use crate::testing::{backup_tree, memory_storage, open, write_tree};
+
+    #[test]
+    fn missing_and_corrupt_chunks_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        backup_tree(&open(&storage, LockMode::Append, None), &write_tree(dir.path(), 1));
+        let repo = open(&storage, LockMode::Shared, None);
+        let reader = ChunkReader::new(&repo).unwrap();
+        let err = reader.read(&ChunkId::of(b"never stored")).unwrap_err();
+        assert!(matches!(err.kind, ChunkErrorKind::Missing), "{err}");
+
+        let mut first = None;
+        reader
+            .chunks()
+            .for_each(|id, location| {
+                first = first.or(Some((id, location)));
+                Ok(())
+            })
+            .unwrap();
+        let (id, location) = first.unwrap();
+        assert!(reader.read(&id).is_ok());
+        storage.corrupt(&layout::pack(&location.pack), |bytes| bytes[location.offset as usize] ^= 1);
+        let err = reader.read(&id).unwrap_err();
+        assert!(matches!(err.kind, ChunkErrorKind::Corrupt { .. }), "{err}");
+        assert_eq!((err.pack, err.offset), (Some(location.pack), Some(location.offset)));
+    }
+}

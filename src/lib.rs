@@ -36,6 +36,8 @@ pub mod retention;
 pub mod stats;
 pub mod storage;
 pub mod stores;
+#[cfg(test)]
+mod testing;
 pub mod time;
 pub mod walk;
 

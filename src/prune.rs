@@ -249,3 +249,33 @@ fn write_new_packs(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LockMode;
+    use crate::testing::{assert_same_files, backup_tree, memory_storage, open, restore_to, write_tree};
+
+    #[test]
+    fn prune_removes_what_only_forgotten_snapshots_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let repo = open(&storage, LockMode::Exclusive, None);
+        let old = backup_tree(&repo, &write_tree(&dir.path().join("t1"), 1));
+        let kept_tree = write_tree(&dir.path().join("t2"), 2);
+        let kept = backup_tree(&repo, &kept_tree);
+        repo.remove_snapshot(&old).unwrap();
+        let bytes_before: u64 = repo.pack_files().unwrap().iter().map(|(_, size)| size).sum();
+        let options = PruneOptions { max_unused_percent: 0.0, dry_run: false };
+        let report = prune(&repo, &options, &crate::NoProgress).unwrap();
+        assert_eq!(report.snapshots, 1);
+        assert!(report.bytes_after < bytes_before, "{report:?}");
+        drop(repo);
+
+        let repo = open(&storage, LockMode::Shared, None);
+        assert!(crate::check::check(&repo, true, &crate::NoProgress).unwrap().is_sound());
+        let target = dir.path().join("restored");
+        assert!(restore_to(&repo, &kept, &target).unwrap().errors.is_empty());
+        assert_same_files(&kept_tree, &target);
+    }
+}

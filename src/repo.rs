@@ -324,3 +324,51 @@ fn gone_since_last_write(storage: &dyn Storage, root: &Path, known: &[GonePack])
     let gone = index::gone_packs_in_file(&path, &present).unwrap_or_default();
     gone.into_iter().filter(|g| !known.iter().any(|k| k.id == g.id)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::testing::{backup_tree, memory_storage, open, write_tree};
+
+    #[test]
+    fn a_storage_without_config_is_no_repository() {
+        let options = OpenOptions {
+            mode: LockMode::Shared,
+            lock_wait: Duration::ZERO,
+            command: "test".into(),
+            cache_dir: None,
+        };
+        let err = Repository::open(Arc::new(MemoryStorage::new()), &options).err().unwrap();
+        assert!(err.to_string().contains("is not a cairn repository"), "{err}");
+        assert_eq!(err.hint(), Some(Hint::Init));
+    }
+
+    #[test]
+    fn snapshots_resolve_by_prefix_and_latest_and_a_reader_sees_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let writer = open(&storage, LockMode::Append, None);
+        let first = backup_tree(&writer, &write_tree(&dir.path().join("t"), 1));
+        let reader = open(&storage, LockMode::Shared, None);
+        let second = backup_tree(&writer, &write_tree(&dir.path().join("t"), 2));
+        // The reader opened before the second snapshot lists the manifests there now,
+        // and a new reader finds it through its own index.
+        assert_eq!(reader.resolve("latest").unwrap(), second);
+        assert_eq!(open(&storage, LockMode::Shared, None).summary(&second).unwrap().id, second);
+        assert_eq!(writer.resolve(&first.to_hex()[..10]).unwrap(), first);
+        assert!(writer.resolve("zz").is_err());
+        assert_eq!(writer.snapshots().unwrap().readable.len(), 2);
+    }
+
+    #[test]
+    fn a_reader_writes_nothing_into_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        backup_tree(&open(&storage, LockMode::Append, None), &write_tree(&dir.path().join("t"), 1));
+        let before = storage.list("").unwrap();
+        let reader = open(&storage, LockMode::Shared, Some(&dir.path().join("cache")));
+        crate::check::check(&reader, true, &crate::NoProgress).unwrap();
+        assert_eq!(storage.list("").unwrap(), before);
+    }
+}

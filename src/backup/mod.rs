@@ -382,3 +382,63 @@ fn copy_component(
         errors: stored.errors,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{LockMode, Storage};
+    use crate::testing::{backup_tree, memory_storage, open, write_tree};
+
+    #[test]
+    fn an_unchanged_tree_costs_a_manifest_and_no_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let repo = open(&storage, LockMode::Append, None);
+        let tree = write_tree(dir.path(), 1);
+        let first = backup_tree(&repo, &tree);
+        let packs = storage.list(crate::layout::PACKS).unwrap().len();
+        // Files must be older than the quiet period to be taken from the parent unread.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let second = backup_tree(&repo, &tree);
+        let summary = repo.summary(&second).unwrap();
+        assert_eq!(summary.header.parent, Some(first));
+        assert_eq!(summary.trailer.stats.stored_bytes, 0);
+        assert_eq!(storage.list(crate::layout::PACKS).unwrap().len(), packs);
+    }
+
+    #[test]
+    fn a_failed_pack_write_leaves_no_snapshot() {
+        use crate::storage::{Fault, FaultCounter, FaultyStorage};
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let faulty = FaultyStorage::new(
+            std::sync::Arc::new(storage.clone()),
+            FaultCounter::failing_at(1, Fault::Fail),
+        );
+        let options = crate::repo::OpenOptions {
+            mode: LockMode::Append,
+            lock_wait: std::time::Duration::ZERO,
+            command: "test".into(),
+            cache_dir: None,
+        };
+        let repo = crate::repo::Repository::open(std::sync::Arc::new(faulty), &options).unwrap();
+        let input = super::Input::Path {
+            path: write_tree(dir.path(), 1),
+            name: None,
+            store_type: None,
+            exclude: vec![],
+        };
+        let options = super::BackupOptions {
+            set: "tree".into(),
+            tags: vec![],
+            host: "h".into(),
+            mode: super::Mode::Incremental,
+            store_type: None,
+            offline: false,
+            pre_exec: None,
+            post_exec: None,
+        };
+        let err = super::backup(&repo, &[input], &options, &crate::NoProgress).err().unwrap();
+        assert!(err.to_string().contains("injected fault"), "{err}");
+        assert!(storage.list(crate::layout::SNAPSHOTS).unwrap().is_empty());
+    }
+}

@@ -13,6 +13,9 @@ use crate::storage::Storage;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 
+/// A manifest object as the storage streams it.
+type ObjectStream = Box<dyn Read + Send>;
+
 /// Checks that a manifest's bytes hash to its id, without decoding it.
 pub fn verify_file(storage: &dyn Storage, id: &SnapshotId) -> Result<()> {
     let name = layout::snapshot(id);
@@ -37,7 +40,7 @@ enum Expect {
 /// Streams the records of a manifest, checking their order, and at the end that the
 /// file's hash is its id: a fully read manifest is a verified one.
 pub struct ManifestReader {
-    decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<Box<dyn Read + Send>>>>>,
+    decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<ObjectStream>>>>,
     path: PathBuf,
     id: SnapshotId,
     expect: Expect,

@@ -112,3 +112,26 @@ fn restore_records(
     restorer.apply_directory_metadata();
     Ok(restorer.report)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Hint;
+    use crate::storage::LockMode;
+    use crate::testing::{assert_same_files, backup_tree, memory_storage, open, restore_to, write_tree};
+
+    #[test]
+    fn a_snapshot_restores_from_memory_and_never_over_a_tree_unasked() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let tree = write_tree(&dir.path().join("t"), 3);
+        let id = backup_tree(&open(&storage, LockMode::Append, None), &tree);
+        let repo = open(&storage, LockMode::Shared, None);
+        let target = dir.path().join("restored");
+        let report = restore_to(&repo, &id, &target).unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.files, 4, "three files and a directory");
+        assert_same_files(&tree, &target);
+        let err = restore_to(&repo, &id, &target).err().unwrap();
+        assert_eq!(err.hint(), Some(Hint::Overwrite), "{err}");
+    }
+}
