@@ -1,32 +1,43 @@
 //! cairn: a content-addressed, deduplicating archive for database stores and file trees.
 //!
 //! ```text
-//! backup:  walk (store type: which files, what order) -> read (64 KiB multiples)
-//!          -> chunk (FastCDC) -> id (BLAKE3) -> dedup (index) -> compress (zstd, or a
-//!          delta against the parent's chunk at the same offset)
-//!          -> pack writer -> packs durable -> index commit -> manifest (snapshot exists)
-//! restore: manifest -> chunk refs -> index -> pack reads (and a delta's reference)
-//!          -> decompress -> verify id -> write
+//! backup:  plan (store type: which files, what order)      stores/, walk
+//!          -> read (64 KiB multiples) -> chunk (FastCDC)    backup/produce, chunker
+//!          -> id (BLAKE3) -> dedup (index)                  backup/produce, index
+//!          -> compress (zstd, or a delta against the        backup/compress, compress
+//!             parent's chunk at the same offset)
+//!          -> pack -> packs durable -> index commit         backup/store, packer, pack
+//!          -> manifest (the snapshot exists)                manifest/writer
+//! restore: manifest -> chunk refs -> index -> pack reads    restore/, manifest/reader
+//!          (and a delta's reference) -> decompress          chunk_reader, compress
+//!          -> verify id -> write                            restore/files
 //! ```
-//! The on-disk format is specified in `format-spec/`; `format` holds its constants.
+//! Every object is read and written through `storage` (a local directory, memory, or a
+//! fault-injecting layer for crash tests), named by `layout`. The on-disk format is
+//! specified in `format-spec/`; `format` holds its constants.
+//!
+//! The public modules are the API: the commands (`backup`, `restore`, `check`, `prune`,
+//! `forget`, `stats`, `diff`, `reindex`), the repository and its storage, and the
+//! format's pieces that tests and independent tools read (`manifest`, `pack`,
+//! `compress`, `chunker`, `config`, `layout`, `index`).
 
 pub mod backup;
 pub mod check;
-pub mod chunk_reader;
+mod chunk_reader;
 pub mod chunker;
 pub mod compress;
 pub mod config;
 pub mod diff;
 pub mod error;
 pub mod forget;
-pub mod format;
+mod format;
 pub mod id;
 pub mod index;
 pub mod layout;
 pub mod manifest;
-pub mod marks;
+mod marks;
 pub mod pack;
-pub mod packer;
+mod packer;
 pub mod plan;
 pub mod prune;
 pub mod reindex;
@@ -39,11 +50,12 @@ pub mod stores;
 #[cfg(test)]
 mod testing;
 pub mod time;
-pub mod walk;
+mod walk;
 
-pub use error::{Error, Result};
+pub use error::{Error, Hint, Result};
 pub use id::{ChunkId, PackId, SnapshotId};
-pub use repo::Repository;
+pub use repo::{OpenOptions, Repository};
+pub use storage::{LocalStorage, LockMode, MemoryStorage, Storage};
 
 /// Written into every snapshot header.
 pub const CLIENT: &str = concat!("cairn ", env!("CARGO_PKG_VERSION"));
