@@ -6,8 +6,10 @@
 //! ```
 
 use crate::chunker::ChunkerParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::format::{self, CONFIG_MAGIC, FILE_HEADER_LEN};
+use crate::layout;
+use crate::storage::{self, Storage};
 use crate::time::Timestamp;
 use bincode::{Decode, Encode};
 use std::path::Path;
@@ -107,6 +109,20 @@ impl Config {
             _ => wanted,
         }
     }
+}
+
+/// Reads and checks the config; the error says when `storage` holds no repository.
+pub fn read(storage: &dyn Storage) -> Result<Config> {
+    let path = storage.describe(layout::CONFIG);
+    let bytes = storage.read(layout::CONFIG).map_err(|e| match storage::is_not_found(&e) {
+        true => Error::Repository {
+            path: path.parent().unwrap_or(&path).to_path_buf(),
+            what: "is not a cairn repository (no config file)".into(),
+        }
+        .with_hint(Hint::Init),
+        false => e,
+    })?;
+    Config::decode(&bytes, &path)
 }
 
 #[cfg(test)]

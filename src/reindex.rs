@@ -149,7 +149,7 @@ pub fn rebuild_local_index(
     progress: &dyn Progress,
 ) -> Result<RepairReport> {
     let _lock = storage.lock(LockMode::Exclusive, lock_wait, "cairn repair index")?;
-    crate::repo::read_config(storage)?;
+    crate::config::read(storage)?;
     storage.clear_tmp()?;
     let root = storage.local_root().expect("a local repository");
     let temp = storage::local::temp_path(&root.join(layout::LOCAL_TMP), "index");

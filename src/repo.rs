@@ -8,14 +8,14 @@
 //! manifests when the repository is opened, so a missing or stale index is rebuilt,
 //! never refused.
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::error::{Error, Hint, IoContext, Result};
 use crate::id::{PackId, SnapshotId};
 use crate::index::{self, GonePack, Index};
 use crate::layout;
 use crate::manifest::{ManifestReader, SnapshotKind, SnapshotSummary};
 use crate::reindex;
-use crate::storage::{self, LocalStorage, LockMode, Storage, StorageLock};
+use crate::storage::{LocalStorage, LockMode, Storage, StorageLock};
 use crate::time::Timestamp;
 use std::fs;
 use std::io::Read;
@@ -88,20 +88,6 @@ fn random_id(storage: &dyn Storage) -> Result<[u8; 32]> {
     Ok(*hasher.finalize().as_bytes())
 }
 
-/// Reads and checks the config; the error says when `storage` holds no repository.
-pub fn read_config(storage: &dyn Storage) -> Result<Config> {
-    let path = storage.describe(layout::CONFIG);
-    let bytes = storage.read(layout::CONFIG).map_err(|e| match storage::is_not_found(&e) {
-        true => Error::Repository {
-            path: path.parent().unwrap_or(&path).to_path_buf(),
-            what: "is not a cairn repository (no config file)".into(),
-        }
-        .with_hint(Hint::Init),
-        false => e,
-    })?;
-    Config::decode(&bytes, &path)
-}
-
 impl Repository {
     /// Opens the repository in the local directory `root`.
     pub fn open_local(root: &Path, options: &OpenOptions) -> Result<Repository> {
@@ -111,9 +97,9 @@ impl Repository {
     /// Opens a repository: config first (so that a directory that is none is left
     /// untouched), then the lock, then the index, brought up to date.
     pub fn open(storage: Arc<dyn Storage>, options: &OpenOptions) -> Result<Repository> {
-        read_config(storage.as_ref())?;
+        config::read(storage.as_ref())?;
         let lock = storage.lock(options.mode, options.lock_wait, &options.command)?;
-        let config = read_config(storage.as_ref())?;
+        let config = config::read(storage.as_ref())?;
         let index = match (options.mode.writes(), storage.local_root()) {
             (true, Some(root)) => {
                 LocalStorage::new(&root).clear_tmp()?;
@@ -132,7 +118,7 @@ impl Repository {
     /// file they control), brought up to date.
     pub fn open_with_index(storage: Arc<dyn Storage>, mode: LockMode, index: Index) -> Result<Repository> {
         let lock = storage.lock(mode, Duration::ZERO, "cairn")?;
-        let config = read_config(storage.as_ref())?;
+        let config = config::read(storage.as_ref())?;
         let gone_packs = reindex::sync(storage.as_ref(), &index)?;
         Ok(Repository { storage, config, index, mode, gone_packs, _lock: lock })
     }

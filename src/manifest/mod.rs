@@ -21,13 +21,12 @@ mod v1;
 mod writer;
 
 pub use paths::{
-    display_path, inside, serialize_path, validate_component_name, validate_entry, validate_path,
-    validate_placements,
+    display_path, inside, serialize_path, validate_component_name, validate_path, validate_placements,
 };
 pub use reader::{verify_file, ManifestReader};
 pub use records::{
-    BackupStats, ChunkRef, ComponentHeader, ComponentSummary, ComponentTrailer, Consistency, CopyTime,
-    Excluded, FileEntry, FileError, FileKind, FileRole, HookRun, Hooks, Record, SnapshotHeader, SnapshotKind,
-    SnapshotSummary, SnapshotTrailer,
+    validate_entry, BackupStats, ChunkRef, ComponentHeader, ComponentSummary, ComponentTrailer, Consistency,
+    CopyTime, Excluded, FileEntry, FileError, FileKind, FileRole, HookRun, Hooks, Record, SnapshotHeader,
+    SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
 pub use writer::{ManifestWriter, RecordSpool};

@@ -1,9 +1,6 @@
 //! The rules a manifest's paths and names obey, so that a restore can never leave its
 //! target, and how raw-byte paths are shown to people.
 
-use super::records::{FileEntry, FileKind};
-use crate::format;
-
 /// Paths are raw bytes; shown as UTF-8 where they are, with `\xNN` for other bytes.
 pub fn display_path(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
@@ -41,31 +38,6 @@ pub fn validate_path(path: &[u8]) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-/// Timestamps beyond about 35,000 years either side of 1970 are corruption.
-const MAX_TIME_SECS: u64 = 1 << 40;
-
-/// Everything a reader must refuse in a file entry (format-spec/snapshots.md).
-pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
-    validate_path(&entry.path)?;
-    let name = display_path(&entry.path);
-    for time in [entry.mtime, entry.ctime] {
-        if time.nanos >= 1_000_000_000 || time.secs.unsigned_abs() > MAX_TIME_SECS {
-            return Err(format!("{name}: impossible timestamp {}.{:09}", time.secs, time.nanos));
-        }
-    }
-    if entry.kind != FileKind::Regular && (!entry.chunks.is_empty() || entry.size != 0) {
-        return Err(format!("{name}: only regular files have content"));
-    }
-    if let Some(bad) = entry.chunks.iter().find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN) {
-        return Err(format!("{name}: chunk {} of {} bytes", bad.id, bad.len));
-    }
-    let total: u64 = entry.chunks.iter().map(|c| c.len as u64).sum();
-    if total != entry.size {
-        return Err(format!("{name}: size {} but chunks of {total} bytes", entry.size));
-    }
-    Ok(())
 }
 
 /// Where components go in a restore of the whole snapshot: each placement is the target

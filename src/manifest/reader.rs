@@ -2,8 +2,8 @@
 //! `ManifestReader`, which streams records and refuses any out of order or unsafe.
 
 use super::hashing::HashingReader;
-use super::paths::{validate_component_name, validate_entry, validate_placements};
-use super::records::{ComponentSummary, FileEntry, Record, SnapshotSummary};
+use super::paths::{validate_component_name, validate_placements};
+use super::records::{validate_entry, ComponentSummary, FileEntry, Record, SnapshotSummary};
 use super::v1;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};

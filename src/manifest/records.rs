@@ -2,7 +2,8 @@
 //! `Component`, `File`..., `ComponentEnd`, then `End` (trailer); and the summaries listings
 //! keep of them. Field order is the bincode byte order of format version 2: never reorder.
 
-use super::paths::{serialize_path, serialize_paths};
+use super::paths::{display_path, serialize_path, serialize_paths, validate_path};
+use crate::format;
 use crate::id::{ChunkId, SnapshotId};
 use crate::time::Timestamp;
 use bincode::{Decode, Encode};
@@ -234,6 +235,31 @@ pub struct ComponentSummary {
     pub header: ComponentHeader,
     #[serde(flatten)]
     pub trailer: ComponentTrailer,
+}
+
+/// Timestamps beyond about 35,000 years either side of 1970 are corruption.
+const MAX_TIME_SECS: u64 = 1 << 40;
+
+/// Everything a reader must refuse in a file entry (format-spec/snapshots.md).
+pub fn validate_entry(entry: &FileEntry) -> Result<(), String> {
+    validate_path(&entry.path)?;
+    let name = display_path(&entry.path);
+    for time in [entry.mtime, entry.ctime] {
+        if time.nanos >= 1_000_000_000 || time.secs.unsigned_abs() > MAX_TIME_SECS {
+            return Err(format!("{name}: impossible timestamp {}.{:09}", time.secs, time.nanos));
+        }
+    }
+    if entry.kind != FileKind::Regular && (!entry.chunks.is_empty() || entry.size != 0) {
+        return Err(format!("{name}: only regular files have content"));
+    }
+    if let Some(bad) = entry.chunks.iter().find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN) {
+        return Err(format!("{name}: chunk {} of {} bytes", bad.id, bad.len));
+    }
+    let total: u64 = entry.chunks.iter().map(|c| c.len as u64).sum();
+    if total != entry.size {
+        return Err(format!("{name}: size {} but chunks of {total} bytes", entry.size));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
