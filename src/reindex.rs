@@ -143,12 +143,14 @@ pub fn fill(storage: &dyn Storage, index: &Index, progress: &dyn Progress) -> Re
 /// `repair index` of a local repository: a new `index.redb` made beside the old one and
 /// swapped in whole. The old index is never patched in place; until the rename it
 /// stays as it was.
+/// `command` is what blocked processes are told holds the lock.
 pub fn rebuild_local_index(
     storage: &storage::LocalStorage,
     lock_wait: Duration,
+    command: &str,
     progress: &dyn Progress,
 ) -> Result<RepairReport> {
-    let _lock = storage.lock(LockMode::Exclusive, lock_wait, "cairn repair index")?;
+    let _lock = storage.lock(LockMode::Exclusive, lock_wait, command)?;
     crate::config::read(storage)?;
     storage.clear_tmp()?;
     let root = storage.local_root().expect("a local repository");

@@ -10,7 +10,12 @@ use std::io::Write;
 
 pub fn index(g: &Globals, out: &mut impl Write) -> Result<Exit> {
     let bar = Bar::new("indexing");
-    let report = reindex::rebuild_local_index(&LocalStorage::new(g.repo_path()?), g.lock_wait, &bar)?;
+    let report = reindex::rebuild_local_index(
+        &LocalStorage::new(g.repo_path()?),
+        g.lock_wait,
+        "cairn repair index",
+        &bar,
+    )?;
     bar.done();
     for skipped in &report.skipped {
         eprintln!("warning: skipped {skipped}");
