@@ -1,6 +1,6 @@
 //! Helpers for unit tests: repositories in memory, and small trees to back up.
 
-use crate::backup::{self, BackupOptions, Input, Mode};
+use crate::backup::{self, BackupOptions, Input};
 use crate::id::SnapshotId;
 use crate::repo::{self, OpenOptions, Repository};
 use crate::restore::{self, RestoreOptions, RestoreReport};
@@ -41,18 +41,8 @@ pub fn write_tree(root: &Path, seed: u8) -> PathBuf {
 }
 
 pub fn backup_tree(repo: &Repository, root: &Path) -> SnapshotId {
-    let options = BackupOptions {
-        set: "tree".into(),
-        tags: Vec::new(),
-        host: "test".into(),
-        mode: Mode::Incremental,
-        store_type: None,
-        offline: false,
-        pre_exec: None,
-        post_exec: None,
-    };
-    let input = Input::Path { path: root.to_path_buf(), name: None, store_type: None, exclude: Vec::new() };
-    backup::backup(repo, &[input], &options, &NoProgress).unwrap().id()
+    let options = BackupOptions::new("tree", "test");
+    backup::backup(repo, &[Input::path(root)], &options, &NoProgress).unwrap().id()
 }
 
 pub fn restore_to(repo: &Repository, id: &SnapshotId, target: &Path) -> crate::Result<RestoreReport> {

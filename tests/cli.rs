@@ -450,21 +450,13 @@ fn unreadable_file_gives_incomplete_snapshot() {
     }
     // Runs cairn, as nobody when we are root (root reads any file).
     let cairn = |args: &[&OsStr]| -> Run {
-        let mut cmd = if as_root {
-            let mut c = std::process::Command::new(which("setpriv").unwrap_or(setpriv.into()));
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cairn_bin());
-            c
-        } else {
-            std::process::Command::new(cairn_bin())
-        };
-        cmd.env_remove("CAIRN_REPO").arg("-r").arg(&env.repo).args(args);
-        let out = cmd.output().expect("run cairn");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            command: format!("cairn {args:?}"),
-        }
+        let mut cmd = cairn_unprivileged();
+        cmd.env_remove("CAIRN_REPO")
+            .env("CAIRN_CACHE_DIR", test_cache_dir())
+            .arg("-r")
+            .arg(&env.repo)
+            .args(args);
+        run_command(&mut cmd, format!("cairn {args:?}"))
     };
 
     let src = env.path("src");

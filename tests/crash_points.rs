@@ -7,7 +7,7 @@
 
 mod support;
 
-use cairn::backup::{self, BackupOptions, Input, Mode};
+use cairn::backup::{self, BackupOptions, Input};
 use cairn::check;
 use cairn::config::Config;
 use cairn::index::Index;
@@ -76,18 +76,8 @@ impl Process {
 }
 
 fn backup_of(repo: &Repository, tree: &Path) -> cairn::Result<SnapshotId> {
-    let options = BackupOptions {
-        set: "tree".into(),
-        tags: Vec::new(),
-        host: "test".into(),
-        mode: Mode::Incremental,
-        store_type: None,
-        offline: false,
-        pre_exec: None,
-        post_exec: None,
-    };
-    let input = Input::Path { path: tree.to_path_buf(), name: None, store_type: None, exclude: Vec::new() };
-    Ok(backup::backup(repo, &[input], &options, &NoProgress)?.id())
+    let options = BackupOptions::new("tree", "test");
+    Ok(backup::backup(repo, &[Input::path(tree)], &options, &NoProgress)?.id())
 }
 
 /// The tree a snapshot must restore to, by snapshot.
@@ -175,13 +165,19 @@ fn small_tree(root: &Path, seed: u64) -> Tree {
     )
 }
 
-#[test]
-fn a_backup_survives_a_fault_at_every_durable_operation() {
-    let env = TestEnv::new();
-    let first = small_tree(&env.path("v1/tree"), 1);
+/// A first tree, and a copy of it at `v2/tree` that the caller changes.
+fn two_trees(env: &TestEnv, seed: u64) -> (Tree, PathBuf) {
+    let first = small_tree(&env.path("v1/tree"), seed);
     let second = env.path("v2/tree");
     std::fs::create_dir(env.path("v2")).unwrap();
     copy_tree(&first.root, &second);
+    (first, second)
+}
+
+#[test]
+fn a_backup_survives_a_fault_at_every_durable_operation() {
+    let env = TestEnv::new();
+    let (first, second) = two_trees(&env, 1);
     modify_file(&second.join(&first.large[0]), 7);
     // New files larger than the pack target: a pack each.
     for k in 0..4 {
@@ -205,10 +201,7 @@ fn a_backup_survives_a_fault_at_every_durable_operation() {
 #[test]
 fn a_prune_that_repacks_survives_a_fault_at_every_durable_operation() {
     let env = TestEnv::new();
-    let first = small_tree(&env.path("v1/tree"), 2);
-    let second = env.path("v2/tree");
-    std::fs::create_dir(env.path("v2")).unwrap();
-    copy_tree(&first.root, &second);
+    let (first, second) = two_trees(&env, 2);
     for (k, large) in first.large.iter().enumerate() {
         modify_file(&second.join(large), 20 + k as u64);
     }
@@ -239,10 +232,7 @@ fn a_prune_that_repacks_survives_a_fault_at_every_durable_operation() {
 #[test]
 fn forget_repair_and_compaction_survive_a_fault_at_every_durable_operation() {
     let env = TestEnv::new();
-    let first = small_tree(&env.path("v1/tree"), 3);
-    let second = env.path("v2/tree");
-    std::fs::create_dir(env.path("v2")).unwrap();
-    copy_tree(&first.root, &second);
+    let (first, second) = two_trees(&env, 3);
     modify_file(&second.join(&first.large[1]), 9);
     let (machine, s1) = Machine::new().run(LockMode::Append, |repo| backup_of(repo, &first.root));
     let (machine, s2) = machine.run(LockMode::Append, |repo| backup_of(repo, &second));

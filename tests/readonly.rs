@@ -37,14 +37,7 @@ fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
 /// Runs cairn as `nobody` when the tests run as root (root may write anything), else as
 /// this user; with `cache` as its cache directory, or none.
 fn cairn_as_user(repo: &Path, cache: Option<&Path>, args: &[&OsStr]) -> Run {
-    let mut cmd = match running_as_root() {
-        true => {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cairn_bin());
-            c
-        }
-        false => Command::new(cairn_bin()),
-    };
+    let mut cmd = cairn_unprivileged();
     cmd.env_remove("CAIRN_REPO").env_remove("CAIRN_CACHE_DIR").env("HOME", "/nonexistent");
     cmd.env_remove("XDG_CACHE_HOME");
     match cache {
@@ -52,13 +45,7 @@ fn cairn_as_user(repo: &Path, cache: Option<&Path>, args: &[&OsStr]) -> Run {
         None => cmd.arg("--no-cache"),
     };
     cmd.arg("-r").arg(repo).args(args);
-    let out = cmd.output().expect("run cairn");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!("cairn {args:?}"),
-    }
+    run_command(&mut cmd, format!("cairn {args:?}"))
 }
 
 const NOTE: &str = "a file that `dump` prints\n";

@@ -74,6 +74,22 @@ pub enum Mode {
     LogsOnly,
 }
 
+impl BackupOptions {
+    /// An incremental backup of set `set` from `host`, with no tags, hooks or type.
+    pub fn new(set: impl Into<String>, host: impl Into<String>) -> BackupOptions {
+        BackupOptions {
+            set: set.into(),
+            tags: Vec::new(),
+            host: host.into(),
+            mode: Mode::Incremental,
+            store_type: None,
+            offline: false,
+            pre_exec: None,
+            post_exec: None,
+        }
+    }
+}
+
 /// What a backup reads: a path, or a dump.
 pub enum Input {
     Path {
@@ -89,6 +105,13 @@ pub enum Input {
     /// The standard output of `command` (`sh -c`), or with `-` cairn's standard input,
     /// as one file named `name`.
     Dump { name: String, command: String },
+}
+
+impl Input {
+    /// `path` as a component named after its last element, of the type recognised.
+    pub fn path(path: &std::path::Path) -> Input {
+        Input::Path { path: path.to_path_buf(), name: None, store_type: None, exclude: Vec::new() }
+    }
 }
 
 pub struct BackupReport {
@@ -421,22 +444,8 @@ mod tests {
             cache_dir: None,
         };
         let repo = crate::repo::Repository::open(std::sync::Arc::new(faulty), &options).unwrap();
-        let input = super::Input::Path {
-            path: write_tree(dir.path(), 1),
-            name: None,
-            store_type: None,
-            exclude: vec![],
-        };
-        let options = super::BackupOptions {
-            set: "tree".into(),
-            tags: vec![],
-            host: "h".into(),
-            mode: super::Mode::Incremental,
-            store_type: None,
-            offline: false,
-            pre_exec: None,
-            post_exec: None,
-        };
+        let input = super::Input::path(&write_tree(dir.path(), 1));
+        let options = super::BackupOptions::new("tree", "h");
         let err = super::backup(&repo, &[input], &options, &crate::NoProgress).err().unwrap();
         assert!(err.to_string().contains("injected fault"), "{err}");
         assert!(storage.list(crate::layout::SNAPSHOTS).unwrap().is_empty());

@@ -778,3 +778,27 @@ pub fn seconds(t: &serde_json::Value) -> f64 {
 pub fn excluded_paths(component: &serde_json::Value) -> Vec<&str> {
     component["excluded"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect()
 }
+
+/// A command that runs cairn as `nobody` when the tests run as root (root may read and
+/// write any file), else as this user.
+pub fn cairn_unprivileged() -> std::process::Command {
+    match running_as_root() {
+        true => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cairn_bin());
+            c
+        }
+        false => std::process::Command::new(cairn_bin()),
+    }
+}
+
+/// Runs `cmd` to its end; `what` names it in assertion messages.
+pub fn run_command(cmd: &mut std::process::Command, what: String) -> Run {
+    let out = cmd.output().expect("run cairn");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command: what,
+    }
+}
