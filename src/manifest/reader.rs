@@ -1,4 +1,4 @@
-//! Reading manifests: where they live, checking a file's hash against its name, and
+//! Reading manifests: checking a file's hash against its name, and
 //! `ManifestReader`, which streams records and refuses any out of order or unsafe.
 
 use super::hashing::HashingReader;

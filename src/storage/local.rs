@@ -233,12 +233,17 @@ impl Storage for LocalStorage {
                 let entry = entry.at(&path)?;
                 let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
                 let child = format!("{name}/{file_name}");
-                let kind = entry.file_type().at(entry.path())?;
-                if kind.is_dir() {
+                // Followed, as reads follow them: a repository may keep some of its
+                // directories on another disk behind a symlink.
+                let meta = match fs::metadata(entry.path()) {
+                    // Gone since the listing, or a dangling link: no object.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    other => other.at(entry.path())?,
+                };
+                if meta.is_dir() {
                     pending.push((entry.path(), child));
-                } else if kind.is_file() {
-                    let size = entry.metadata().at(entry.path())?.len();
-                    out.push(ObjectInfo { name: child, size });
+                } else if meta.is_file() {
+                    out.push(ObjectInfo { name: child, size: meta.len() });
                 }
             }
         }
