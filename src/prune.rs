@@ -69,18 +69,34 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     let mut marks = ChunkMarks::create(&repo.scratch_dir())?;
     report.snapshots = mark(repo, &mut marks, chunks, progress)?;
     let marks = marks.view()?;
-    check_all_indexed(repo, &marks, chunks)?;
+    let marked = check_all_indexed(repo, &marks, chunks)?;
 
     let mut uses = Vec::new();
+    let mut found_live = 0u64;
     for (id, size) in repo.pack_files()? {
         let (mut live_bytes, mut dead_bytes) = (0, 0);
         for entry in pack::read_table(repo.storage(), &layout::pack(&id), size)? {
             match is_live(&entry, &id, &marks, chunks)? {
-                true => live_bytes += entry.stored_len as u64,
+                true => {
+                    live_bytes += entry.stored_len as u64;
+                    found_live += 1;
+                }
                 false => dead_bytes += entry.stored_len as u64,
             }
         }
         uses.push(PackUse { id, size, live_bytes, dead_bytes });
+    }
+    // Each marked chunk is live at the one place the index gives for it. One that no
+    // pack table confirms there would count as dead wherever it really is.
+    if found_live != marked {
+        return Err(Error::Repository {
+            path: repo.location(),
+            what: format!(
+                "{} chunks that snapshots reference are not where the index places them; nothing was removed",
+                marked - found_live.min(marked)
+            ),
+        }
+        .with_hint(Hint::CheckThenRepairIndex));
     }
     report.packs_before = uses.len() as u64;
     report.bytes_before = uses.iter().map(|u| u.size).sum();
@@ -151,10 +167,12 @@ fn mark(
 
 /// Every referenced chunk must be where the index says: otherwise the index is not to
 /// be trusted with deciding what is dead.
-fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) -> Result<()> {
+/// Returns how many chunks are marked.
+fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) -> Result<u64> {
     let mut missing: Option<ChunkId> = None;
-    let mut count = 0u64;
+    let (mut count, mut marked) = (0u64, 0u64);
     marks.for_each(|id, _, _| {
+        marked += 1;
         if chunks.get(&id)?.is_none() {
             missing.get_or_insert(id);
             count += 1;
@@ -162,7 +180,7 @@ fn check_all_indexed(repo: &Repository, marks: &MarksView, chunks: &ChunkTable) 
         Ok(())
     })?;
     match missing {
-        None => Ok(()),
+        None => Ok(marked),
         Some(id) => Err(Error::Repository {
             path: repo.location(),
             what: format!(
@@ -277,5 +295,24 @@ mod tests {
         let target = dir.path().join("restored");
         assert!(restore_to(&repo, &kept, &target).unwrap().errors.is_empty());
         assert_same_files(&kept_tree, &target);
+    }
+
+    /// A chunk the index places where no pack table has it would count as dead where it
+    /// really is: prune refuses rather than delete it.
+    #[test]
+    fn a_chunk_not_where_the_index_places_it_stops_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let repo = open(&storage, LockMode::Exclusive, None);
+        backup_tree(&repo, &write_tree(dir.path(), 1));
+        let (pack, size) = repo.pack_files().unwrap()[0];
+        let mut entries = pack::read_table(repo.storage(), &layout::pack(&pack), size).unwrap();
+        entries[0].offset += 1;
+        repo.index.drop_packs(&[pack].into()).unwrap();
+        repo.index.add_pack(&pack, size, &entries).unwrap();
+        let options = PruneOptions { max_unused_percent: 0.0, dry_run: false };
+        let err = prune(&repo, &options, &crate::NoProgress).unwrap_err();
+        assert!(err.to_string().contains("not where the index places them"), "{err}");
+        assert_eq!(repo.pack_files().unwrap().len(), 1, "nothing was removed");
     }
 }

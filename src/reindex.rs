@@ -81,14 +81,18 @@ pub(crate) fn index_packs(
 /// Brings `index` up to date with the repository: a manifest or pack that an
 /// interrupted writer (or another client) added and the index has not seen, and packs
 /// and manifests that have gone (their chunks must not be deduplicated against).
-/// Damaged files are left alone here; `check` reports them. Returns the packs that
-/// are gone, with the chunks they held.
-pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<Vec<GonePack>> {
+/// Damaged files are left alone here; `check` reports them.
+///
+/// Manifests are listed before packs: every pack a listed manifest names was durable
+/// before the manifest appeared, so the index then holds all they need. A `writer` is
+/// about to deduplicate against the packs it finds, which a killed writer may have
+/// named without making durable: it makes them durable first.
+pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result<Synced> {
     let view = index.view()?;
     let indexed_snapshots = view.snapshot_ids()?;
-    let on_disk = list_snapshots(storage)?;
-    let present: HashSet<&SnapshotId> = on_disk.iter().collect();
-    for id in &on_disk {
+    let on_disk_snapshots = list_snapshots(storage)?;
+    let present: HashSet<&SnapshotId> = on_disk_snapshots.iter().collect();
+    for id in &on_disk_snapshots {
         if view.snapshot_summary(id)?.is_none() {
             if let Ok(summary) = ManifestReader::open(storage, id).and_then(|r| r.summary()) {
                 index.add_snapshot(&summary)?;
@@ -115,10 +119,23 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index) -> Result<Vec<GonePack>
             on_disk
         }
     };
+    if writer {
+        for (id, _) in to_index.iter().filter(|(id, _)| !indexed_packs.contains(id)) {
+            storage.make_durable(&layout::pack(id))?;
+        }
+    }
     if !to_index.is_empty() {
         index_packs(storage, index, &to_index, &crate::NoProgress)?;
     }
-    Ok(lost)
+    Ok(Synced { snapshots: on_disk_snapshots, gone_packs: lost })
+}
+
+/// What a sync found.
+pub(crate) struct Synced {
+    /// The manifests listed, in id order: the snapshots the index is complete for.
+    pub snapshots: Vec<SnapshotId>,
+    /// Packs the index knew that are gone, with the chunks they held.
+    pub gone_packs: Vec<GonePack>,
 }
 
 /// Fills an empty `index` from the packs and manifests alone.

@@ -30,6 +30,9 @@ pub struct Repository {
     mode: LockMode,
     /// Packs an index had seen that were gone when the repository was opened.
     gone_packs: Vec<GonePack>,
+    /// For a reader, the snapshots listed when it opened the repository: its index is
+    /// complete for those, not for any a backup beside it commits later.
+    snapshots_at_open: Vec<SnapshotId>,
     _lock: StorageLock,
 }
 
@@ -103,15 +106,24 @@ impl Repository {
         let index = match (options.mode.writes(), storage.local_root()) {
             (true, Some(root)) => {
                 LocalStorage::new(&root).clear_tmp()?;
-                local_index(&root.join(layout::LOCAL_INDEX))?
+                local_index(&root.join(layout::LOCAL_INDEX), WAIT_FOR_READERS)?
             }
             _ => cached_index(&config, options.cache_dir.as_deref())?,
         };
-        let mut gone_packs = reindex::sync(storage.as_ref(), &index)?;
+        let synced = reindex::sync(storage.as_ref(), &index, options.mode.writes())?;
+        let mut gone_packs = synced.gone_packs;
         if let (false, Some(root)) = (options.mode.writes(), storage.local_root()) {
             gone_packs.extend(gone_since_last_write(storage.as_ref(), &root, &gone_packs));
         }
-        Ok(Repository { storage, config, index, mode: options.mode, gone_packs, _lock: lock })
+        Ok(Repository {
+            storage,
+            config,
+            index,
+            mode: options.mode,
+            gone_packs,
+            snapshots_at_open: synced.snapshots,
+            _lock: lock,
+        })
     }
 
     /// Opens a repository with an index of the caller's (crash tests give one whose
@@ -119,8 +131,16 @@ impl Repository {
     pub fn open_with_index(storage: Arc<dyn Storage>, mode: LockMode, index: Index) -> Result<Repository> {
         let lock = storage.lock(mode, Duration::ZERO, "cairn")?;
         let config = config::read(storage.as_ref())?;
-        let gone_packs = reindex::sync(storage.as_ref(), &index)?;
-        Ok(Repository { storage, config, index, mode, gone_packs, _lock: lock })
+        let synced = reindex::sync(storage.as_ref(), &index, mode.writes())?;
+        Ok(Repository {
+            storage,
+            config,
+            index,
+            mode,
+            gone_packs: synced.gone_packs,
+            snapshots_at_open: synced.snapshots,
+            _lock: lock,
+        })
     }
 
     /// Ends a session that wrote: compacts the index if this session grew it by half.
@@ -165,9 +185,14 @@ impl Repository {
         reindex::list_packs(self.storage())
     }
 
-    /// Every snapshot manifest in the repository, in id order.
+    /// Every snapshot manifest in the repository, in id order. A writer lists them now
+    /// (nothing else adds or removes snapshots while it holds its lock); a reader gets
+    /// those there when it opened the repository, which its index is complete for.
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        reindex::list_snapshots(self.storage())
+        match self.mode.writes() {
+            true => reindex::list_snapshots(self.storage()),
+            false => Ok(self.snapshots_at_open.clone()),
+        }
     }
 
     /// Deletes a snapshot's manifest durably, then its index entry (a crash between
@@ -267,13 +292,17 @@ fn which_set(snapshots: &[SnapshotSummary], set: Option<&str>) -> Result<String>
     }
 }
 
+/// How long a writer waits for readers looking into its index file (they hold it for
+/// the moment it takes to list its packs).
+const WAIT_FOR_READERS: Duration = Duration::from_secs(10);
+
 /// A writer's index: the local repository's own file, made and filled when missing
 /// (it is a cache), and made again when an older cairn wrote it.
-fn local_index(path: &Path) -> Result<Index> {
+fn local_index(path: &Path, wait: Duration) -> Result<Index> {
     if !path.exists() {
         return Index::create(path);
     }
-    match Index::open(path) {
+    match Index::open(path, wait) {
         Err(Error::IndexOutdated { .. }) => {
             fs::remove_file(path).at(path)?;
             Index::create(path)
@@ -289,7 +318,7 @@ fn cached_index(config: &Config, cache_dir: Option<&Path>) -> Result<Index> {
     let Some(cache_dir) = cache_dir else { return Index::in_memory() };
     let dir = cache_dir.join(crate::id::to_hex(&config.repository_id));
     let path = dir.join(layout::LOCAL_INDEX);
-    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| local_index(&path));
+    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| local_index(&path, Duration::ZERO));
     match opened {
         Ok(index) => Ok(index),
         Err(_) => Index::in_memory(),
@@ -331,17 +360,18 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_resolve_by_prefix_and_latest_and_a_reader_sees_new_ones() {
+    fn snapshots_resolve_by_prefix_and_latest_and_a_reader_keeps_to_what_it_saw() {
         let dir = tempfile::tempdir().unwrap();
         let storage = memory_storage();
         let writer = open(&storage, LockMode::Append, None);
         let first = backup_tree(&writer, &write_tree(&dir.path().join("t"), 1));
         let reader = open(&storage, LockMode::Shared, None);
         let second = backup_tree(&writer, &write_tree(&dir.path().join("t"), 2));
-        // The reader opened before the second snapshot lists the manifests there now,
-        // and a new reader finds it through its own index.
-        assert_eq!(reader.resolve("latest").unwrap(), second);
-        assert_eq!(open(&storage, LockMode::Shared, None).summary(&second).unwrap().id, second);
+        // A reader opened before the second snapshot does not see it (its index lacks
+        // the new packs), and checks sound; a new reader finds it.
+        assert_eq!(reader.resolve("latest").unwrap(), first);
+        assert!(crate::check::check(&reader, true, &crate::NoProgress).unwrap().is_sound());
+        assert_eq!(open(&storage, LockMode::Shared, None).resolve("latest").unwrap(), second);
         assert_eq!(writer.resolve(&first.to_hex()[..10]).unwrap(), first);
         assert!(writer.resolve("zz").is_err());
         assert_eq!(writer.snapshots().unwrap().readable.len(), 2);

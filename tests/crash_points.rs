@@ -1,9 +1,11 @@
 //! Crash tests at every durable operation: a backup, a prune that repacks, a forget, a
 //! repair of the index and an index compaction, each run once to count its N durable
 //! operations (objects written, deleted or replaced; index syncs), then once per k in
-//! 1..=N with a fault at k, as a failed write and as a power cut. After each, on what
-//! the machine would find: `check --read-data` is clean, every snapshot listed restores
-//! byte-exact (and the earlier ones are all listed), and the next backup succeeds.
+//! 1..=N with a fault at k: failing before it takes effect, failing after it did, and
+//! as a power cut. After each, on what the machine would find: a reader (with an index
+//! of its own, as readers have) finds `check --read-data` clean, every snapshot listed
+//! restores byte-exact and the earlier ones are all listed; then the next backup, on
+//! the writers' index as the fault left it, succeeds, and its snapshot restores.
 
 mod support;
 
@@ -12,12 +14,13 @@ use cairn::check;
 use cairn::config::Config;
 use cairn::index::Index;
 use cairn::prune::{self, PruneOptions};
-use cairn::repo::Repository;
+use cairn::repo::{OpenOptions, Repository};
 use cairn::restore::{self, RestoreOptions};
 use cairn::storage::{CrashableFile, Fault, FaultCounter, FaultyStorage, LockMode, MemoryStorage, Storage};
 use cairn::{NoProgress, SnapshotId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use support::*;
 
 /// What a machine holds durably: the repository's objects and its index file.
@@ -27,12 +30,15 @@ struct Machine {
     index: Vec<u8>,
 }
 
+/// An index file's durable bytes, as a `CrashableFile` keeps them.
+type IndexFile = Arc<std::sync::Mutex<Vec<u8>>>;
+
 /// A process on a machine; `finish` gives what the machine holds after it ended (or
 /// crashed).
 struct Process {
     repo: Option<Repository>,
     objects: MemoryStorage,
-    index: Arc<std::sync::Mutex<Vec<u8>>>,
+    index: IndexFile,
 }
 
 impl Machine {
@@ -60,11 +66,24 @@ impl Machine {
         (Process { repo, objects, index }, result)
     }
 
+    /// Runs a writer on the writers' index; gives the machine after it.
     fn run<T>(&self, mode: LockMode, f: impl FnOnce(&Repository) -> cairn::Result<T>) -> (Machine, T) {
         let (mut process, opened) = self.start(mode, FaultCounter::counting());
         opened.unwrap();
         let out = f(process.repo.as_ref().unwrap()).unwrap();
         (process.finish(), out)
+    }
+
+    /// Runs a reader, which builds an index of its own and changes nothing.
+    fn read<T>(&self, f: impl FnOnce(&Repository) -> cairn::Result<T>) -> T {
+        let options = OpenOptions {
+            mode: LockMode::Shared,
+            lock_wait: Duration::ZERO,
+            command: "reader".into(),
+            cache_dir: None,
+        };
+        let repo = Repository::open(Arc::new(self.objects.clone_objects()), &options).unwrap();
+        f(&repo).unwrap()
     }
 }
 
@@ -83,10 +102,21 @@ fn backup_of(repo: &Repository, tree: &Path) -> cairn::Result<SnapshotId> {
 /// The tree a snapshot must restore to, by snapshot.
 type Expected = Vec<(SnapshotId, PathBuf)>;
 
-/// Checks what a crash left: sound on `check --read-data`, every expected snapshot
-/// listed, every listed snapshot restores to its tree, and a new backup works.
+/// Restores `id` and compares it with `tree`.
+fn assert_restores(repo: &Repository, id: &SnapshotId, tree: &Path, scratch: &Path, what: &str) {
+    let target = scratch.join(format!("restore-{id}"));
+    let options = RestoreOptions { target: target.clone(), overwrite: false, component: None };
+    let report = restore::restore(repo, id, &options, &NoProgress).unwrap();
+    assert!(report.errors.is_empty(), "{what}: restore of {id}: {:?}", report.errors);
+    assert_trees_equal(tree, &target);
+    std::fs::remove_dir_all(&target).unwrap();
+}
+
+/// Checks what a crash left, as a reader: sound on `check --read-data`, every expected
+/// snapshot listed, every listed snapshot restores to its tree. Then the next backup,
+/// a writer on the index the fault left, works, and a reader restores its snapshot.
 fn assert_sound(machine: &Machine, expected: &Expected, next_tree: &Path, scratch: &Path, what: &str) {
-    let (machine, listed) = machine.run(LockMode::Shared, |repo| {
+    let listed = machine.read(|repo| {
         let report = check::check(repo, true, &NoProgress)?;
         assert!(report.is_sound(), "{what}: check finds {:?}", report.problems);
         repo.snapshots()
@@ -96,53 +126,69 @@ fn assert_sound(machine: &Machine, expected: &Expected, next_tree: &Path, scratc
     for (id, _) in expected {
         assert!(listed.contains(id), "{what}: snapshot {id} lost");
     }
-    let (machine, _) = machine.run(LockMode::Shared, |repo| {
+    machine.read(|repo| {
         for id in &listed {
             let tree = match expected.iter().find(|(e, _)| e == id) {
                 Some((_, tree)) => tree.as_path(),
                 // The snapshot the interrupted backup was making: of the next tree.
                 None => next_tree,
             };
-            let target = scratch.join(format!("restore-{id}"));
-            let options = RestoreOptions { target: target.clone(), overwrite: false, component: None };
-            let report = restore::restore(repo, id, &options, &NoProgress)?;
-            assert!(report.errors.is_empty(), "{what}: restore of {id}: {:?}", report.errors);
-            assert_trees_equal(tree, &target);
-            std::fs::remove_dir_all(&target).unwrap();
+            assert_restores(repo, id, tree, scratch, what);
         }
         Ok(())
     });
-    machine.run(LockMode::Append, |repo| backup_of(repo, next_tree));
+    let (machine, next) = machine.run(LockMode::Append, |repo| backup_of(repo, next_tree));
+    machine.read(|repo| {
+        let report = check::check(repo, true, &NoProgress)?;
+        assert!(report.is_sound(), "{what}, then a backup: check finds {:?}", report.problems);
+        assert_restores(repo, &next, next_tree, scratch, &format!("{what}, then a backup"));
+        Ok(())
+    });
 }
 
+/// An operation under test. It may replace the index file whole, as `repair index`
+/// renames a new one over the old: it then returns the new file, which the machine
+/// keeps from then on.
+type Operation<'a> = &'a dyn Fn(&mut Repository, &Arc<FaultCounter>) -> cairn::Result<Option<IndexFile>>;
+
 /// Runs `operation` on `before` once counting, then at every k with each fault;
-/// returns N and the machine after the run without a fault. The last few durable operations may come after the operation returned,
-/// when the index is closed (redb records a clean shutdown).
+/// returns N and the machine after the run without a fault. The last few durable
+/// operations may come after the operation returned, when the index is closed (redb
+/// records a clean shutdown).
 fn at_every_point(
     before: &Machine,
     mode: LockMode,
-    operation: &dyn Fn(&mut Repository, &Arc<FaultCounter>) -> cairn::Result<()>,
+    operation: Operation,
     sound: &dyn Fn(&Machine, &str),
 ) -> (u64, Machine) {
+    // Gives the operation's result, how many durable operations it made before it
+    // returned, and the machine after the process ended.
+    let run = |counter: &Arc<FaultCounter>| {
+        let (mut process, opened) = before.start(mode, counter.clone());
+        let result = opened.and_then(|_| operation(process.repo.as_mut().unwrap(), counter));
+        let in_operation = counter.count();
+        let mut after = process.finish();
+        if let Ok(Some(swapped)) = &result {
+            after.index = swapped.lock().unwrap().clone();
+        }
+        (result.map(drop), in_operation, after)
+    };
     let counter = FaultCounter::counting();
-    let (mut process, opened) = before.start(mode, counter.clone());
-    opened.unwrap();
-    operation(process.repo.as_mut().unwrap(), &counter).unwrap();
-    let in_operation = counter.count();
-    let clean = process.finish();
+    let (result, in_operation, clean) = run(&counter);
+    result.unwrap();
     let n = counter.count();
     sound(&clean, "without a fault");
     assert!(in_operation > 0);
     for k in 1..=n {
-        for fault in [Fault::Fail, Fault::PowerCut] {
+        for fault in Fault::ALL {
             let counter = FaultCounter::failing_at(k, fault);
-            let (mut process, opened) = before.start(mode, counter.clone());
-            let result = opened.and_then(|_| operation(process.repo.as_mut().unwrap(), &counter));
+            let (result, _, after) = run(&counter);
+            assert!(counter.fired(), "fault {k} of {n} was never reached");
+            // Past `in_operation` the fault hits the closing of the index, which nobody
+            // sees; before, a power cut must not leave the operation reporting success.
             if fault == Fault::PowerCut && k <= in_operation {
                 assert!(result.is_err(), "{fault:?} at {k} of {n}: the operation reported success");
             }
-            let after = process.finish();
-            assert!(counter.fired(), "fault {k} of {n} was never reached");
             sound(&after, &format!("{fault:?} at durable operation {k} of {n}"));
         }
     }
@@ -190,7 +236,7 @@ fn a_backup_survives_a_fault_at_every_durable_operation() {
     let (n, after) = at_every_point(
         &machine,
         LockMode::Append,
-        &|repo, _| backup_of(repo, &second).map(drop),
+        &|repo, _| backup_of(repo, &second).map(|_| None),
         &|after, what| assert_sound(after, &expected, &second, &env.path("scratch"), what),
     );
     let added = packs(&after).len() - packs(&machine).len();
@@ -217,7 +263,7 @@ fn a_prune_that_repacks_survives_a_fault_at_every_durable_operation() {
     let (n, after) = at_every_point(
         &machine,
         LockMode::Exclusive,
-        &|repo, _| prune::prune(repo, &options, &NoProgress).map(drop),
+        &|repo, _| prune::prune(repo, &options, &NoProgress).map(|_| None),
         &|after, what| assert_sound(after, &expected, &second, &env.path("scratch"), what),
     );
     let (before, after) = (packs(&machine), packs(&after));
@@ -243,26 +289,28 @@ fn forget_repair_and_compaction_survive_a_fault_at_every_durable_operation() {
     let (forget, _) = at_every_point(
         &machine,
         LockMode::Exclusive,
-        &|repo, _| repo.remove_snapshot(&s1),
+        &|repo, _| repo.remove_snapshot(&s1).map(|_| None),
         &|after, what| assert_sound(after, &kept, &first.root, &scratch, what),
     );
 
-    // Repair index fills a new index, swapped in only when it is complete (a local
-    // repository renames it over the old file): a fault while filling leaves the old
-    // one. Compaction rewrites the index in place. Both snapshots stay.
+    // Repair index fills a new index file, swapped in whole once it is complete and
+    // closed (a local repository renames it over the old one): a fault before leaves
+    // the old one. Compaction rewrites the index in place. Both snapshots stay.
     let both = vec![(s1, first.root.clone()), (s2, second.clone())];
     let (repair, _) = at_every_point(
         &machine,
         LockMode::Exclusive,
         &|repo, counter| {
-            let fresh = Index::with_backend(CrashableFile::new(counter.clone(), Vec::new()), "new index")?;
+            let file = CrashableFile::new(counter.clone(), Vec::new());
+            let durable = file.durable();
+            let fresh = Index::with_backend(file, "new index")?;
             cairn::reindex::fill(repo.storage(), &fresh, &NoProgress)?;
             // Closing syncs the new file; a local repair then fsyncs it before the
             // rename and fails when that does.
             drop(fresh);
             match counter.fired() {
                 true => Err(cairn::Error::Invalid("the new index could not be closed".into())),
-                false => Ok(()),
+                false => Ok(Some(durable)),
             }
         },
         &|after, what| assert_sound(after, &both, &second, &scratch, what),
@@ -270,7 +318,7 @@ fn forget_repair_and_compaction_survive_a_fault_at_every_durable_operation() {
     let (compact, _) = at_every_point(
         &machine,
         LockMode::Exclusive,
-        &|repo, _| repo.index.compact().map(drop),
+        &|repo, _| repo.index.compact().map(|_| None),
         &|after, what| assert_sound(after, &both, &second, &scratch, what),
     );
     eprintln!("forget: {forget}, repair index: {repair}, compaction: {compact} durable operations");

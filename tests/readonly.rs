@@ -62,9 +62,9 @@ fn small_tree(root: &Path, seed: u64) -> Tree {
     tree
 }
 
-/// A repository of two snapshots whose files nobody but root may write, without its
-/// index and lock files (which a reader must not need, nor create).
-fn readonly_repository(env: &TestEnv) -> (Tree, PathBuf, String, String) {
+/// A repository of two snapshots whose files nobody but root may write; with
+/// `bare`, without its index and lock files (which a reader must not need, nor create).
+fn readonly_repository(env: &TestEnv, bare: bool) -> (Tree, PathBuf, String, String) {
     let tree = small_tree(&env.path("src/tree"), 11);
     let first = env.backup(&tree.root, &[]);
     let second_root = env.path("src2/tree");
@@ -72,8 +72,10 @@ fn readonly_repository(env: &TestEnv) -> (Tree, PathBuf, String, String) {
     copy_tree(&tree.root, &second_root);
     modify_file(&second_root.join(&tree.large[0]), 3);
     let second = env.backup(&second_root, &[]);
-    for file in ["index.redb", "lock", "append-lock"] {
-        let _ = fs::remove_file(env.repo.join(file));
+    if bare {
+        for file in ["index.redb", "lock", "append-lock"] {
+            fs::remove_file(env.repo.join(file)).unwrap();
+        }
     }
     // Readable by all, writable by none; the trees backed up stay as they were.
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -116,7 +118,7 @@ fn every_reader_works(
 #[test]
 fn reading_needs_no_write_access() {
     let env = TestEnv::new();
-    let (tree, _, first, second) = readonly_repository(&env);
+    let (tree, _, first, second) = readonly_repository(&env, true);
     let work = env.path("work");
     fs::create_dir(&work).unwrap();
     chmod_world(&work);
@@ -136,7 +138,9 @@ fn reading_needs_no_write_access() {
 #[test]
 fn a_read_only_mount_is_read_as_it_is() {
     let env = TestEnv::new();
-    let (tree, _, first, second) = readonly_repository(&env);
+    // With its lock and index files: a reader takes the lock read-only and looks into
+    // the writers' index read-only.
+    let (tree, _, first, second) = readonly_repository(&env, false);
     let work = env.path("work");
     fs::create_dir(&work).unwrap();
     chmod_world(&work);

@@ -151,17 +151,22 @@ impl Index {
     }
 
     /// Opens an existing index file, recovering it if a killed writer left it open.
-    /// Only one process at a time may have it open.
-    pub fn open(path: &Path) -> Result<Index> {
+    /// Only one process at a time may have it open: while another has, this waits up
+    /// to `wait` (a reader looks into a writer's file for a moment, `gone_packs_in_file`),
+    /// then fails as `Locked`.
+    pub fn open(path: &Path, wait: std::time::Duration) -> Result<Index> {
         if !path.exists() {
             return Err(Error::index(path, "missing").with_hint(Hint::RepairIndex));
         }
-        // A reader may hold the file for the moment `gone_packs_in_file` takes.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + wait;
         let db = loop {
             match builder().open(path) {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    let holder = "another process that has its index open".to_string();
+                    return Err(Error::Locked { path: path.to_path_buf(), holder });
                 }
                 other => break other,
             }
@@ -173,14 +178,7 @@ impl Index {
 
     /// The version the index records; `None` for a store nothing was written to.
     fn version(&self) -> Result<Option<u64>> {
-        let view = self.view()?;
-        match view.txn.open_table(META) {
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            table => {
-                let meta = table.map_err(|e| Error::index(&self.path, e))?;
-                Ok(meta.get("version").map_err(|e| Error::index(&self.path, e))?.map(|v| v.value()))
-            }
-        }
+        self.view()?.version()
     }
 
     fn checked_version(self) -> Result<Index> {
@@ -336,7 +334,7 @@ mod tests {
         index.add_pack(&PackId::of(b"p1"), 100, &[entry]).unwrap();
         index.add_pack(&PackId::of(b"p2"), 100, &[PackEntry { offset: 99, ..entry }]).unwrap();
         drop(index);
-        let index = Index::open(&path).unwrap();
+        let index = Index::open(&path, std::time::Duration::ZERO).unwrap();
         let view = index.view().unwrap();
         let loc = view.chunks().unwrap().get(&id).unwrap().unwrap();
         assert_eq!((loc.pack, loc.offset), (PackId::of(b"p1"), 16));
@@ -387,7 +385,7 @@ mod tests {
     #[test]
     fn missing_index_names_the_repair() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Index::open(&dir.path().join("index.redb")).err().unwrap();
+        let err = Index::open(&dir.path().join("index.redb"), std::time::Duration::ZERO).err().unwrap();
         assert!(err.to_string().contains("missing"));
         assert_eq!(err.hint(), Some(Hint::RepairIndex));
     }

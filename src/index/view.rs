@@ -1,13 +1,13 @@
 //! Reading the index: a consistent view, and the chunk table for many lookups.
 
-use super::{builder, Location, StoredLocation, CHUNKS, PACKS, REFERENCES, SNAPSHOTS};
+use super::{builder, Location, StoredLocation, CHUNKS, META, PACKS, REFERENCES, SNAPSHOTS};
 use crate::compress::Codec;
 use crate::error::{Error, Result};
 use crate::format;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A consistent read view; lookups through it see the index as it was when it began.
@@ -60,25 +60,37 @@ impl IndexView<'_> {
         Ok(out)
     }
 
+    /// The version the index records; `None` for a store nothing was written to.
+    pub(super) fn version(&self) -> Result<Option<u64>> {
+        match self.txn.open_table(META) {
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            table => {
+                let meta = table.map_err(|e| self.err(e))?;
+                Ok(meta.get("version").map_err(|e| self.err(e))?.map(|v| v.value()))
+            }
+        }
+    }
+
     /// The indexed packs that are not `present`, each with the chunks the index places
     /// in it: what was lost when a pack file disappeared.
     pub fn gone_packs(&self, present: &HashSet<PackId>) -> Result<Vec<GonePack>> {
-        let mut gone: Vec<GonePack> = self
+        let mut gone: HashMap<PackId, Vec<ChunkId>> = self
             .packs()?
             .into_iter()
             .filter(|(id, _, _)| !present.contains(id))
-            .map(|(id, _, _)| GonePack { id, chunks: Vec::new() })
+            .map(|(id, _, _)| (id, Vec::new()))
             .collect();
         if !gone.is_empty() {
             let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
             for item in table.iter().map_err(|e| self.err(e))? {
                 let (chunk, location) = item.map_err(|e| self.err(e))?;
-                let pack = PackId(location.value().0);
-                if let Some(g) = gone.iter_mut().find(|g| g.id == pack) {
-                    g.chunks.push(ChunkId(chunk.value()));
+                if let Some(chunks) = gone.get_mut(&PackId(location.value().0)) {
+                    chunks.push(ChunkId(chunk.value()));
                 }
             }
         }
+        let mut gone: Vec<GonePack> = gone.into_iter().map(|(id, chunks)| GonePack { id, chunks }).collect();
+        gone.sort_by_key(|g| g.id);
         Ok(gone)
     }
 }
@@ -97,7 +109,12 @@ pub struct GonePack {
 pub fn gone_packs_in_file(path: &Path, present: &HashSet<PackId>) -> Result<Vec<GonePack>> {
     let db = builder().open_read_only(path).map_err(|e| Error::index(path, e))?;
     let txn = db.begin_read().map_err(|e| Error::index(path, e))?;
-    IndexView { txn, path }.gone_packs(present)
+    let view = IndexView { txn, path };
+    match view.version()? {
+        Some(super::INDEX_VERSION) => view.gone_packs(present),
+        // Written by another cairn: its tables may mean something else.
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The chunk table, opened once for many lookups.

@@ -1,7 +1,8 @@
 //! Fault injection for crash tests: a storage, and an index file, that count their
-//! durable operations and fail at the Nth. `Fault::PowerCut` also fails everything
-//! after it and drops what was not yet made durable (the index file's writes since
-//! its last sync), as a machine losing power would.
+//! durable operations and fail at the Nth: before it takes effect, after (the caller
+//! is told of a failure that happened anyway), or as a power cut, which also fails
+//! everything after it and drops what was not yet made durable (the index file's
+//! writes since its last sync), as a machine losing power would.
 
 use super::{LockMode, NewObject, ObjectInfo, Storage, StorageLock};
 use crate::error::{Error, Result};
@@ -15,8 +16,22 @@ use std::time::Duration;
 pub enum Fault {
     /// The operation fails and has no effect; later ones succeed.
     Fail,
+    /// The operation takes effect but reports a failure (a rename done, then the
+    /// directory's fsync failed); later ones succeed.
+    FailAfter,
     /// The operation fails and has no effect, and so does every operation after it.
     PowerCut,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::Fail, Fault::FailAfter, Fault::PowerCut];
+}
+
+/// What a durable operation is to do.
+enum Verdict {
+    Proceed,
+    /// Take effect, then report this.
+    FailAfter(io::Error),
 }
 
 /// Counts durable operations (object finished, deleted, replaced; index synced) across
@@ -56,23 +71,30 @@ impl FaultCounter {
         }
     }
 
-    /// Called before a durable operation: Ok to go ahead, or the injected failure.
-    fn durable_op(&self, what: &str) -> io::Result<()> {
+    /// Called before a durable operation: go ahead, fail now (no effect), or take
+    /// effect and then fail.
+    fn durable_op(&self, what: &str) -> io::Result<Verdict> {
         self.check_power()?;
         let n = self.done.load(Ordering::SeqCst) + 1;
-        if let Some((at, fault)) = self.at {
-            if n == at {
-                if fault == Fault::PowerCut {
-                    self.off.store(true, Ordering::SeqCst);
-                } else {
-                    // Counted, so that the next operation is not the failing one again.
-                    self.done.store(n, Ordering::SeqCst);
+        let injected = || io::Error::other(format!("injected fault at durable operation {n} ({what})"));
+        match self.at {
+            Some((at, Fault::PowerCut)) if n == at => {
+                self.off.store(true, Ordering::SeqCst);
+                Err(injected())
+            }
+            Some((at, fault)) if n == at => {
+                // Counted, so that the next operation is not the failing one again.
+                self.done.store(n, Ordering::SeqCst);
+                match fault {
+                    Fault::FailAfter => Ok(Verdict::FailAfter(injected())),
+                    _ => Err(injected()),
                 }
-                return Err(io::Error::other(format!("injected fault at durable operation {n} ({what})")));
+            }
+            _ => {
+                self.done.store(n, Ordering::SeqCst);
+                Ok(Verdict::Proceed)
             }
         }
-        self.done.store(n, Ordering::SeqCst);
-        Ok(())
     }
 }
 
@@ -90,8 +112,13 @@ impl FaultyStorage {
         self.counter.check_power().map_err(|e| Error::io(self.describe(name), e))
     }
 
-    fn durable_op(&self, what: &str, name: &str) -> Result<()> {
-        self.counter.durable_op(&format!("{what} {name}")).map_err(|e| Error::io(self.describe(name), e))
+    /// Runs `op`, a durable operation, as the fault plan says.
+    fn durable_op(&self, what: &str, name: &str, op: impl FnOnce() -> Result<()>) -> Result<()> {
+        let fail = |e| Error::io(self.describe(name), e);
+        match self.counter.durable_op(&format!("{what} {name}")).map_err(fail)? {
+            Verdict::Proceed => op(),
+            Verdict::FailAfter(e) => op().and(Err(fail(e))),
+        }
     }
 }
 
@@ -112,8 +139,8 @@ impl Write for FaultyObject<'_> {
 
 impl NewObject for FaultyObject<'_> {
     fn finish(self: Box<Self>, name: &str) -> Result<()> {
-        self.storage.durable_op("write", name)?;
-        self.inner.finish(name)
+        let inner = self.inner;
+        self.storage.durable_op("write", name, || inner.finish(name))
     }
 }
 
@@ -166,13 +193,15 @@ impl Storage for FaultyStorage {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.durable_op("delete", name)?;
-        self.inner.delete(name)
+        self.durable_op("delete", name, || self.inner.delete(name))
     }
 
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.durable_op("replace", name)?;
-        self.inner.replace(name, bytes)
+        self.durable_op("replace", name, || self.inner.replace(name, bytes))
+    }
+
+    fn make_durable(&self, name: &str) -> Result<()> {
+        self.durable_op("sync", name, || self.inner.make_durable(name))
     }
 
     fn lock(&self, mode: LockMode, wait: Duration, command: &str) -> Result<StorageLock> {
@@ -233,9 +262,12 @@ impl redb::StorageBackend for CrashableFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.counter.durable_op("index sync")?;
+        let verdict = self.counter.durable_op("index sync")?;
         *self.durable.lock().expect("index file lock") = self.working()?.clone();
-        Ok(())
+        match verdict {
+            Verdict::Proceed => Ok(()),
+            Verdict::FailAfter(e) => Err(e),
+        }
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -268,6 +300,16 @@ mod tests {
         faulty.put("c", b"3").unwrap();
         let names: Vec<String> = memory.list("").unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(names, ["a", "c"]);
+    }
+
+    #[test]
+    fn a_failure_after_the_effect_reports_what_happened_anyway() {
+        let memory = MemoryStorage::new();
+        let faulty =
+            FaultyStorage::new(Arc::new(memory.clone()), FaultCounter::failing_at(1, Fault::FailAfter));
+        assert!(faulty.put("a", b"1").is_err());
+        assert_eq!(memory.read("a").unwrap(), b"1");
+        faulty.delete("a").unwrap();
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn acquire(root: &Path, mode: LockMode, wait: Duration, command: &str) -> Re
         _ => open_writable(&path)?,
     };
     let exclusive = mode == LockMode::Exclusive;
-    take(&lock, exclusive, deadline, root)?;
+    take(&lock, exclusive, deadline, root, &path)?;
     match mode {
         LockMode::Shared => return Ok(LocalLock { owned: None, _held: vec![lock] }),
         LockMode::Exclusive => {
@@ -48,7 +48,7 @@ pub fn acquire(root: &Path, mode: LockMode, wait: Duration, command: &str) -> Re
     }
     let append_path = root.join(layout::APPEND_LOCK);
     let append = open_writable(&append_path)?;
-    take(&append, true, deadline, root)?;
+    take(&append, true, deadline, root, &append_path)?;
     Ok(LocalLock { owned: Some(sign(append, command, &append_path)?), _held: vec![lock] })
 }
 
@@ -56,8 +56,8 @@ fn open_writable(path: &Path) -> Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)
 }
 
-/// Locks `file`, retrying until `deadline`; then fails naming the holder.
-fn take(file: &File, exclusive: bool, deadline: Instant, root: &Path) -> Result<()> {
+/// Locks `file` (at `path`), retrying until `deadline`; then fails naming the holder.
+fn take(file: &File, exclusive: bool, deadline: Instant, root: &Path, path: &Path) -> Result<()> {
     loop {
         let attempt = match exclusive {
             true => file.try_lock(),
@@ -69,7 +69,7 @@ fn take(file: &File, exclusive: bool, deadline: Instant, root: &Path) -> Result<
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked { path: root.to_path_buf(), holder: holder(root) })
+                return Err(Error::Locked { path: root.to_path_buf(), holder: holder(root, path) })
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(root.join(layout::LOCK), e)),
         }
@@ -89,17 +89,21 @@ fn sign(mut file: File, command: &str, path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Who holds the lock: the exclusive holder of `lock` if there is one, else the backup
-/// holding `append-lock`, else readers.
-fn holder(root: &Path) -> String {
-    for name in [layout::LOCK, layout::APPEND_LOCK] {
+/// Who holds the `contended` file: the line of the process holding a file exclusively
+/// (`lock` held shared is held by readers, or by a backup, which signs `append-lock`).
+/// A line left by a killed process is ignored: its file is no longer locked.
+fn holder(root: &Path, contended: &Path) -> String {
+    let signed_and_held = |path: &Path| -> Option<String> {
+        let mut file = File::open(path).ok()?;
         let mut text = String::new();
-        let _ = File::open(root.join(name)).and_then(|mut f| f.read_to_string(&mut text));
-        if !text.trim().is_empty() {
-            return text.trim().to_string();
-        }
-    }
-    "another cairn process reading it".to_string()
+        file.read_to_string(&mut text).ok()?;
+        let held = matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock));
+        (held && !text.trim().is_empty()).then(|| text.trim().to_string())
+    };
+    let append = root.join(layout::APPEND_LOCK);
+    signed_and_held(contended)
+        .or_else(|| (contended != append).then(|| signed_and_held(&append)).flatten())
+        .unwrap_or_else(|| "another cairn process reading it".to_string())
 }
 
 impl Drop for LocalLock {
@@ -146,6 +150,20 @@ mod tests {
         let _a = acquire(root, LockMode::Shared, NOW, "a").unwrap();
         let _b = acquire(root, LockMode::Shared, NOW, "b").unwrap();
         let _c = acquire(root, LockMode::Append, NOW, "c").unwrap();
+    }
+
+    #[test]
+    fn a_killed_holders_line_is_not_taken_for_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // A prune killed without tidying up leaves its line; a backup now holds the
+        // repository and blocks another.
+        std::fs::write(root.join(layout::LOCK), "pid 1 on h (cairn prune, since unix time 0)").unwrap();
+        let _backup = acquire(root, LockMode::Append, NOW, "cairn backup").unwrap();
+        let err = acquire(root, LockMode::Append, NOW, "b").err().unwrap().to_string();
+        assert!(err.contains("cairn backup") && !err.contains("cairn prune"), "{err}");
+        let err = acquire(root, LockMode::Exclusive, NOW, "c").err().unwrap().to_string();
+        assert!(err.contains("cairn backup") && !err.contains("cairn prune"), "{err}");
     }
 
     #[test]

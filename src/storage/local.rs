@@ -23,6 +23,9 @@ pub struct LocalStorage {
 
 impl LocalStorage {
     const MAX_OPEN: usize = 64;
+    /// Directories below a listed prefix that are looked into: the layout's objects are
+    /// at most one level down (`packs/xx/<id>`).
+    const MAX_LIST_DEPTH: usize = 2;
 
     pub fn new(root: &Path) -> LocalStorage {
         LocalStorage { root: root.to_path_buf(), open: Mutex::default() }
@@ -58,6 +61,20 @@ impl LocalStorage {
     fn path(&self, name: &str) -> Result<PathBuf> {
         check_name(name).at(self.root.join(name))?;
         Ok(self.root.join(name))
+    }
+
+    /// fsyncs every directory from `path`'s up to the repository's own, every time, not
+    /// only those this process created: another process may have created one and been
+    /// killed before its fsync.
+    fn fsync_dirs_above(&self, path: &Path) -> Result<()> {
+        let mut dir = parent_of(path);
+        loop {
+            fsync_dir(dir)?;
+            if dir == self.root || !dir.starts_with(&self.root) {
+                return Ok(());
+            }
+            dir = parent_of(dir);
+        }
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -138,9 +155,7 @@ impl Write for LocalObject<'_> {
 }
 
 impl NewObject for LocalObject<'_> {
-    /// fsync, rename, then fsync the directory and its parent every time, not only when
-    /// this process created the directory: another process may have created it and been
-    /// killed before its fsync.
+    /// fsync, rename without replacing, then fsync the directories above it.
     fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
         let dest = self.storage.path(name)?;
         self.out.flush().at(&self.temp)?;
@@ -149,9 +164,14 @@ impl NewObject for LocalObject<'_> {
         fs::create_dir_all(&dir).at(&dir)?;
         let renamed = rename_no_replace(&self.temp, &dest).at(&dest);
         self.finished = renamed.is_ok();
-        renamed?;
-        fsync_dir(&dir)?;
-        fsync_dir(parent_of(&dir))
+        if let Err(e) = renamed {
+            // The one there may be a killed writer's, named but not yet durable.
+            if super::is_already_exists(&e) {
+                self.storage.make_durable(name)?;
+            }
+            return Err(e);
+        }
+        self.storage.fsync_dirs_above(&dest)
     }
 }
 
@@ -223,8 +243,8 @@ impl Storage for LocalStorage {
         let dir = prefix.trim_end_matches('/');
         let base = self.path(dir)?;
         let mut out = Vec::new();
-        let mut pending = vec![(base, dir.to_string())];
-        while let Some((path, name)) = pending.pop() {
+        let mut pending = vec![(base, dir.to_string(), 0)];
+        while let Some((path, name, depth)) = pending.pop() {
             let entries = match fs::read_dir(&path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 other => other.at(&path)?,
@@ -233,15 +253,16 @@ impl Storage for LocalStorage {
                 let entry = entry.at(&path)?;
                 let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
                 let child = format!("{name}/{file_name}");
-                // Followed, as reads follow them: a repository may keep some of its
-                // directories on another disk behind a symlink.
+                // Symlinks are followed, as reads follow them (a copy of a repository
+                // may link its shard directories elsewhere); the depth limit keeps a
+                // link to an ancestor from looping.
                 let meta = match fs::metadata(entry.path()) {
                     // Gone since the listing, or a dangling link: no object.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     other => other.at(entry.path())?,
                 };
-                if meta.is_dir() {
-                    pending.push((entry.path(), child));
+                if meta.is_dir() && depth < Self::MAX_LIST_DEPTH {
+                    pending.push((entry.path(), child, depth + 1));
                 } else if meta.is_file() {
                     out.push(ObjectInfo { name: child, size: meta.len() });
                 }
@@ -259,11 +280,19 @@ impl Storage for LocalStorage {
 
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.path(name)?;
-        let temp = temp_path(&self.tmp_dir(), "replace");
+        let tmp = self.tmp_dir();
+        fs::create_dir_all(&tmp).at(&tmp)?;
+        let temp = temp_path(&tmp, "replace");
         let mut file = File::create(&temp).at(&temp)?;
         file.write_all(bytes).and_then(|_| file.sync_all()).at(&temp)?;
         fs::rename(&temp, &dest).at(&dest)?;
         fsync_dir(parent_of(&dest))
+    }
+
+    fn make_durable(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
+        self.fsync_dirs_above(&path)
     }
 
     fn lock(&self, mode: LockMode, wait: Duration, command: &str) -> Result<StorageLock> {

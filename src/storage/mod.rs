@@ -87,6 +87,13 @@ pub trait Storage: Send + Sync {
     /// the new ones, never a mix.
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()>;
 
+    /// Makes object `name`, already there, durable: a process may have named it and
+    /// died before it was, and a writer is about to depend on it. Nothing to do where
+    /// naming an object is durable at once (memory, an object store's PUT).
+    fn make_durable(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Takes the repository lock in `mode`, waiting up to `wait` for a holder that
     /// excludes it; then fails naming that holder. `command` is shown to processes
     /// this one blocks.
