@@ -5,7 +5,7 @@
 #   benches/compare.sh [ROUNDS] CORPUS_DIR[=CHANGED_DIR]...
 # With a CHANGED_DIR (same files, some changed: see make-bdb-corpus.py), each tool also
 # backs up the changed copy over the original path as an incremental, and the table shows
-# its time and how much the repository grew. Needs Debian's restic and borgbackup. RESTORE_DIR (default /dev/shm) receives the
+# its time and how much the repository grew. Needs Debian's restic, borgbackup and rsync. RESTORE_DIR (default /dev/shm) receives the
 # restores: a tmpfs times the tools rather than the disk's writeback.
 set -euo pipefail
 rounds=${1:-3}
@@ -14,8 +14,8 @@ shift
 cd "$(dirname "$0")/.."
 cargo build --release -q
 cairn=$PWD/target/release/cairn
-for tool in restic borg; do
-  command -v $tool >/dev/null || { echo "$tool is not installed (apt-get install restic borgbackup)" >&2; exit 1; }
+for tool in restic borg rsync; do
+  command -v $tool >/dev/null || { echo "$tool is not installed (apt-get install restic borgbackup rsync)" >&2; exit 1; }
 done
 export RESTIC_PASSWORD=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 work=$(mktemp -d)
