@@ -141,10 +141,7 @@ impl<'a> PackWriter<'a> {
         self.write(&table)?;
         self.write(&footer)?;
         let id = PackId::from(self.hasher.finalize());
-        match self.out.finish(&layout::pack(&id)) {
-            Err(e) if !storage::is_already_exists(&e) => return Err(e),
-            _ => {}
-        }
+        storage::finish_content_named(self.out, &layout::pack(&id))?;
         Ok(FinishedPack { id, size: self.len, entries: self.entries })
     }
 }

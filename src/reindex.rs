@@ -2,7 +2,7 @@
 //! opened (the packs and manifests that appeared or went since the index last saw
 //! them), and `repair index`, a new index made from the packs and manifests alone.
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::id::{PackId, SnapshotId};
 use crate::index::{GonePack, Index};
 use crate::layout;
@@ -89,14 +89,12 @@ pub(crate) fn index_packs(
 /// named without making durable: it makes them durable first.
 pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result<Synced> {
     let view = index.view()?;
-    let indexed_snapshots = view.snapshot_ids()?;
+    let indexed_snapshots: HashSet<SnapshotId> = view.snapshot_ids()?.into_iter().collect();
     let on_disk_snapshots = list_snapshots(storage)?;
     let present: HashSet<&SnapshotId> = on_disk_snapshots.iter().collect();
-    for id in &on_disk_snapshots {
-        if view.snapshot_summary(id)?.is_none() {
-            if let Ok(summary) = ManifestReader::open(storage, id).and_then(|r| r.summary()) {
-                index.add_snapshot(&summary)?;
-            }
+    for id in on_disk_snapshots.iter().filter(|id| !indexed_snapshots.contains(id)) {
+        if let Ok(summary) = ManifestReader::open(storage, id).and_then(|r| r.summary()) {
+            index.add_snapshot(&summary)?;
         }
     }
     for id in indexed_snapshots.iter().filter(|id| !present.contains(id)) {
@@ -127,13 +125,15 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result
     if !to_index.is_empty() {
         index_packs(storage, index, &to_index, &crate::NoProgress)?;
     }
-    Ok(Synced { snapshots: on_disk_snapshots, gone_packs: lost })
+    Ok(Synced { snapshots: on_disk_snapshots, packs: present, gone_packs: lost })
 }
 
 /// What a sync found.
 pub(crate) struct Synced {
     /// The manifests listed, in id order: the snapshots the index is complete for.
     pub snapshots: Vec<SnapshotId>,
+    /// The packs listed.
+    pub packs: HashSet<PackId>,
     /// Packs the index knew that are gone, with the chunks they held.
     pub gone_packs: Vec<GonePack>,
 }
@@ -169,15 +169,10 @@ pub fn rebuild_local_index(
 ) -> Result<RepairReport> {
     let _lock = storage.lock(LockMode::Exclusive, lock_wait, command)?;
     crate::config::read(storage)?;
-    storage.clear_tmp()?;
-    let root = storage.local_root().expect("a local repository");
-    let temp = storage::local::temp_path(&root.join(layout::LOCAL_TMP), "index");
+    let temp = storage.temp_file("index")?;
     let index = Index::create(&temp)?;
     let report = fill(storage, &index, progress)?;
     drop(index);
-    std::fs::File::open(&temp).and_then(|f| f.sync_all()).at(&temp)?;
-    let dest = root.join(layout::LOCAL_INDEX);
-    std::fs::rename(&temp, &dest).at(&dest)?;
-    storage::local::fsync_dir(&root)?;
+    storage.swap_in(&temp, &storage.root().join(layout::LOCAL_INDEX))?;
     Ok(report)
 }

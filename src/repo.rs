@@ -17,6 +17,7 @@ use crate::manifest::{ManifestReader, SnapshotKind, SnapshotSummary};
 use crate::reindex;
 use crate::storage::{LocalStorage, LockMode, Storage, StorageLock};
 use crate::time::Timestamp;
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -104,16 +105,13 @@ impl Repository {
         let lock = storage.lock(options.mode, options.lock_wait, &options.command)?;
         let config = config::read(storage.as_ref())?;
         let index = match (options.mode.writes(), storage.local_root()) {
-            (true, Some(root)) => {
-                LocalStorage::new(&root).clear_tmp()?;
-                local_index(&root.join(layout::LOCAL_INDEX), WAIT_FOR_READERS)?
-            }
+            (true, Some(root)) => local_index(&root.join(layout::LOCAL_INDEX), WAIT_FOR_READERS)?,
             _ => cached_index(&config, options.cache_dir.as_deref())?,
         };
         let synced = reindex::sync(storage.as_ref(), &index, options.mode.writes())?;
         let mut gone_packs = synced.gone_packs;
         if let (false, Some(root)) = (options.mode.writes(), storage.local_root()) {
-            gone_packs.extend(gone_since_last_write(storage.as_ref(), &root, &gone_packs));
+            gone_packs.extend(gone_since_last_write(&root, &synced.packs, &gone_packs));
         }
         Ok(Repository {
             storage,
@@ -311,32 +309,32 @@ fn local_index(path: &Path, wait: Duration) -> Result<Index> {
     }
 }
 
-/// A reader's index: its own copy in the cache directory, or in memory when there is no
-/// cache directory or it cannot be used (not writable, or another process of this
-/// user has that copy open).
+/// A reader's index: its own copy in the cache directory, made again when it is
+/// damaged (it is this user's cache, nobody else's); in memory when there is no cache
+/// directory, it cannot be written, or another process of this user has it open.
 fn cached_index(config: &Config, cache_dir: Option<&Path>) -> Result<Index> {
     let Some(cache_dir) = cache_dir else { return Index::in_memory() };
     let dir = cache_dir.join(crate::id::to_hex(&config.repository_id));
     let path = dir.join(layout::LOCAL_INDEX);
-    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| local_index(&path, Duration::ZERO));
-    match opened {
-        Ok(index) => Ok(index),
-        Err(_) => Index::in_memory(),
-    }
+    let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| match local_index(&path, Duration::ZERO) {
+        Err(e) if matches!(e.unhinted(), Error::Index { .. }) => {
+            fs::remove_file(&path).at(&path).and_then(|_| Index::create(&path))
+        }
+        other => other,
+    });
+    opened.or_else(|_| Index::in_memory())
 }
 
 /// Packs that the writers' own index of a local repository places chunks in and that
-/// are gone, beyond those in `known`: a reader with a new cache learns what a writer
-/// saw. Best effort: the file may be missing, held by a writer or damaged, and then it
-/// tells nothing.
-fn gone_since_last_write(storage: &dyn Storage, root: &Path, known: &[GonePack]) -> Vec<GonePack> {
+/// are not `present`, beyond those in `known`: a reader with a new cache learns what a
+/// writer saw. Best effort: the file may be missing, held by a writer or damaged, and
+/// then it tells nothing.
+fn gone_since_last_write(root: &Path, present: &HashSet<PackId>, known: &[GonePack]) -> Vec<GonePack> {
     let path = root.join(layout::LOCAL_INDEX);
     if !path.exists() {
         return Vec::new();
     }
-    let Ok(present) = reindex::list_packs(storage) else { return Vec::new() };
-    let present: std::collections::HashSet<PackId> = present.into_iter().map(|(id, _)| id).collect();
-    let gone = index::gone_packs_in_file(&path, &present).unwrap_or_default();
+    let gone = index::gone_packs_in_file(&path, present).unwrap_or_default();
     gone.into_iter().filter(|g| !known.iter().any(|k| k.id == g.id)).collect()
 }
 
@@ -386,5 +384,19 @@ mod tests {
         let reader = open(&storage, LockMode::Shared, Some(&dir.path().join("cache")));
         crate::check::check(&reader, true, &crate::NoProgress).unwrap();
         assert_eq!(storage.list("").unwrap(), before);
+    }
+
+    #[test]
+    fn a_damaged_cache_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let id = backup_tree(&open(&storage, LockMode::Append, None), &write_tree(&dir.path().join("t"), 1));
+        let config = config::read(&storage).unwrap();
+        let cache = dir.path().join("cache");
+        let file = cache.join(crate::id::to_hex(&config.repository_id)).join(layout::LOCAL_INDEX);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, b"not a redb database").unwrap();
+        assert_eq!(open(&storage, LockMode::Shared, Some(&cache)).resolve("latest").unwrap(), id);
+        assert!(Index::open(&file, Duration::ZERO).is_ok(), "the cache holds an index again");
     }
 }

@@ -115,13 +115,19 @@ fn every_reader_works(
     assert_eq!(listing(repo), before, "a reader changed the repository");
 }
 
+/// A directory the unprivileged user may write into: restore targets and caches.
+fn world_writable_dir(env: &TestEnv, name: &str) -> PathBuf {
+    let dir = env.path(name);
+    fs::create_dir(&dir).unwrap();
+    chmod_world(&dir);
+    dir
+}
+
 #[test]
 fn reading_needs_no_write_access() {
     let env = TestEnv::new();
     let (tree, _, first, second) = readonly_repository(&env, true);
-    let work = env.path("work");
-    fs::create_dir(&work).unwrap();
-    chmod_world(&work);
+    let work = world_writable_dir(&env, "work");
     // With no cache the index is built in memory each time; with one it is kept there
     // and used again.
     every_reader_works(&env.repo, &work, None, &tree, &first, &second);
@@ -141,9 +147,7 @@ fn a_read_only_mount_is_read_as_it_is() {
     // With its lock and index files: a reader takes the lock read-only and looks into
     // the writers' index read-only.
     let (tree, _, first, second) = readonly_repository(&env, false);
-    let work = env.path("work");
-    fs::create_dir(&work).unwrap();
-    chmod_world(&work);
+    let work = world_writable_dir(&env, "work");
     if !running_as_root() {
         // Without root there is no mount; the files cannot be written all the same.
         every_reader_works(&env.repo, &work, None, &tree, &first, &second);

@@ -37,10 +37,8 @@ impl<'a> ManifestWriter<'a> {
     pub fn finish(self) -> Result<SnapshotId> {
         let out = self.encoder.finish().at(&self.temp)?;
         let id = SnapshotId::from(out.hasher.finalize());
-        match out.inner.finish(&layout::snapshot(&id)) {
-            Err(e) if !storage::is_already_exists(&e) => Err(e),
-            _ => Ok(id),
-        }
+        storage::finish_content_named(out.inner, &layout::snapshot(&id))?;
+        Ok(id)
     }
 
     /// Copies the records of a spool into the manifest, in order.

@@ -81,10 +81,36 @@ impl LocalStorage {
         self.root.join(layout::LOCAL_TMP)
     }
 
+    /// `tmp/`, made again when missing: copies of a repository may lose empty
+    /// directories.
+    fn new_tmp_dir(&self) -> Result<PathBuf> {
+        let tmp = self.tmp_dir();
+        fs::create_dir_all(&tmp).at(&tmp)?;
+        Ok(tmp)
+    }
+
+    /// A file written under `tmp/` (see `temp_path`) made durable in place of `dest`,
+    /// replacing it whole: fsync, rename, fsync of the directories above. For the one
+    /// mutable object and for the repository's own index file.
+    pub fn swap_in(&self, temp: &Path, dest: &Path) -> Result<()> {
+        File::open(temp).and_then(|f| f.sync_all()).at(temp)?;
+        fs::rename(temp, dest).at(dest)?;
+        self.fsync_dirs_above(dest)
+    }
+
+    /// A fresh name under `tmp/` for a file `swap_in` will put in place.
+    pub fn temp_file(&self, what: &str) -> Result<PathBuf> {
+        Ok(temp_path(&self.new_tmp_dir()?, what))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Empties `tmp/` of what interrupted writers left; only under a writer's lock, so
     /// that nothing in it is still being written. Recreates it when missing: copies of
     /// a repository may lose empty directories.
-    pub fn clear_tmp(&self) -> Result<()> {
+    fn clear_tmp(&self) -> Result<()> {
         let tmp = self.tmp_dir();
         fs::create_dir_all(&tmp).at(&tmp)?;
         for entry in fs::read_dir(&tmp).at(&tmp)? {
@@ -189,16 +215,8 @@ impl Storage for LocalStorage {
     }
 
     fn create(&self) -> Result<Box<dyn NewObject + '_>> {
-        let tmp = self.tmp_dir();
-        let temp = temp_path(&tmp, "new");
-        let file = match File::create(&temp) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&tmp).at(&tmp)?;
-                File::create(&temp)
-            }
-            other => other,
-        }
-        .at(&temp)?;
+        let temp = temp_path(&self.new_tmp_dir()?, "new");
+        let file = File::create(&temp).at(&temp)?;
         Ok(Box::new(LocalObject {
             storage: self,
             out: BufWriter::with_capacity(1 << 20, file),
@@ -207,8 +225,9 @@ impl Storage for LocalStorage {
         }))
     }
 
+    /// Called for every chunk a restore reads: the open file is looked up by name,
+    /// and a path made only for an error.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let path = self.path(name)?;
         let file = self.open_file(name)?;
         let mut buf = vec![0u8; len];
         let mut filled = 0;
@@ -217,7 +236,7 @@ impl Storage for LocalStorage {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(&path, e)),
+                Err(e) => return Err(Error::io(self.root.join(name), e)),
             }
         }
         buf.truncate(filled);
@@ -280,13 +299,10 @@ impl Storage for LocalStorage {
 
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.path(name)?;
-        let tmp = self.tmp_dir();
-        fs::create_dir_all(&tmp).at(&tmp)?;
-        let temp = temp_path(&tmp, "replace");
+        let temp = temp_path(&self.new_tmp_dir()?, "replace");
         let mut file = File::create(&temp).at(&temp)?;
-        file.write_all(bytes).and_then(|_| file.sync_all()).at(&temp)?;
-        fs::rename(&temp, &dest).at(&dest)?;
-        fsync_dir(parent_of(&dest))
+        file.write_all(bytes).at(&temp)?;
+        self.swap_in(&temp, &dest)
     }
 
     fn make_durable(&self, name: &str) -> Result<()> {
@@ -295,8 +311,14 @@ impl Storage for LocalStorage {
         self.fsync_dirs_above(&path)
     }
 
+    /// A writer that takes its lock empties `tmp/`: no other writer runs, so anything
+    /// there is an interrupted one's.
     fn lock(&self, mode: LockMode, wait: Duration, command: &str) -> Result<StorageLock> {
-        Ok(Box::new(flock::acquire(&self.root, mode, wait, command)?))
+        let lock = flock::acquire(&self.root, mode, wait, command)?;
+        if mode.writes() {
+            self.clear_tmp()?;
+        }
+        Ok(Box::new(lock))
     }
 
     fn local_root(&self) -> Option<PathBuf> {

@@ -107,10 +107,18 @@ pub trait Storage: Send + Sync {
 
     /// Writes a new object whole: `create`, write, `finish`.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        check_name(name).map_err(|e| Error::io(self.describe(name), e))?;
         let mut object = self.create()?;
         object.write_all(bytes).map_err(|e| Error::io(self.describe(name), e))?;
         object.finish(name)
+    }
+}
+
+/// Finishes an object named by the hash of its bytes: one already there under that
+/// name holds the same bytes (and `finish` has made it durable), so that is success.
+pub fn finish_content_named(object: Box<dyn NewObject + '_>, name: &str) -> Result<()> {
+    match object.finish(name) {
+        Err(e) if is_already_exists(&e) => Ok(()),
+        other => other,
     }
 }
 
