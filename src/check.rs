@@ -322,6 +322,9 @@ fn verify_pack_data(storage: &dyn Storage, reader: &ChunkReader, id: &PackId) ->
     (bytes.len() as u64, damage)
 }
 
+/// How a finding names a snapshot's file list among the files it affects.
+const FILE_LIST: &[u8] = b"(the snapshot's file list)";
+
 /// Reads a manifest to its end (which verifies its hash) and checks every chunk it
 /// names against the index, noting files that use damaged chunks.
 fn check_manifest(
@@ -330,7 +333,7 @@ fn check_manifest(
     chunks: &ChunkTable,
     findings: &mut Findings,
 ) -> Result<()> {
-    let mut reader = match ManifestReader::open(repo.storage(), id) {
+    let mut reader = match ManifestReader::open(repo.storage(), id, repo) {
         Ok(reader) => reader,
         Err(e) => {
             findings.add(format!("snapshot {id}: {e}"), None, []);
@@ -347,8 +350,23 @@ fn check_manifest(
                 return Ok(());
             }
         };
-        let Record::File(entry) = record else {
-            continue;
+        let entry = match record {
+            Record::File(entry) => entry,
+            // The snapshot's files cannot be listed without its file list: the reader
+            // fails on a damaged chunk of it, and the damage is the whole snapshot's.
+            Record::FileList(list) => {
+                for chunk in &list {
+                    if let Some(&problem) = findings.damaged.get(&chunk.id) {
+                        if affected_seen.insert((problem, FILE_LIST.to_vec())) {
+                            findings.problems[problem]
+                                .affected
+                                .push(Affected { snapshot: *id, path: display_path(FILE_LIST) });
+                        }
+                    }
+                }
+                continue;
+            }
+            _ => continue,
         };
         for chunk in &entry.chunks {
             if let Some(&problem) = findings.damaged.get(&chunk.id) {

@@ -8,12 +8,33 @@ use crate::error::{ChunkError, ChunkErrorKind};
 use crate::id::{ChunkId, PackId};
 use crate::index::{ChunkTable, Location};
 use crate::layout;
+use crate::manifest::{ChunkRef, ChunkSource};
 use crate::pack;
 use crate::repo::Repository;
 
 pub struct ChunkReader<'a> {
     repo: &'a Repository,
     chunks: ChunkTable,
+}
+
+/// File lists (manifest version 3) are chunks like any other.
+impl ChunkSource for ChunkReader<'_> {
+    fn read_chunk(&self, chunk: &ChunkRef) -> crate::Result<Vec<u8>> {
+        let bytes = self.read(&chunk.id)?;
+        if bytes.len() != chunk.len as usize {
+            let what = format!("{} bytes where the manifest says {}", bytes.len(), chunk.len);
+            return Err(ChunkError::corrupt(chunk.id, what).into());
+        }
+        Ok(bytes)
+    }
+}
+
+/// A repository reads file lists through an index view taken for each chunk: a reader
+/// that stays open for a whole backup (the parent's files) must not hold one.
+impl ChunkSource for Repository {
+    fn read_chunk(&self, chunk: &ChunkRef) -> crate::Result<Vec<u8>> {
+        ChunkReader::new(self)?.read_chunk(chunk)
+    }
 }
 
 impl<'a> ChunkReader<'a> {

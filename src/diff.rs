@@ -157,24 +157,24 @@ fn compare(x: &FileEntry, y: &FileEntry) -> Option<Change> {
 
 /// One component's files in `path_order`: streamed from a tree's manifest, or read
 /// whole and sorted for a store (whose copy order is another).
-enum Files {
+enum Files<'a> {
     None,
-    Stream(Box<ManifestReader>),
+    Stream(Box<ManifestReader<'a>>),
     Sorted(std::vec::IntoIter<FileEntry>),
 }
 
-impl Files {
+impl<'a> Files<'a> {
     fn open(
-        repo: &Repository,
+        repo: &'a Repository,
         id: &SnapshotId,
         name: &str,
         present: bool,
         in_path_order: bool,
-    ) -> Result<Files> {
+    ) -> Result<Files<'a>> {
         if !present {
             return Ok(Files::None);
         }
-        let Some(reader) = ManifestReader::open_component(repo.storage(), id, name)? else {
+        let Some(reader) = ManifestReader::open_component(repo.storage(), id, name, repo)? else {
             return Ok(Files::None);
         };
         let mut files = Files::Stream(Box::new(reader));

@@ -8,9 +8,12 @@
 ///   the hooks around the copy and the quiesce window.
 /// - 3: packs only: chunks stored as deltas against a reference chunk (codec 2, whose
 ///   table entries carry the reference's id).
+/// - 4: manifests only: a component's file records moved into its file list, chunks in
+///   packs that `FileList` records name, so that snapshots share unchanged stretches
+///   (manifest version 3).
 pub const CONFIG_VERSION: u32 = 1;
 pub const PACK_VERSION: u32 = 2;
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// `config`: magic, then version, then the encoded `Config`, then BLAKE3 of all before.
 pub const CONFIG_MAGIC: [u8; 8] = *b"CAIRNCFG";
@@ -129,7 +132,7 @@ mod tests {
         assert_eq!(check_file_header(&head, SNAPSHOT_MAGIC, MANIFEST_VERSION), Ok(2));
         assert!(check_file_header(&head, PACK_MAGIC, PACK_VERSION).is_err());
         let mut future = head;
-        future[8] = 3;
+        future[8] = MANIFEST_VERSION as u8 + 1;
         assert!(check_file_header(&future, SNAPSHOT_MAGIC, MANIFEST_VERSION).is_err());
     }
 }

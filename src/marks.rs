@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::index::ChunkTable;
 use crate::manifest::{ManifestReader, Record};
+use crate::repo::Repository;
 use crate::Progress;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -45,31 +46,44 @@ impl ChunkMarks {
     }
 
     /// Marks every chunk of snapshot `id` as referenced by `owner` (numbered by the
-    /// caller), and the reference of each stored as a delta, which the snapshot needs as
-    /// much. Reading the manifest to its end checks its hash: a damaged one is an error,
-    /// not a partial mark.
+    /// caller): its file lists' and its files', and the reference of each stored as a
+    /// delta, which the snapshot needs as much. Reading the manifest to its end checks
+    /// its hash: a damaged one is an error, not a partial mark.
     pub fn add_snapshot(
         &mut self,
-        storage: &dyn crate::storage::Storage,
+        repo: &Repository,
         id: &SnapshotId,
         owner: u32,
         chunks: &ChunkTable,
         progress: &dyn Progress,
     ) -> Result<()> {
         self.begin_snapshot(owner)?;
-        let mut reader = ManifestReader::open(storage, id)?;
+        let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
         while let Some(record) = reader.next_record()? {
-            if let Record::File(entry) = record {
-                for chunk in &entry.chunks {
-                    self.add(chunk.id)?;
-                    if let Some(reference) = chunks.reference_of(&chunk.id)? {
-                        self.add(reference)?;
+            match record {
+                Record::File(entry) => {
+                    for chunk in &entry.chunks {
+                        self.add_with_reference(chunk.id, chunks)?;
+                    }
+                    progress.advance(1, entry.size);
+                }
+                Record::FileList(list) => {
+                    for chunk in &list {
+                        self.add_with_reference(chunk.id, chunks)?;
                     }
                 }
-                progress.advance(1, entry.size);
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    fn add_with_reference(&mut self, id: ChunkId, chunks: &ChunkTable) -> Result<()> {
+        self.add(id)?;
+        match chunks.reference_of(&id)? {
+            Some(reference) => self.add(reference),
+            None => Ok(()),
+        }
     }
 
     pub fn add(&mut self, id: ChunkId) -> Result<()> {

@@ -155,7 +155,7 @@ fn mark(
 ) -> Result<u64> {
     let ids = repo.snapshot_ids()?;
     for (n, id) in ids.iter().enumerate() {
-        marks.add_snapshot(repo.storage(), id, n as u32, chunks, progress).map_err(|e| {
+        marks.add_snapshot(repo, id, n as u32, chunks, progress).map_err(|e| {
             Error::Snapshot(format!(
                 "snapshot {id} cannot be read ({e}); prune would not know which chunks it needs, so nothing was removed"
             ))

@@ -93,7 +93,7 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result
     let on_disk_snapshots = list_snapshots(storage)?;
     let present: HashSet<&SnapshotId> = on_disk_snapshots.iter().collect();
     for id in on_disk_snapshots.iter().filter(|id| !indexed_snapshots.contains(id)) {
-        if let Ok(summary) = ManifestReader::open(storage, id).and_then(|r| r.summary()) {
+        if let Ok(summary) = ManifestReader::outline(storage, id).and_then(|r| r.summary()) {
             index.add_snapshot(&summary)?;
         }
     }
@@ -145,7 +145,7 @@ pub fn fill(storage: &dyn Storage, index: &Index, progress: &dyn Progress) -> Re
     report.packs = packs;
     report.skipped = skipped;
     for id in list_snapshots(storage)? {
-        match ManifestReader::open(storage, &id).and_then(|r| r.summary()) {
+        match ManifestReader::outline(storage, &id).and_then(|r| r.summary()) {
             Ok(summary) => {
                 index.add_snapshot(&summary)?;
                 report.snapshots += 1;

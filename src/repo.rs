@@ -203,7 +203,7 @@ impl Repository {
     pub fn summary(&self, id: &SnapshotId) -> Result<SnapshotSummary> {
         match self.index.view()?.snapshot_summary(id)? {
             Some(summary) => Ok(summary),
-            None => ManifestReader::open(self.storage(), id)?.summary(),
+            None => ManifestReader::outline(self.storage(), id)?.summary(),
         }
     }
 

@@ -49,7 +49,7 @@ pub fn stats(repo: &Repository, progress: &dyn Progress) -> Result<RepoStats> {
     let mut marks = ChunkMarks::create(&repo.scratch_dir())?;
     let mut report = RepoStats { snapshots: snapshots.len() as u64, ..Default::default() };
     for (n, summary) in snapshots.iter().enumerate() {
-        marks.add_snapshot(repo.storage(), &summary.id, n as u32, &chunks, progress)?;
+        marks.add_snapshot(repo, &summary.id, n as u32, &chunks, progress)?;
         report.logical_bytes += summary.trailer.stats.bytes;
         report.per_snapshot.push(SnapshotStats {
             id: summary.id,

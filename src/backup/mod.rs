@@ -8,11 +8,12 @@
 //! compress (thread)  zstd every new chunk of a batch or two (rayon); a changed piece of a
 //!                    database data file as a delta against the parent's piece
 //! store (thread)     append frames to the pack; full pack -> fsync, rename -> index commit;
-//!                    file entries -> the component's record spool
+//!                    file entries -> the component's file list, cut into chunks that
+//!                    go to the pack too unless the repository has them
 //! ```
-//! Then the post hook runs, and the spools become one manifest, renamed into
-//! `snapshots/<id>`. The snapshot exists from that rename, which happens only after
-//! every pack it needs is durable and indexed.
+//! Then the post hook runs, and a manifest naming each component's file list is renamed
+//! into `snapshots/<id>`. The snapshot exists from that rename, which happens only after
+//! every pack it needs (its file lists' among them) is durable and indexed.
 //!
 //! `copy_component` wires the three stages (`produce`, `compress`, `store`); `components`
 //! decides what is copied, `parent`, `reuse` and `logs_only` what is taken from the parent.
@@ -32,7 +33,7 @@ use crate::error::{Error, Hint, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::manifest::{
     self, BackupStats, ComponentHeader, ComponentSummary, CopyTime, FileEntry, FileError, ManifestWriter,
-    Record, RecordSpool, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
+    Record, SnapshotHeader, SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
 use crate::repo::Repository;
 use crate::stores::dump::STDIN;
@@ -251,9 +252,9 @@ pub fn backup(
     Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure })
 }
 
-/// Writes the snapshot's manifest: the header, each component's spooled records between
-/// its header and trailer, then the trailer. The snapshot exists once this returns (the
-/// packs its records point into are durable and indexed by now).
+/// Writes the snapshot's manifest: the header, each component's file list between its
+/// header and trailer, then the trailer. The snapshot exists once this returns (the
+/// packs its file lists and files point into are durable and indexed by now).
 fn save(
     repo: &Repository,
     header: SnapshotHeader,
@@ -265,7 +266,7 @@ fn save(
     let (mut stats, mut errors, mut components) = (BackupStats::default(), Vec::new(), Vec::new());
     for c in copied {
         manifest.write(&Record::Component(c.summary.header.clone()))?;
-        manifest.append(c.spool)?;
+        manifest.write_file_list(&c.file_list)?;
         manifest.write(&Record::ComponentEnd(c.summary.trailer.clone()))?;
         stats.add(&c.stats);
         errors.extend(c.errors);
@@ -281,7 +282,7 @@ fn save(
 /// One component's copy, ready to go into the manifest.
 struct Copied {
     summary: ComponentSummary,
-    spool: RecordSpool,
+    file_list: Vec<manifest::ChunkRef>,
     stats: BackupStats,
     errors: Vec<FileError>,
 }
@@ -370,7 +371,7 @@ fn copy(
 
 /// One component through the three stages: produce and compress on threads of their
 /// own, store on this one, each closing its output queue when it ends so the next one
-/// ends too. The component's records go to a spool.
+/// ends too. The component's records go to its file list.
 fn copy_component(
     repo: &Repository,
     job: produce::Job,
@@ -380,7 +381,6 @@ fn copy_component(
 ) -> Result<Copied> {
     let started = Timestamp::now();
     let header = job.header.clone();
-    let mut spool = RecordSpool::create(&repo.scratch_dir())?;
     // How far the index holds this component's new chunks: written by the store stage,
     // read by the producer (see `inflight`).
     let committed = Arc::new(AtomicU64::new(0));
@@ -389,7 +389,7 @@ fn copy_component(
     let (produced, stored) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
         s.spawn(move || compress::run(repo, compress_rx, to_store));
-        let stored = store::run(repo, store_rx, &mut spool, packer, &committed);
+        let stored = store::run(repo, store_rx, packer, &committed);
         (producer.join().expect("producer thread panicked"), stored)
     });
     // The store stage stops early only on its own error; report that one first.
@@ -400,7 +400,7 @@ fn copy_component(
     stored.stats.bytes_read = produced.bytes_read;
     Ok(Copied {
         summary: ComponentSummary { header, trailer },
-        spool,
+        file_list: std::mem::take(&mut stored.file_list),
         stats: stored.stats,
         errors: stored.errors,
     })

@@ -10,36 +10,36 @@ use crate::walk::path_order;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-pub struct ParentFiles {
+pub struct ParentFiles<'a> {
     id: SnapshotId,
     started: Timestamp,
     last_log_number: Option<u64>,
-    files: Files,
+    files: Files<'a>,
 }
 
-enum Files {
+enum Files<'a> {
     /// A tree in `path_order`, read alongside the walk.
-    Ordered { reader: Option<Box<ManifestReader>>, next: Option<FileEntry> },
+    Ordered { reader: Option<Box<ManifestReader<'a>>>, next: Option<FileEntry> },
     /// A store's files in copy order: few, so held by path.
     Indexed(HashMap<Vec<u8>, FileEntry>),
 }
 
-impl ParentFiles {
+impl<'a> ParentFiles<'a> {
     /// Positions at the files of component `name`; a parent without it offers none.
     /// `in_path_order` says whether the new copy asks for files in `path_order`.
     /// The whole manifest is verified first: its chunk ids are copied into the new
     /// snapshot, and the reader would check the hash only at its end.
     pub fn open(
-        repo: &Repository,
+        repo: &'a Repository,
         parent: &SnapshotSummary,
         name: &str,
         in_path_order: bool,
-    ) -> Result<ParentFiles> {
+    ) -> Result<ParentFiles<'a>> {
         let id = parent.id;
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let mut reader = ManifestReader::open_component(repo.storage(), &id, name).map_err(unreadable)?;
+        let mut reader = ManifestReader::open_component(repo.storage(), &id, name, repo).map_err(unreadable)?;
         let files = if in_path_order {
             let mut files = Files::Ordered { reader: reader.map(Box::new), next: None };
             advance(&mut files).map_err(unreadable)?;

@@ -52,10 +52,10 @@ struct Producer<'a> {
 }
 
 /// One component to copy: its header, its files and its parent's files.
-pub struct Job {
+pub struct Job<'a> {
     pub header: ComponentHeader,
     pub files: Box<dyn Source>,
-    pub parent: Option<ParentFiles>,
+    pub parent: Option<ParentFiles<'a>>,
     /// Keep the parent's data files, copy only the logs from the parent's last one on.
     pub logs_only: bool,
 }
@@ -176,7 +176,7 @@ impl Producer<'_> {
         mut entry: FileEntry,
         abs: &Path,
         open: Option<File>,
-        parent: Option<&mut ParentFiles>,
+        parent: Option<&mut ParentFiles<'_>>,
     ) -> Result<()> {
         if entry.kind != FileKind::Regular {
             self.progress.advance(1, 0);
@@ -243,7 +243,7 @@ impl Producer<'_> {
         entry: FileEntry,
         abs: &Path,
         open: Option<File>,
-        parent: Option<&mut ParentFiles>,
+        parent: Option<&mut ParentFiles<'_>>,
     ) -> Result<()> {
         let parent = parent.expect("logs-only has a parent");
         let step = logs_only.step(&entry, open.is_some(), parent)?;

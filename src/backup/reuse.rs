@@ -16,7 +16,7 @@ const QUIET_SECS: i64 = 2;
 /// recorded): logs below the parent's last log are complete and never change; the
 /// parent's last log and newer ones are read. Data files are updated in place: reused
 /// only when last changed well before the parent backup began, else read as they are now.
-pub(super) fn may_reuse(entry: &FileEntry, parent: &ParentFiles) -> bool {
+pub(super) fn may_reuse(entry: &FileEntry, parent: &ParentFiles<'_>) -> bool {
     match entry.role {
         FileRole::Plain => true,
         FileRole::Data => {

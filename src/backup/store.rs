@@ -1,18 +1,19 @@
 //! Stage three of a component's copy: frames into packs, entries into the component's
-//! record spool. A pack is indexed only once it is durable, and `committed` tells the
-//! producer how far that is.
+//! file list (whose chunks go into packs too). A pack is indexed only once it is
+//! durable, and `committed` tells the producer how far that is.
 
 use super::{Item, Payload};
 use crate::compress::{compress, Frame};
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::manifest::{
-    BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileRole, Record,
-    RecordSpool,
+    BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileListWriter, FileRole,
 };
 use crate::packer::Packer;
 use crate::repo::Repository;
 use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,8 @@ pub struct Stored {
     /// Log numbers of the log files in the component.
     logs: Vec<u64>,
     vanished: Vec<Vec<u8>>,
+    /// The chunks of the component's file list, in order.
+    pub file_list: Vec<ChunkRef>,
 }
 
 impl Stored {
@@ -89,6 +92,16 @@ impl<'a> SharedPacker<'a> {
         Ok(frame.bytes.len() as u64)
     }
 
+    /// Adds a chunk of a file list. No producer waits for it, and the caller makes it
+    /// durable with every other chunk before the manifest names it.
+    fn add_listed(&self, frame: &Frame) -> Result<u64> {
+        let mut open = self.open.lock().expect("packer lock");
+        if open.packer.add(frame)? {
+            Self::finish_open(self.repo, &mut open)?;
+        }
+        Ok(frame.bytes.len() as u64)
+    }
+
     /// Makes the open pack durable and indexed: every chunk added so far is then safe.
     pub fn finish(&self) -> Result<()> {
         Self::finish_open(self.repo, &mut self.open.lock().expect("packer lock"))
@@ -108,7 +121,34 @@ impl<'a> SharedPacker<'a> {
     }
 }
 
-fn write_entry(spool: &mut RecordSpool, entry: FileEntry, stored: &mut Stored) -> Result<()> {
+/// The chunks of a component's file list go into packs like file data, each once: an
+/// unchanged stretch of the list is already in the repository.
+struct ListChunks<'a, 'p> {
+    repo: &'a Repository,
+    packer: &'a SharedPacker<'p>,
+    added: HashSet<ChunkId>,
+}
+
+impl ListChunks<'_, '_> {
+    fn store(&mut self, id: ChunkId, bytes: &[u8], stats: &mut BackupStats) -> Result<()> {
+        // A view per chunk, not per backup: see compress.rs.
+        if !self.added.insert(id) || self.repo.index.view()?.chunks()?.contains(&id)? {
+            return Ok(());
+        }
+        let frame = compress(id, bytes.to_vec(), self.repo.config.compression.level);
+        stats.new_chunks += 1;
+        stats.new_bytes += bytes.len() as u64;
+        stats.stored_bytes += self.packer.add_listed(&frame)?;
+        Ok(())
+    }
+}
+
+fn write_entry(
+    list: &mut FileListWriter,
+    chunks: &mut ListChunks<'_, '_>,
+    entry: FileEntry,
+    stored: &mut Stored,
+) -> Result<()> {
     stored.stats.files += 1;
     stored.files += 1;
     if entry.kind == FileKind::Regular {
@@ -118,7 +158,7 @@ fn write_entry(spool: &mut RecordSpool, entry: FileEntry, stored: &mut Stored) -
     if let (FileRole::Log, Some(n)) = (entry.role, entry.log_number) {
         stored.logs.push(n);
     }
-    spool.write(&Record::File(entry))
+    list.push(entry, &mut |id, bytes| chunks.store(id, bytes, &mut stored.stats))
 }
 
 /// Stores one component's items; its chunks are durable once `packer` has finished the
@@ -126,7 +166,6 @@ fn write_entry(spool: &mut RecordSpool, entry: FileEntry, stored: &mut Stored) -
 pub fn run(
     repo: &Repository,
     input: Receiver<Vec<Item>>,
-    spool: &mut RecordSpool,
     packer: &SharedPacker,
     committed: &Arc<AtomicU64>,
 ) -> Result<Stored> {
@@ -137,12 +176,15 @@ pub fn run(
         bytes: 0,
         logs: Vec::new(),
         vanished: Vec::new(),
+        file_list: Vec::new(),
     };
+    let mut list = FileListWriter::default();
+    let mut list_chunks = ListChunks { repo, packer, added: HashSet::new() };
     let mut file: Option<FileEntry> = None;
     for batch in input {
         for item in batch {
             match item {
-                Item::Entry(entry) => write_entry(spool, entry, &mut stored)?,
+                Item::Entry(entry) => write_entry(&mut list, &mut list_chunks, entry, &mut stored)?,
                 Item::Begin(entry) => file = Some(entry),
                 Item::Chunk { id, len, payload } => {
                     let new = match payload {
@@ -164,7 +206,7 @@ pub fn run(
                 Item::End { size } => {
                     let mut entry = file.take().expect("End follows Begin");
                     entry.size = size;
-                    write_entry(spool, entry, &mut stored)?;
+                    write_entry(&mut list, &mut list_chunks, entry, &mut stored)?;
                 }
                 Item::Vanished { path } => stored.vanished.push(path),
                 Item::Failed { path, message } => {
@@ -176,5 +218,6 @@ pub fn run(
             }
         }
     }
+    stored.file_list = list.finish(&mut |id, bytes| list_chunks.store(id, bytes, &mut stored.stats))?;
     Ok(stored)
 }

@@ -84,7 +84,7 @@ pub fn ls(g: &Globals, snapshot: &str, out: &mut impl Write) -> Result<Exit> {
 }
 
 fn print_ls(repo: &Repository, id: &cairn::SnapshotId, json: bool, out: &mut impl Write) -> Result<()> {
-    let mut reader = ManifestReader::open(repo.storage(), id)?;
+    let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
     let mut component = String::new();
     let mut first = true;
     if json {
@@ -140,10 +140,12 @@ pub fn cat(g: &Globals, snapshot: &str, out: &mut impl Write) -> Result<Exit> {
 
 /// The manifest as one JSON object, streamed record by record.
 fn print_cat(repo: &Repository, id: &cairn::SnapshotId, out: &mut impl Write) -> Result<()> {
-    let mut reader = ManifestReader::open(repo.storage(), id)?;
+    let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
     write!(out, "{{\"id\":\"{id}\",\"format_version\":{}", reader.version())?;
     let mut first_file = true;
     let mut first_component = true;
+    // A version 3 component's file list chunks, written after its files.
+    let mut file_list = Vec::new();
     while let Some(record) = reader.next_record()? {
         match record {
             Record::Snapshot(h) => {
@@ -159,7 +161,15 @@ fn print_cat(repo: &Repository, id: &cairn::SnapshotId, out: &mut impl Write) ->
                 write!(out, "{}{}", if first_file { "" } else { "," }, serde_json::to_string(&f)?)?;
                 first_file = false;
             }
-            Record::ComponentEnd(t) => write!(out, "],\"end\":{}}}", serde_json::to_string(&t)?)?,
+            Record::FileList(chunks) => file_list.extend(chunks),
+            Record::ComponentEnd(t) => {
+                write!(out, "]")?;
+                if reader.version() >= 3 {
+                    write!(out, ",\"file_list\":{}", serde_json::to_string(&file_list)?)?;
+                    file_list.clear();
+                }
+                write!(out, ",\"end\":{}}}", serde_json::to_string(&t)?)?
+            }
             Record::End(t) => write!(out, "],\"end\":{}", serde_json::to_string(&t)?)?,
         }
     }

@@ -1,6 +1,7 @@
 //! Reading manifests: checking a file's hash against its name, and
 //! `ManifestReader`, which streams records and refuses any out of order or unsafe.
 
+use super::file_list::{ChunkSource, FileListStream};
 use super::hashing::HashingReader;
 use super::paths::{validate_component_name, validate_placements};
 use super::records::{validate_entry, ComponentSummary, FileEntry, Record, SnapshotSummary};
@@ -10,6 +11,7 @@ use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};
 use crate::id::SnapshotId;
 use crate::layout;
 use crate::storage::Storage;
+use std::collections::VecDeque;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 
@@ -38,8 +40,10 @@ enum Expect {
 }
 
 /// Streams the records of a manifest, checking their order, and at the end that the
-/// file's hash is its id: a fully read manifest is a verified one.
-pub struct ManifestReader {
+/// file's hash is its id: a fully read manifest is a verified one. From version 3 on a
+/// component's files are in its file list (file_list.rs): the reader hands out each
+/// `FileList` record, then the `File` records read from its chunks.
+pub struct ManifestReader<'a> {
     decoder: zstd::stream::read::Decoder<'static, BufReader<HashingReader<BufReader<ObjectStream>>>>,
     path: PathBuf,
     id: SnapshotId,
@@ -47,10 +51,28 @@ pub struct ManifestReader {
     version: u32,
     components: std::collections::HashSet<String>,
     placements: Vec<Vec<u8>>,
+    /// Where file lists are read from; without it (`outline`) they are passed over.
+    chunks: Option<&'a dyn ChunkSource>,
+    list: FileListStream,
+    /// Records read but not yet handed out: the `FileList` records met while reading a
+    /// file record that spans two of them, then that file, or the component's trailer.
+    queued: VecDeque<Record>,
 }
 
-impl ManifestReader {
-    pub fn open(storage: &dyn Storage, id: &SnapshotId) -> Result<ManifestReader> {
+impl<'a> ManifestReader<'a> {
+    /// Every record, file lists read through `chunks`.
+    pub fn open(storage: &dyn Storage, id: &SnapshotId, chunks: &'a dyn ChunkSource) -> Result<Self> {
+        Self::open_with(storage, id, Some(chunks))
+    }
+
+    /// Every record of the manifest file itself: a version 3 manifest's file lists are
+    /// handed out as `FileList` records and not read. Enough for a summary, and needs
+    /// nothing but the manifest.
+    pub fn outline(storage: &dyn Storage, id: &SnapshotId) -> Result<ManifestReader<'static>> {
+        ManifestReader::open_with(storage, id, None)
+    }
+
+    fn open_with(storage: &dyn Storage, id: &SnapshotId, chunks: Option<&'a dyn ChunkSource>) -> Result<Self> {
         let name = layout::snapshot(id);
         let path = storage.describe(&name);
         let object = storage.reader(&name)?;
@@ -69,6 +91,9 @@ impl ManifestReader {
             version,
             components: Default::default(),
             placements: Vec::new(),
+            chunks,
+            list: FileListStream::default(),
+            queued: VecDeque::new(),
         })
     }
 
@@ -79,9 +104,10 @@ impl ManifestReader {
         storage: &dyn Storage,
         id: &SnapshotId,
         name: &str,
-    ) -> Result<Option<ManifestReader>> {
+        chunks: &'a dyn ChunkSource,
+    ) -> Result<Option<Self>> {
         verify_file(storage, id)?;
-        let mut reader = ManifestReader::open(storage, id)?;
+        let mut reader = ManifestReader::open(storage, id, chunks)?;
         while let Some(record) = reader.next_record()? {
             if matches!(&record, Record::Component(c) if c.name == name) {
                 return Ok(Some(reader));
@@ -92,13 +118,14 @@ impl ManifestReader {
 
     /// The next file entry of the component being read; `None` at its end (and after).
     pub fn next_file(&mut self) -> Result<Option<FileEntry>> {
-        if self.expect != Expect::FileOrComponentEnd {
-            return Ok(None);
+        while self.expect == Expect::FileOrComponentEnd || !self.queued.is_empty() {
+            match self.next_record()? {
+                Some(Record::File(entry)) => return Ok(Some(entry)),
+                Some(Record::FileList(_)) => {}
+                _ => return Ok(None),
+            }
         }
-        match self.next_record()? {
-            Some(Record::File(entry)) => Ok(Some(entry)),
-            _ => Ok(None),
-        }
+        Ok(None)
     }
 
     /// The format version the manifest was written in.
@@ -112,9 +139,30 @@ impl ManifestReader {
 
     /// The next record, or `None` after the trailer (once the hash has been checked).
     pub fn next_record(&mut self) -> Result<Option<Record>> {
-        if self.expect == Expect::Eof {
-            return Ok(None);
+        if let Some(record) = self.queued.pop_front() {
+            return Ok(Some(record));
         }
+        match (self.expect, self.chunks) {
+            (Expect::Eof, _) => Ok(None),
+            (Expect::FileOrComponentEnd, Some(chunks)) if self.version >= 3 => {
+                // Each list record is handed out before any of its chunks is read, so
+                // that a caller knows what a damaged chunk belongs to.
+                if self.list.is_used_up() {
+                    let record = self.read_inline()?;
+                    if let Record::FileList(list) = &record {
+                        self.list.extend(list);
+                    }
+                    return Ok(Some(record));
+                }
+                self.read_listed(chunks)?;
+                Ok(self.queued.pop_front())
+            }
+            _ => self.read_inline().map(Some),
+        }
+    }
+
+    /// The next record of the manifest file itself, checked for its place in the order.
+    fn read_inline(&mut self) -> Result<Record> {
         let mut len = [0u8; 4];
         self.decoder.read_exact(&mut len).map_err(|e| self.corrupt(format!("record length: {e}")))?;
         let len = u32::from_le_bytes(len);
@@ -131,6 +179,7 @@ impl ManifestReader {
             _ => format::decode::<Record>(&bytes),
         };
         let record = record.map_err(|e| self.corrupt(format!("record: {e}")))?;
+        let listed = self.version >= 3;
         self.expect = match (self.expect, &record) {
             (Expect::Header, Record::Snapshot(_)) => Expect::ComponentOrEnd,
             (Expect::ComponentOrEnd, Record::Component(c)) => {
@@ -144,17 +193,78 @@ impl ManifestReader {
                 Expect::FileOrComponentEnd
             }
             (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
-            (Expect::FileOrComponentEnd, Record::File(entry)) => {
+            (Expect::FileOrComponentEnd, Record::File(entry)) if !listed => {
                 validate_entry(entry).map_err(|e| self.corrupt(e))?;
                 Expect::FileOrComponentEnd
             }
+            (Expect::FileOrComponentEnd, Record::FileList(_)) if listed => Expect::FileOrComponentEnd,
             (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,
             (expect, _) => return Err(self.corrupt(format!("record out of order (expected {expect:?})"))),
         };
         if self.expect == Expect::Eof {
             self.verify_end()?;
         }
-        Ok(Some(record))
+        Ok(record)
+    }
+
+    /// Queues the next file of the component's list, after the `FileList` records that
+    /// had to be read to reach it; or, at the list's end, the component's trailer.
+    fn read_listed(&mut self, chunks: &dyn ChunkSource) -> Result<()> {
+        let mut len = [0u8; 4];
+        if !self.read_list(&mut len, chunks)? {
+            return Ok(());
+        }
+        let len = u32::from_le_bytes(len);
+        if len > MAX_RECORD_LEN {
+            return Err(self.corrupt(format!("file list: record of {len} bytes")));
+        }
+        // Grown as bytes arrive, so a damaged length costs no more than the list holds.
+        let mut bytes = Vec::new();
+        while bytes.len() < len as usize {
+            let at = bytes.len();
+            bytes.resize(at + (len as usize - at).min(1 << 20), 0);
+            if !self.read_list(&mut bytes[at..], chunks)? {
+                return Err(self.corrupt("file list: truncated record"));
+            }
+        }
+        let entry = match format::decode::<Record>(&bytes) {
+            Ok(Record::File(entry)) => entry,
+            Ok(_) => return Err(self.corrupt("file list: a record that is not a file")),
+            Err(e) => return Err(self.corrupt(format!("file list: record: {e}"))),
+        };
+        validate_entry(&entry).map_err(|e| self.corrupt(e))?;
+        self.queued.push_back(Record::File(entry));
+        Ok(())
+    }
+
+    /// Fills `out` from the file list, reading further `FileList` records (queued for
+    /// the caller) as the list needs them. False when the component ends before the
+    /// first byte (its trailer queued); a list that ends inside `out` is corrupt.
+    fn read_list(&mut self, out: &mut [u8], chunks: &dyn ChunkSource) -> Result<bool> {
+        let mut filled = 0;
+        loop {
+            filled += self
+                .list
+                .read(&mut out[filled..], chunks)
+                .map_err(|e| self.corrupt(format!("file list: {e}")))?;
+            if filled == out.len() {
+                return Ok(true);
+            }
+            match self.read_inline()? {
+                Record::FileList(list) => {
+                    self.list.extend(&list);
+                    self.queued.push_back(Record::FileList(list));
+                }
+                trailer => {
+                    debug_assert!(matches!(trailer, Record::ComponentEnd(_)), "read_inline checks the order");
+                    self.queued.push_back(trailer);
+                    if filled == 0 {
+                        return Ok(false);
+                    }
+                    return Err(self.corrupt("file list ends inside a record"));
+                }
+            }
+        }
     }
 
     fn verify_end(&mut self) -> Result<()> {
@@ -181,7 +291,7 @@ impl ManifestReader {
             match record {
                 Record::Snapshot(h) => header = Some(h),
                 Record::Component(c) => current = Some(c),
-                Record::File(_) => {}
+                Record::File(_) | Record::FileList(_) => {}
                 Record::ComponentEnd(trailer) => {
                     let header = current.take().expect("reader checks record order");
                     components.push(ComponentSummary { header, trailer });
@@ -199,6 +309,8 @@ impl ManifestReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::ChunkId;
+    use crate::manifest::file_list::{self, tests::write_list, tests::MemoryChunks};
     use crate::manifest::records::tests::sample_entry;
     use crate::manifest::records::*;
     use crate::manifest::writer::ManifestWriter;
@@ -245,42 +357,124 @@ mod tests {
         ]
     }
 
-    fn write_all(storage: &MemoryStorage, records: &[Record]) -> SnapshotId {
+    /// Writes `records` as a version 3 manifest: the files of each component go into
+    /// its file list, named by `list_records` records of about equal share.
+    fn write_all(storage: &MemoryStorage, chunks: &MemoryChunks, records: &[Record], list_records: usize) -> SnapshotId {
         let mut writer = ManifestWriter::create(storage).unwrap();
+        let mut files = Vec::new();
         for record in records {
-            writer.write(record).unwrap();
+            match record {
+                Record::File(entry) => files.push(entry.clone()),
+                Record::ComponentEnd(_) => {
+                    let list = write_list(std::mem::take(&mut files), chunks);
+                    for part in list.chunks(list.len().div_ceil(list_records).max(1)) {
+                        writer.write(&Record::FileList(part.to_vec())).unwrap();
+                    }
+                    writer.write(record).unwrap();
+                }
+                _ => writer.write(record).unwrap(),
+            }
         }
         writer.finish().unwrap()
     }
 
-    #[test]
-    fn manifest_round_trip_is_verified() {
-        let storage = MemoryStorage::new();
-        let records = sample_records();
-        let id = write_all(&storage, &records);
-        let mut reader = ManifestReader::open(&storage, &id).unwrap();
+    fn read_all(storage: &MemoryStorage, chunks: &MemoryChunks, id: &SnapshotId) -> Result<Vec<Record>> {
+        let mut reader = ManifestReader::open(storage, id, chunks)?;
         let mut read = Vec::new();
-        while let Some(r) = reader.next_record().unwrap() {
+        while let Some(r) = reader.next_record()? {
             read.push(r);
         }
-        assert_eq!(read, records);
-        let summary = ManifestReader::open(&storage, &id).unwrap().summary().unwrap();
+        Ok(read)
+    }
+
+    fn without_lists(records: Vec<Record>) -> Vec<Record> {
+        records.into_iter().filter(|r| !matches!(r, Record::FileList(_))).collect()
+    }
+
+    #[test]
+    fn manifest_round_trip_is_verified() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let records = sample_records();
+        let id = write_all(&storage, &chunks, &records, 1);
+        assert_eq!(without_lists(read_all(&storage, &chunks, &id).unwrap()), records);
+        let summary = ManifestReader::outline(&storage, &id).unwrap().summary().unwrap();
         assert_eq!(summary.components.len(), 1);
     }
 
     #[test]
+    fn files_are_read_across_chunks_and_list_records() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let mut records = sample_records();
+        let files: Vec<Record> = file_list::tests::entries(5000, |_| false).into_iter().map(Record::File).collect();
+        records.splice(2..3, files);
+        // Records span chunks, and chunks of one record are named by two list records.
+        let id = write_all(&storage, &chunks, &records, 7);
+        let read = read_all(&storage, &chunks, &id).unwrap();
+        assert_eq!(read.iter().filter(|r| matches!(r, Record::FileList(_))).count(), 7);
+        assert_eq!(without_lists(read), records);
+        // The outline hands out the lists and reads none of them.
+        let mut outline = ManifestReader::outline(&storage, &id).unwrap();
+        let mut lists = 0;
+        while let Some(record) = outline.next_record().unwrap() {
+            assert!(!matches!(record, Record::File(_)));
+            lists += matches!(record, Record::FileList(_)) as usize;
+        }
+        assert_eq!(lists, 7);
+    }
+
+    #[test]
+    fn a_missing_list_chunk_or_a_list_ending_inside_a_record_is_refused() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let id = write_all(&storage, &chunks, &sample_records(), 1);
+        let err = read_all(&storage, &MemoryChunks::default(), &id).unwrap_err().to_string();
+        assert!(err.contains("file list") && err.contains("missing"), "{err}");
+
+        let mut writer = ManifestWriter::create(&storage).unwrap();
+        let records = sample_records();
+        writer.write(&records[0]).unwrap();
+        writer.write(&records[1]).unwrap();
+        let mut list = write_list(vec![sample_entry(b"a")], &chunks);
+        list[0].len -= 1;
+        let short = &chunks.0.lock().unwrap()[&list[0].id][..list[0].len as usize].to_vec();
+        list[0].id = ChunkId::of(short);
+        chunks.0.lock().unwrap().insert(list[0].id, short.clone());
+        writer.write(&Record::FileList(list)).unwrap();
+        writer.write(&records[3]).unwrap();
+        writer.write(&records[4]).unwrap();
+        let id = writer.finish().unwrap();
+        let err = read_all(&storage, &chunks, &id).unwrap_err().to_string();
+        assert!(err.contains("file list ends inside a record"), "{err}");
+    }
+
+    #[test]
     fn flipped_byte_or_wrong_order_is_rejected() {
-        let storage = MemoryStorage::new();
-        let id = write_all(&storage, &sample_records());
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let id = write_all(&storage, &chunks, &sample_records(), 1);
         storage.corrupt(&layout::snapshot(&id), |bytes| *bytes.last_mut().unwrap() ^= 1);
-        let result = ManifestReader::open(&storage, &id).and_then(|r| r.summary());
+        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
         assert!(result.is_err());
         assert!(verify_file(&storage, &id).unwrap_err().to_string().contains("not its name"));
 
         let mut records = sample_records();
         records.swap(1, 2);
-        let id = write_all(&storage, &records);
-        let result = ManifestReader::open(&storage, &id).and_then(|r| r.summary());
+        let mut writer = ManifestWriter::create(&storage).unwrap();
+        for record in &records {
+            writer.write(record).unwrap();
+        }
+        let id = writer.finish().unwrap();
+        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
+        assert!(result.unwrap_err().to_string().contains("out of order"));
+    }
+
+    #[test]
+    fn a_file_record_in_the_manifest_itself_is_out_of_order_from_version_3() {
+        let storage = MemoryStorage::new();
+        let mut writer = ManifestWriter::create(&storage).unwrap();
+        for record in &sample_records() {
+            writer.write(record).unwrap();
+        }
+        let id = writer.finish().unwrap();
+        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
         assert!(result.unwrap_err().to_string().contains("out of order"));
     }
 }

@@ -1,6 +1,7 @@
 //! The records a manifest is made of, in stream order: `Snapshot` (header), per component
-//! `Component`, `File`..., `ComponentEnd`, then `End` (trailer); and the summaries listings
-//! keep of them. Field order is the bincode byte order of format version 2: never reorder.
+//! `Component`, `File`... (from version 3 on: `FileList`..., whose chunks hold the `File`
+//! records), `ComponentEnd`, then `End` (trailer); and the summaries listings keep of
+//! them. Field order is the bincode byte order of the format: never reorder.
 
 use super::paths::{display_path, serialize_path, serialize_paths, validate_path};
 use crate::format;
@@ -216,6 +217,9 @@ pub enum Record {
     File(FileEntry),
     ComponentEnd(ComponentTrailer),
     End(SnapshotTrailer),
+    /// Chunks of the component's file list, which holds its `File` records (version 3;
+    /// file_list.rs).
+    FileList(Vec<ChunkRef>),
 }
 
 /// Everything of a snapshot but its file lists: what listings need.

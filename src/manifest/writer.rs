@@ -1,16 +1,20 @@
 //! Writing manifests: `ManifestWriter` streams records into a new object and names it
-//! by its hash; `RecordSpool` holds one component's records until the manifest takes them.
+//! by its hash. A component's files go into its file list first (file_list.rs), and the
+//! manifest names the list's chunks.
 
 use super::hashing::HashingWriter;
-use super::records::Record;
-use crate::error::{Error, IoContext, Result};
+use super::records::{ChunkRef, Record};
+use crate::error::{IoContext, Result};
 use crate::format::{self, SNAPSHOT_MAGIC};
 use crate::id::SnapshotId;
 use crate::layout;
 use crate::storage::{self, NewObject, Storage};
-use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// A writer's choice, not a rule of the format: 36 KiB records, each naming about 16 MiB
+/// of file list.
+const LIST_RECORD_CHUNKS: usize = 1024;
 
 /// Streams records into a new object; `finish` names it by its hash.
 pub struct ManifestWriter<'a> {
@@ -33,41 +37,20 @@ impl<'a> ManifestWriter<'a> {
         self.encoder.write_all(&bytes).at(&self.temp)
     }
 
+    /// Names a component's file list, in records of at most `LIST_RECORD_CHUNKS` chunks
+    /// so that no record grows with the component.
+    pub fn write_file_list(&mut self, chunks: &[ChunkRef]) -> Result<()> {
+        for part in chunks.chunks(LIST_RECORD_CHUNKS) {
+            self.write(&Record::FileList(part.to_vec()))?;
+        }
+        Ok(())
+    }
+
     /// Makes the manifest durable as `snapshots/<id>`: from here on the snapshot exists.
     pub fn finish(self) -> Result<SnapshotId> {
         let out = self.encoder.finish().at(&self.temp)?;
         let id = SnapshotId::from(out.hasher.finalize());
         storage::finish_content_named(out.inner, &layout::snapshot(&id))?;
         Ok(id)
-    }
-
-    /// Copies the records of a spool into the manifest, in order.
-    pub fn append(&mut self, spool: RecordSpool) -> Result<()> {
-        let mut file = spool.out.into_inner().map_err(|e| Error::io(&spool.path, e.into_error()))?;
-        file.rewind().at(&spool.path)?;
-        io::copy(&mut file, &mut self.encoder).at(&self.temp)?;
-        Ok(())
-    }
-}
-
-/// The records of one component, written to a scratch file while components are copied
-/// side by side, and appended to the manifest once all are done. The file has no name:
-/// it goes when it is closed, whatever ends the backup.
-pub struct RecordSpool {
-    out: BufWriter<File>,
-    path: PathBuf,
-}
-
-impl RecordSpool {
-    pub fn create(scratch_dir: &Path) -> Result<RecordSpool> {
-        std::fs::create_dir_all(scratch_dir).at(scratch_dir)?;
-        let file = tempfile::tempfile_in(scratch_dir).at(scratch_dir)?;
-        Ok(RecordSpool { out: BufWriter::with_capacity(1 << 20, file), path: scratch_dir.join("(records)") })
-    }
-
-    pub fn write(&mut self, record: &Record) -> Result<()> {
-        let bytes = format::encode(record);
-        self.out.write_all(&(bytes.len() as u32).to_le_bytes()).at(&self.path)?;
-        self.out.write_all(&bytes).at(&self.path)
     }
 }

@@ -19,7 +19,7 @@ pub fn dump_file(
 ) -> Result<u64> {
     let summary = repo.summary(id)?;
     component_header(&summary, component)?;
-    let mut reader = ManifestReader::open_component(repo.storage(), id, component)?
+    let mut reader = ManifestReader::open_component(repo.storage(), id, component, repo)?
         .ok_or_else(|| Error::Restore(format!("snapshot {id} has no component {component:?}")))?;
     // The file asked for, or the component's only regular file.
     let mut found = None;

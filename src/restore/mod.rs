@@ -47,7 +47,7 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     manifest::verify_file(repo.storage(), id)?;
     let summary = repo.summary(id)?;
-    let mut reader = ManifestReader::open(repo.storage(), id)?;
+    let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
     let records = std::iter::from_fn(|| reader.next_record().transpose());
     let Some(name) = &options.component else {
         let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();

@@ -169,7 +169,7 @@ fn component_name(set: &str, snapshots: &[SnapshotSummary], asked: Option<&str>)
 /// The file entries of one component of a snapshot, from a verified manifest.
 fn component_files(repo: &Repository, id: &SnapshotId, name: &str) -> Result<Vec<FileEntry>> {
     let mut files = Vec::new();
-    if let Some(mut reader) = ManifestReader::open_component(repo.storage(), id, name)? {
+    if let Some(mut reader) = ManifestReader::open_component(repo.storage(), id, name, repo)? {
         while let Some(entry) = reader.next_file()? {
             files.push(entry);
         }
