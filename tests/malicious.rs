@@ -53,9 +53,7 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
         placement: vec![],
     };
     writer.write(&Record::Component(component)).unwrap();
-    for file in files {
-        writer.write(&Record::File(file)).unwrap();
-    }
+    writer.write(&Record::FileList(store_file_list(&storage, files))).unwrap();
     writer
         .write(&Record::ComponentEnd(ComponentTrailer {
             files: 0,
@@ -80,6 +78,26 @@ fn craft(repo: &Path, files: Vec<FileEntry>) -> SnapshotId {
         }))
         .unwrap();
     writer.finish().unwrap()
+}
+
+/// Stores `files` as a file list in a pack of its own, as a backup would.
+fn store_file_list(storage: &dyn cairn::Storage, files: Vec<FileEntry>) -> Vec<ChunkRef> {
+    let mut chunks = Vec::new();
+    let mut keep = |id, bytes: &[u8]| {
+        chunks.push((id, bytes.to_vec()));
+        Ok(())
+    };
+    let mut list = FileListWriter::default();
+    for file in files {
+        list.push(file, &mut keep).unwrap();
+    }
+    let refs = list.finish(&mut keep).unwrap();
+    let mut pack = cairn::pack::PackWriter::create(storage).unwrap();
+    for (id, bytes) in chunks {
+        pack.add(&cairn::compress::compress(id, bytes, 3)).unwrap();
+    }
+    pack.finish().unwrap();
+    refs
 }
 
 /// Backs up `files` (name, content) for real and returns each file's one chunk, so that

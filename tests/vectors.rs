@@ -106,7 +106,14 @@ fn a_backup_into_an_old_repository_cuts_with_its_own_profiles() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id: SnapshotId = report["id"].as_str().unwrap().parse().unwrap();
-    let mut reader = ManifestReader::open(&LocalStorage::new(&repo), &id).unwrap();
+    let options = cairn::OpenOptions {
+        mode: cairn::LockMode::Shared,
+        lock_wait: std::time::Duration::ZERO,
+        command: "test".into(),
+        cache_dir: None,
+    };
+    let repo = cairn::Repository::open_local(&repo, &options).unwrap();
+    let mut reader = ManifestReader::open(repo.storage(), &id, &repo).unwrap();
     let mut lengths = Vec::new();
     while let Some(record) = reader.next_record().unwrap() {
         if let Record::File(f) = record {
@@ -150,7 +157,7 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
         [(FULL, SnapshotKind::Full, None), (INCREMENTAL, SnapshotKind::Incremental, Some(FULL))]
     {
         let id: SnapshotId = id.parse().unwrap();
-        let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
+        let mut reader = ManifestReader::outline(&LocalStorage::new(&vectors()), &id).unwrap();
         let mut files = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
             match record {
@@ -167,6 +174,7 @@ fn manifests_decode_to_the_snapshots_that_were_taken() {
                 Record::File(f) => files.push(f),
                 Record::ComponentEnd(t) => assert_eq!((t.last_log_number, t.copy_time), (None, None)),
                 Record::End(t) => assert!(t.complete),
+                Record::FileList(_) => panic!("a version 1 manifest has no file lists"),
             }
         }
         let paths: Vec<&[u8]> = files.iter().map(|f| f.path.as_slice()).collect();
@@ -280,7 +288,7 @@ mod v2 {
         for (id, kind) in [(FULL, SnapshotKind::Full), (DIFFERENTIAL, SnapshotKind::Differential)] {
             let id: SnapshotId = id.parse().unwrap();
             assert_eq!(&fs::read(dir.join(id.to_hex())).unwrap()[8..12], &2u32.to_le_bytes());
-            let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
+            let mut reader = ManifestReader::outline(&LocalStorage::new(&vectors()), &id).unwrap();
             assert_eq!(reader.version(), 2);
             let (mut components, mut paths) = (Vec::new(), Vec::new());
             while let Some(record) = reader.next_record().unwrap() {
@@ -314,6 +322,7 @@ mod v2 {
                         }
                         _ => assert_eq!(t.hooks, None),
                     },
+                    Record::FileList(_) => panic!("a version 2 manifest has no file lists"),
                 }
             }
             let names: Vec<(&str, &str, &[u8])> =
@@ -398,7 +407,7 @@ mod v3 {
     #[test]
     fn the_data_file_is_cut_in_fixed_pieces_and_both_snapshots_restore() {
         let id: SnapshotId = INCREMENTAL.parse().unwrap();
-        let mut reader = ManifestReader::open(&LocalStorage::new(&vectors()), &id).unwrap();
+        let mut reader = ManifestReader::outline(&LocalStorage::new(&vectors()), &id).unwrap();
         let mut data = None;
         while let Some(record) = reader.next_record().unwrap() {
             if let Record::File(f) = record {

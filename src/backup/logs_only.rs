@@ -29,7 +29,12 @@ impl LogsOnly {
     }
 
     /// Decides about `entry`; `opened` says whether the source could open it.
-    pub(super) fn step(&mut self, entry: &FileEntry, opened: bool, parent: &mut ParentFiles<'_>) -> Result<Step> {
+    pub(super) fn step(
+        &mut self,
+        entry: &FileEntry,
+        opened: bool,
+        parent: &mut ParentFiles<'_>,
+    ) -> Result<Step> {
         let read = |keep| Ok(Step { keep, read: true });
         match (entry.role, entry.log_number) {
             (FileRole::Log, Some(n)) if n < self.parent_last => Ok(Step { keep: Vec::new(), read: false }),

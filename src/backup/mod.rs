@@ -121,6 +121,9 @@ pub struct BackupReport {
     pub store_types: Vec<(PathBuf, StoreType)>,
     /// The post-exec command failed after the snapshot was saved.
     pub post_exec_failed: Option<String>,
+    /// Components whose file list in the parent snapshot is lost (with a pack): their
+    /// files were all read again.
+    pub parent_lists_lost: Vec<String>,
 }
 
 impl BackupReport {
@@ -241,7 +244,7 @@ pub fn backup(
         copy(repo, components, parent.as_ref(), options.mode, progress)
     });
     let post_failure = hooks.run_post();
-    let copied = match (copied, &post_failure) {
+    let (copied, parent_lists_lost) = match (copied, &post_failure) {
         (Ok(copied), _) => copied,
         (Err(e), None) => return Err(e),
         (Err(e), Some(post)) => return Err(Error::Invalid(format!("{e}; and then {post}")).with_hint_of(&e)),
@@ -249,7 +252,7 @@ pub fn backup(
 
     let summary = save(repo, header, copied, hooks.record())?;
     repo.index.add_snapshot(&summary)?;
-    Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure })
+    Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure, parent_lists_lost })
 }
 
 /// Writes the snapshot's manifest: the header, each component's file list between its
@@ -295,8 +298,9 @@ fn copy(
     parent: Option<&SnapshotSummary>,
     mode: Mode,
     progress: &dyn Progress,
-) -> Result<Vec<Copied>> {
+) -> Result<(Vec<Copied>, Vec<String>)> {
     let mut jobs: Vec<produce::Job> = Vec::new();
+    let mut lists_lost = Vec::new();
     for component in components {
         let store_type = component.files.store_type();
         let logs_only = mode == Mode::LogsOnly && store_type.has_logs();
@@ -306,6 +310,16 @@ fn copy(
             }
             None => None,
         };
+        if parent_files.as_ref().is_some_and(|p| p.file_list_lost()) {
+            if logs_only {
+                return Err(Error::Invalid(format!(
+                    "logs-only backup: the parent snapshot's file list of component {} is lost (check names the damage)",
+                    component.name
+                ))
+                .with_hint(Hint::IncrementalOrFull));
+            }
+            lists_lost.push(component.name.clone());
+        }
         if logs_only && parent_files.as_ref().and_then(|p| p.last_log_number()).is_none() {
             return Err(Error::Invalid(format!(
                 "logs-only backup: the parent snapshot has no logs of component {}",
@@ -366,7 +380,7 @@ fn copy(
         return Err(Error::Cancelled);
     }
     packer.finish()?;
-    Ok(copied)
+    Ok((copied, lists_lost))
 }
 
 /// One component through the three stages: produce and compress on threads of their

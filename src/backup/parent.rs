@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary};
+use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
 use crate::time::Timestamp;
 use crate::walk::path_order;
@@ -15,6 +15,7 @@ pub struct ParentFiles<'a> {
     started: Timestamp,
     last_log_number: Option<u64>,
     files: Files<'a>,
+    list_lost: bool,
 }
 
 enum Files<'a> {
@@ -39,7 +40,11 @@ impl<'a> ParentFiles<'a> {
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let mut reader = ManifestReader::open_component(repo.storage(), &id, name, repo).map_err(unreadable)?;
+        let list_lost = !file_list_is_whole(repo, &id, name).map_err(unreadable)?;
+        let mut reader = match list_lost {
+            true => None,
+            false => ManifestReader::open_component(repo.storage(), &id, name, repo).map_err(unreadable)?,
+        };
         let files = if in_path_order {
             let mut files = Files::Ordered { reader: reader.map(Box::new), next: None };
             advance(&mut files).map_err(unreadable)?;
@@ -53,7 +58,14 @@ impl<'a> ParentFiles<'a> {
             }
             Files::Indexed(by_path)
         };
-        Ok(ParentFiles { id, started: parent.header.time, last_log_number, files })
+        Ok(ParentFiles { id, started: parent.header.time, last_log_number, files, list_lost })
+    }
+
+    /// The repository lost chunks of the parent's file list of this component (with a
+    /// pack): it offers no files, so every file is read again, as the files whose own
+    /// chunks were lost are. Storing the same list again makes the parent whole too.
+    pub fn file_list_lost(&self) -> bool {
+        self.list_lost
     }
 
     /// When the parent backup began.
@@ -108,6 +120,29 @@ impl<'a> ParentFiles<'a> {
         let id = self.id;
         advance(&mut self.files).map_err(|e| unreadable(id, e))
     }
+}
+
+/// Whether the index still has every chunk of the file list of component `name`;
+/// manifests before version 3 have none, and so are whole.
+fn file_list_is_whole(repo: &Repository, id: &SnapshotId, name: &str) -> Result<bool> {
+    let mut outline = ManifestReader::outline(repo.storage(), id)?;
+    let chunks = repo.index.view()?.chunks()?;
+    let mut inside = false;
+    while let Some(record) = outline.next_record()? {
+        match record {
+            Record::Component(c) => inside = c.name == name,
+            Record::FileList(list) if inside => {
+                for chunk in &list {
+                    if !chunks.contains(&chunk.id)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Record::ComponentEnd(_) if inside => break,
+            _ => {}
+        }
+    }
+    Ok(true)
 }
 
 /// A parent that cannot be read cannot lend its chunk lists; a full backup needs none.

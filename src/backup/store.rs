@@ -7,7 +7,8 @@ use crate::compress::{compress, Frame};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::manifest::{
-    BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileListWriter, FileRole,
+    BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileListWriter,
+    FileRole,
 };
 use crate::packer::Packer;
 use crate::repo::Repository;
@@ -135,9 +136,8 @@ impl ListChunks<'_, '_> {
         if !self.added.insert(id) || self.repo.index.view()?.chunks()?.contains(&id)? {
             return Ok(());
         }
+        // Counted in what the backup added to packs, not in its new file data.
         let frame = compress(id, bytes.to_vec(), self.repo.config.compression.level);
-        stats.new_chunks += 1;
-        stats.new_bytes += bytes.len() as u64;
         stats.stored_bytes += self.packer.add_listed(&frame)?;
         Ok(())
     }

@@ -135,6 +135,11 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             writeln!(out, "quiesce window: {window:.2}s")?;
         }
     }
+    for component in &report.parent_lists_lost {
+        eprintln!(
+            "cairn: warning: the parent snapshot's file list of {component} is lost from the repository (see check); its files were all read again"
+        );
+    }
     if let Some(failure) = &report.post_exec_failed {
         eprintln!("cairn: {failure} (snapshot {} was saved)", report.id());
         return Ok(Exit::Failure);

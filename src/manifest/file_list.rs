@@ -48,7 +48,11 @@ impl Default for FileListWriter {
 }
 
 impl FileListWriter {
-    pub fn push(&mut self, entry: FileEntry, store: &mut dyn FnMut(ChunkId, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn push(
+        &mut self,
+        entry: FileEntry,
+        store: &mut dyn FnMut(ChunkId, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let record = format::encode(&Record::File(entry));
         self.buffer.extend_from_slice(&(record.len() as u32).to_le_bytes());
         self.buffer.extend_from_slice(&record);

@@ -22,6 +22,7 @@ mod records;
 mod v1;
 mod writer;
 
+pub use file_list::{ChunkSource, FileListWriter, FILE_LIST_CUTS};
 pub use paths::{
     display_path, inside, serialize_path, validate_component_name, validate_path, validate_placements,
 };
@@ -31,5 +32,4 @@ pub use records::{
     CopyTime, Excluded, FileEntry, FileError, FileKind, FileRole, HookRun, Hooks, Record, SnapshotHeader,
     SnapshotKind, SnapshotSummary, SnapshotTrailer,
 };
-pub use file_list::{ChunkSource, FileListWriter, FILE_LIST_CUTS};
 pub use writer::ManifestWriter;

@@ -72,7 +72,11 @@ impl<'a> ManifestReader<'a> {
         ManifestReader::open_with(storage, id, None)
     }
 
-    fn open_with(storage: &dyn Storage, id: &SnapshotId, chunks: Option<&'a dyn ChunkSource>) -> Result<Self> {
+    fn open_with(
+        storage: &dyn Storage,
+        id: &SnapshotId,
+        chunks: Option<&'a dyn ChunkSource>,
+    ) -> Result<Self> {
         let name = layout::snapshot(id);
         let path = storage.describe(&name);
         let object = storage.reader(&name)?;
@@ -359,7 +363,12 @@ mod tests {
 
     /// Writes `records` as a version 3 manifest: the files of each component go into
     /// its file list, named by `list_records` records of about equal share.
-    fn write_all(storage: &MemoryStorage, chunks: &MemoryChunks, records: &[Record], list_records: usize) -> SnapshotId {
+    fn write_all(
+        storage: &MemoryStorage,
+        chunks: &MemoryChunks,
+        records: &[Record],
+        list_records: usize,
+    ) -> SnapshotId {
         let mut writer = ManifestWriter::create(storage).unwrap();
         let mut files = Vec::new();
         for record in records {
@@ -405,7 +414,8 @@ mod tests {
     fn files_are_read_across_chunks_and_list_records() {
         let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
         let mut records = sample_records();
-        let files: Vec<Record> = file_list::tests::entries(5000, |_| false).into_iter().map(Record::File).collect();
+        let files: Vec<Record> =
+            file_list::tests::entries(5000, |_| false).into_iter().map(Record::File).collect();
         records.splice(2..3, files);
         // Records span chunks, and chunks of one record are named by two list records.
         let id = write_all(&storage, &chunks, &records, 7);

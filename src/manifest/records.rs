@@ -339,6 +339,22 @@ pub(super) mod tests {
         assert_eq!(format::encode(&Record::File(entry)), expected);
     }
 
+    #[test]
+    fn file_list_record_bytes_match_the_spec() {
+        let record = Record::FileList(vec![
+            ChunkRef { id: ChunkId([0x11; 32]), len: 16_384 },
+            ChunkRef { id: ChunkId([0x22; 32]), len: 298 },
+        ]);
+        let mut expected = Vec::new();
+        expected.extend(5u32.to_le_bytes());
+        expected.extend(2u64.to_le_bytes());
+        expected.extend([0x11; 32]);
+        expected.extend([0x00, 0x40, 0x00, 0x00]);
+        expected.extend([0x22; 32]);
+        expected.extend([0x2a, 0x01, 0x00, 0x00]);
+        assert_eq!(format::encode(&record), expected);
+    }
+
     proptest! {
         #[test]
         fn file_entry_encoding_round_trips(path in proptest::collection::vec(1u8..=255, 1..40),
