@@ -430,13 +430,144 @@ mod v3 {
     }
 }
 
+/// The checked-in repository with version 3 manifests (tests/vectors/repo-v4, made once
+/// by make-v4.sh): file lists in packs, the incremental's sharing all but one chunk.
+mod v4 {
+    use super::*;
+
+    const FULL: &str = "9c96f7906360c67d77ffcacefcd09b0f25825649c30b1efbc5a49c4c7c7218dc";
+    const INCREMENTAL: &str = "559be090f8610e55d9d5d9a442f1c112449d2c71574f3cd16b4703199de876f3";
+    const FIRST_LIST: [(&str, u32); 3] = [
+        ("c27a8ed22a2b42bcec452520d094ba73e3017ae1becef5b13b1998b0864ba5b6", 28144),
+        ("39710110", 24540),
+        ("bd3c6f36369025d4a5c113def9b902f78fdec69caf21674a631dbdc91438f534", 7556),
+    ];
+    const CHANGED_CHUNK: &str = "9203546532c47f526ca745f6931e2236af85ef3f8b08a466eb87b5cbcc8205d8";
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v4")
+    }
+
+    fn content(snapshot: &str, d: usize, f: usize) -> String {
+        match (snapshot, d, f) {
+            (INCREMENTAL, 5, 20) => "file 20 of directory 5, changed\n".to_string(),
+            _ => format!("file {f:02} of directory {d}\n"),
+        }
+    }
+
+    fn open_repo(path: &Path) -> cairn::Repository {
+        let options = cairn::OpenOptions {
+            mode: cairn::LockMode::Shared,
+            lock_wait: std::time::Duration::ZERO,
+            command: "test".into(),
+            cache_dir: None,
+        };
+        cairn::Repository::open_local(path, &options).unwrap()
+    }
+
+    /// The manifest file names the chunks of its one component's file list, and the
+    /// lists of the two snapshots differ in the chunk that holds the changed record.
+    #[test]
+    fn manifests_name_file_lists_that_share_their_unchanged_chunks() {
+        let storage = LocalStorage::new(&vectors());
+        let mut lists = Vec::new();
+        for id in [FULL, INCREMENTAL] {
+            let id: SnapshotId = id.parse().unwrap();
+            assert_eq!(&storage.read(&layout::snapshot(&id)).unwrap()[8..12], &3u32.to_le_bytes());
+            let mut outline = ManifestReader::outline(&storage, &id).unwrap();
+            assert_eq!(outline.version(), 3);
+            let mut list = Vec::new();
+            while let Some(record) = outline.next_record().unwrap() {
+                match record {
+                    Record::Component(c) => {
+                        assert_eq!((c.name.as_str(), c.store_type.as_str()), ("tree", "dir"))
+                    }
+                    Record::FileList(chunks) => list.extend(chunks),
+                    Record::File(_) => panic!("a version 3 manifest holds no file records itself"),
+                    Record::ComponentEnd(t) => assert_eq!(t.files, 410),
+                    _ => {}
+                }
+            }
+            lists.push(list);
+        }
+        let (first, second) = (&lists[0], &lists[1]);
+        let lens: Vec<u32> = first.iter().map(|c| c.len).collect();
+        assert_eq!(lens, FIRST_LIST.map(|(_, len)| len));
+        assert_eq!(first[0].id.to_hex(), FIRST_LIST[0].0);
+        assert!(first[1].id.to_hex().starts_with(FIRST_LIST[1].0));
+        assert_eq!(first[2].id.to_hex(), FIRST_LIST[2].0);
+        assert_eq!((second[0], second[2]), (first[0], first[2]));
+        assert_eq!(second[1].id.to_hex(), CHANGED_CHUNK);
+    }
+
+    /// Read through the packs, the lists hold the tree's entries in path order, and the
+    /// list is exactly their records, one after another.
+    #[test]
+    fn file_lists_decode_to_the_tree_in_path_order() {
+        let repo = open_repo(&vectors());
+        for snapshot in [FULL, INCREMENTAL] {
+            let id: SnapshotId = snapshot.parse().unwrap();
+            let mut reader = ManifestReader::open(repo.storage(), &id, &repo).unwrap();
+            let (mut paths, mut list, mut records) = (Vec::new(), Vec::new(), Vec::new());
+            while let Some(record) = reader.next_record().unwrap() {
+                match &record {
+                    Record::File(f) => {
+                        paths.push(String::from_utf8(f.path.clone()).unwrap());
+                        if f.kind == FileKind::Regular {
+                            let (d, f_) = (f.path[1] - b'0', &f.path[4..6]);
+                            let f_: usize = std::str::from_utf8(f_).unwrap().parse().unwrap();
+                            assert_eq!(f.size as usize, content(snapshot, d as usize, f_).len());
+                        }
+                        // encoding.md: little-endian, fixed-width integers.
+                        let config =
+                            bincode::config::standard().with_little_endian().with_fixed_int_encoding();
+                        let bytes = bincode::encode_to_vec(&record, config).unwrap();
+                        records.extend((bytes.len() as u32).to_le_bytes());
+                        records.extend(bytes);
+                    }
+                    Record::FileList(chunks) => list.extend(chunks.clone()),
+                    _ => {}
+                }
+            }
+            let mut expected = Vec::new();
+            for d in 0..10 {
+                expected.push(format!("d{d}"));
+                expected.extend((0..40).map(|f| format!("d{d}/f{f:02}.txt")));
+            }
+            assert_eq!(paths, expected);
+            let mut start = 0;
+            for chunk in &list {
+                let piece = &records[start..start + chunk.len as usize];
+                assert_eq!(ChunkId::of(piece), chunk.id);
+                start += chunk.len as usize;
+            }
+            assert_eq!(start, records.len());
+        }
+    }
+
+    #[test]
+    fn the_binary_rebuilds_the_index_and_restores_both_snapshots() {
+        let checked = Checked::new(&vectors());
+        for id in [FULL, INCREMENTAL] {
+            let target = checked.restore(id);
+            for d in 0..10 {
+                for f in 0..40 {
+                    let path = target.join(format!("d{d}/f{f:02}.txt"));
+                    assert_eq!(fs::read_to_string(&path).unwrap(), content(id, d, f), "{}", path.display());
+                }
+            }
+            assert_eq!(fs::metadata(target.join("d0")).unwrap().mtime(), 1_700_000_000);
+        }
+    }
+}
+
 /// Every vector repository is read where it is checked in, as an archive on read-only
 /// media would be: listed, checked and restored without a lock file, an index or
 /// anything else being written into it.
 #[test]
 fn every_vector_repository_is_read_as_it_is_checked_in() {
     let work = tempfile::tempdir().unwrap();
-    for name in ["repo-v1", "repo-v2", "repo-v3"] {
+    for name in ["repo-v1", "repo-v2", "repo-v3", "repo-v4"] {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
         let files = |dir: &Path| -> Vec<(PathBuf, u64)> {
             let mut out = Vec::new();
