@@ -57,6 +57,10 @@ pub struct ManifestReader<'a> {
     /// Records read but not yet handed out: the `FileList` records met while reading a
     /// file record that spans two of them, then that file, or the component's trailer.
     queued: VecDeque<Record>,
+    /// Only this component's files are wanted: the others' are passed over unread.
+    files_of: Option<String>,
+    /// Inside a component whose files are not wanted.
+    passing_over: bool,
 }
 
 impl<'a> ManifestReader<'a> {
@@ -98,6 +102,8 @@ impl<'a> ManifestReader<'a> {
             chunks,
             list: FileListStream::default(),
             queued: VecDeque::new(),
+            files_of: None,
+            passing_over: false,
         })
     }
 
@@ -112,12 +118,20 @@ impl<'a> ManifestReader<'a> {
     ) -> Result<Option<Self>> {
         verify_file(storage, id)?;
         let mut reader = ManifestReader::open(storage, id, chunks)?;
+        reader.only_files_of(name);
         while let Some(record) = reader.next_record()? {
             if matches!(&record, Record::Component(c) if c.name == name) {
                 return Ok(Some(reader));
             }
         }
         Ok(None)
+    }
+
+    /// From here on, hands out the files of component `name` only: the other
+    /// components' records are still read (their order checked), but not their file
+    /// lists, nor are their files handed out.
+    pub fn only_files_of(&mut self, name: &str) {
+        self.files_of = Some(name.to_string());
     }
 
     /// The next file entry of the component being read; `None` at its end (and after).
@@ -146,6 +160,9 @@ impl<'a> ManifestReader<'a> {
         if let Some(record) = self.queued.pop_front() {
             return Ok(Some(record));
         }
+        if self.passing_over && self.expect == Expect::FileOrComponentEnd {
+            return self.pass_over_files().map(Some);
+        }
         match (self.expect, self.chunks) {
             (Expect::Eof, _) => Ok(None),
             (Expect::FileOrComponentEnd, Some(chunks)) if self.version >= 3 => {
@@ -162,6 +179,17 @@ impl<'a> ManifestReader<'a> {
                 Ok(self.queued.pop_front())
             }
             _ => self.read_inline().map(Some),
+        }
+    }
+
+    /// Reads past the files of an unwanted component; returns its trailer.
+    fn pass_over_files(&mut self) -> Result<Record> {
+        self.list = FileListStream::default();
+        loop {
+            let record = self.read_inline()?;
+            if matches!(record, Record::ComponentEnd(_)) {
+                return Ok(record);
+            }
         }
     }
 
@@ -194,6 +222,7 @@ impl<'a> ManifestReader<'a> {
                 self.placements.push(c.placement.clone());
                 validate_placements(self.placements.iter().map(Vec::as_slice))
                     .map_err(|e| self.corrupt(e))?;
+                self.passing_over = self.files_of.as_ref().is_some_and(|name| *name != c.name);
                 Expect::FileOrComponentEnd
             }
             (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
@@ -454,6 +483,28 @@ mod tests {
         let id = writer.finish().unwrap();
         let err = read_all(&storage, &chunks, &id).unwrap_err().to_string();
         assert!(err.contains("file list ends inside a record"), "{err}");
+    }
+
+    #[test]
+    fn the_files_of_other_components_are_passed_over_unread() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let mut records = sample_records();
+        let Record::Component(first) = &records[1] else { panic!() };
+        let second = Record::Component(ComponentHeader {
+            name: "d".into(),
+            placement: b"d".to_vec(),
+            ..first.clone()
+        });
+        let extra = [second, Record::File(sample_entry(b"z")), records[3].clone()];
+        records.splice(4..4, extra);
+        let id = write_all(&storage, &chunks, &records, 1);
+        // The first component's list is lost: reading only the second's still works.
+        let first_list = write_list(vec![sample_entry(b"a/\xffb")], &MemoryChunks::default());
+        chunks.0.lock().unwrap().remove(&first_list[0].id);
+        let mut reader = ManifestReader::open_component(&storage, &id, "d", &chunks).unwrap().unwrap();
+        assert_eq!(reader.next_file().unwrap().unwrap().path, b"z");
+        assert_eq!(reader.next_file().unwrap(), None);
+        assert!(read_all(&storage, &chunks, &id).is_err());
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub fn restore(
     manifest::verify_file(repo.storage(), id)?;
     let summary = repo.summary(id)?;
     let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
+    if let Some(name) = &options.component {
+        reader.only_files_of(name);
+    }
     let records = std::iter::from_fn(|| reader.next_record().transpose());
     let Some(name) = &options.component else {
         let headers: Vec<&ComponentHeader> = summary.components.iter().map(|c| &c.header).collect();
