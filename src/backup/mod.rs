@@ -395,6 +395,7 @@ fn copy_component(
 ) -> Result<Copied> {
     let started = Timestamp::now();
     let header = job.header.clone();
+    let parent_list = job.parent.as_ref().map(|p| p.file_list().to_vec()).unwrap_or_default();
     // How far the index holds this component's new chunks: written by the store stage,
     // read by the producer (see `inflight`).
     let committed = Arc::new(AtomicU64::new(0));
@@ -403,7 +404,7 @@ fn copy_component(
     let (produced, stored) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce::run(repo, job, &committed, to_compress, cancel, progress));
         s.spawn(move || compress::run(repo, compress_rx, to_store));
-        let stored = store::run(repo, store_rx, packer, &committed);
+        let stored = store::run(repo, store_rx, packer, &committed, parent_list);
         (producer.join().expect("producer thread panicked"), stored)
     });
     // The store stage stops early only on its own error; report that one first.
@@ -440,6 +441,56 @@ mod tests {
         assert_eq!(summary.header.parent, Some(first));
         assert_eq!(summary.trailer.stats.stored_bytes, 0);
         assert_eq!(storage.list(crate::layout::PACKS).unwrap().len(), packs);
+    }
+
+    /// Times changed on every hundredth file touch every chunk of the file list; each
+    /// changed chunk is stored as a delta against the parent's, so the snapshot costs
+    /// a small part of its list.
+    #[test]
+    fn scattered_changes_cost_deltas_of_the_file_list() {
+        use crate::compress::Codec;
+        use crate::manifest::{ManifestReader, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let repo = open(&storage, LockMode::Append, None);
+        let files: Vec<_> = (0..3000).map(|i| dir.path().join(format!("d{:02}/f{i:04}", i / 100))).collect();
+        for (i, file) in files.iter().enumerate() {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, format!("file {i}")).unwrap();
+        }
+        let first = backup_tree(&repo, dir.path());
+        let list_of = |id| {
+            let mut outline = ManifestReader::outline(&storage, &id).unwrap();
+            let mut list = Vec::new();
+            while let Some(record) = outline.next_record().unwrap() {
+                if let Record::FileList(chunks) = record {
+                    list.extend(chunks);
+                }
+            }
+            list
+        };
+        let chunks = repo.index.view().unwrap().chunks().unwrap();
+        let first_list = list_of(first);
+        assert!(first_list.len() > 10, "{} chunks", first_list.len());
+        let whole: u64 =
+            first_list.iter().map(|c| chunks.get(&c.id).unwrap().unwrap().stored_len as u64).sum();
+        drop(chunks);
+        for file in files.iter().step_by(100) {
+            let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
+            let handle = std::fs::File::options().write(true).open(file).unwrap();
+            handle.set_modified(mtime + std::time::Duration::from_secs(1)).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let second = backup_tree(&repo, dir.path());
+        let stored = repo.summary(&second).unwrap().trailer.stats.stored_bytes;
+        assert!(stored * 4 < whole, "{stored} bytes stored for a list of {whole}");
+        let chunks = repo.index.view().unwrap().chunks().unwrap();
+        let second_list = list_of(second);
+        let deltas = second_list.iter().filter(|c| chunks.get(&c.id).unwrap().unwrap().codec == Codec::Delta);
+        assert!(deltas.count() > 10);
+        let target = dir.path().join("restored");
+        crate::testing::restore_to(&repo, &second, &target).unwrap();
+        crate::testing::assert_same_files(dir.path().join("d07").as_path(), &target.join("d07"));
     }
 
     #[test]

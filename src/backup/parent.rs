@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
+use crate::manifest::{ChunkRef, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
 use crate::repo::Repository;
 use crate::time::Timestamp;
 use crate::walk::path_order;
@@ -15,6 +15,7 @@ pub struct ParentFiles<'a> {
     started: Timestamp,
     last_log_number: Option<u64>,
     files: Files<'a>,
+    file_list: Vec<ChunkRef>,
     list_lost: bool,
 }
 
@@ -40,7 +41,12 @@ impl<'a> ParentFiles<'a> {
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let list_lost = !file_list_is_whole(repo, &id, name).map_err(unreadable)?;
+        let file_list = file_list_of(repo, &id, name).map_err(unreadable)?;
+        let chunks = repo.index.view().and_then(|v| v.chunks()).map_err(unreadable)?;
+        let mut list_lost = false;
+        for chunk in &file_list {
+            list_lost |= !chunks.contains(&chunk.id).map_err(unreadable)?;
+        }
         let mut reader = match list_lost {
             true => None,
             false => ManifestReader::open_component(repo.storage(), &id, name, repo).map_err(unreadable)?,
@@ -58,7 +64,7 @@ impl<'a> ParentFiles<'a> {
             }
             Files::Indexed(by_path)
         };
-        Ok(ParentFiles { id, started: parent.header.time, last_log_number, files, list_lost })
+        Ok(ParentFiles { id, started: parent.header.time, last_log_number, files, file_list, list_lost })
     }
 
     /// The repository lost chunks of the parent's file list of this component (with a
@@ -66,6 +72,12 @@ impl<'a> ParentFiles<'a> {
     /// chunks were lost are. Storing the same list again makes the parent whole too.
     pub fn file_list_lost(&self) -> bool {
         self.list_lost
+    }
+
+    /// The chunks of the parent's file list of this component, which the new list's
+    /// changed chunks are stored against.
+    pub fn file_list(&self) -> &[ChunkRef] {
+        &self.file_list
     }
 
     /// When the parent backup began.
@@ -122,27 +134,19 @@ impl<'a> ParentFiles<'a> {
     }
 }
 
-/// Whether the index still has every chunk of the file list of component `name`;
-/// manifests before version 3 have none, and so are whole.
-fn file_list_is_whole(repo: &Repository, id: &SnapshotId, name: &str) -> Result<bool> {
+/// The chunks of the file list of component `name` (none before version 3).
+fn file_list_of(repo: &Repository, id: &SnapshotId, name: &str) -> Result<Vec<ChunkRef>> {
     let mut outline = ManifestReader::outline(repo.storage(), id)?;
-    let chunks = repo.index.view()?.chunks()?;
-    let mut inside = false;
+    let (mut inside, mut list) = (false, Vec::new());
     while let Some(record) = outline.next_record()? {
         match record {
             Record::Component(c) => inside = c.name == name,
-            Record::FileList(list) if inside => {
-                for chunk in &list {
-                    if !chunks.contains(&chunk.id)? {
-                        return Ok(false);
-                    }
-                }
-            }
+            Record::FileList(chunks) if inside => list.extend(chunks),
             Record::ComponentEnd(_) if inside => break,
             _ => {}
         }
     }
-    Ok(true)
+    Ok(list)
 }
 
 /// A parent that cannot be read cannot lend its chunk lists; a full backup needs none.

@@ -3,7 +3,8 @@
 //! durable, and `committed` tells the producer how far that is.
 
 use super::{Item, Payload};
-use crate::compress::{compress, Frame};
+use crate::chunk_reader::ChunkReader;
+use crate::compress::{compress, compress_against, Frame};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::manifest::{
@@ -123,23 +124,57 @@ impl<'a> SharedPacker<'a> {
 }
 
 /// The chunks of a component's file list go into packs like file data, each once: an
-/// unchanged stretch of the list is already in the repository.
+/// unchanged stretch of the list is already in the repository. A changed chunk is
+/// stored as a delta against the parent's list chunk at the same offset of the list
+/// (where that is much smaller): a file's new times change a few bytes of a chunk, so
+/// changes scattered through a tree cost about those bytes, not whole chunks.
 struct ListChunks<'a, 'p> {
     repo: &'a Repository,
     packer: &'a SharedPacker<'p>,
     added: HashSet<ChunkId>,
+    /// The parent's list chunks with the offset each starts at.
+    parent: Vec<(u64, ChunkId)>,
+    /// Offset in the list of the next chunk.
+    offset: u64,
 }
 
-impl ListChunks<'_, '_> {
+impl<'a, 'p> ListChunks<'a, 'p> {
+    fn new(repo: &'a Repository, packer: &'a SharedPacker<'p>, parent: Vec<ChunkRef>) -> Self {
+        let mut start = 0;
+        let parent = parent
+            .into_iter()
+            .map(|chunk| {
+                start += chunk.len as u64;
+                (start - chunk.len as u64, chunk.id)
+            })
+            .collect();
+        ListChunks { repo, packer, added: HashSet::new(), parent, offset: 0 }
+    }
+
     fn store(&mut self, id: ChunkId, bytes: &[u8], stats: &mut BackupStats) -> Result<()> {
+        let offset = self.offset;
+        self.offset += bytes.len() as u64;
         // A view per chunk, not per backup: see compress.rs.
         if !self.added.insert(id) || self.repo.index.view()?.chunks()?.contains(&id)? {
             return Ok(());
         }
+        let level = self.repo.config.compression.level;
+        let frame = match self.parent_chunk_at(offset) {
+            Some(previous) => match ChunkReader::new(self.repo)?.whole_version_of(&previous) {
+                Some((reference, whole)) => compress_against(id, bytes.to_vec(), level, reference, &whole),
+                None => compress(id, bytes.to_vec(), level),
+            },
+            None => compress(id, bytes.to_vec(), level),
+        };
         // Counted in what the backup added to packs, not in its new file data.
-        let frame = compress(id, bytes.to_vec(), self.repo.config.compression.level);
         stats.stored_bytes += self.packer.add_listed(&frame)?;
         Ok(())
+    }
+
+    /// The parent's list chunk that holds list offset `offset`.
+    fn parent_chunk_at(&self, offset: u64) -> Option<ChunkId> {
+        let after = self.parent.partition_point(|(start, _)| *start <= offset);
+        after.checked_sub(1).map(|i| self.parent[i].1)
     }
 }
 
@@ -168,6 +203,7 @@ pub fn run(
     input: Receiver<Vec<Item>>,
     packer: &SharedPacker,
     committed: &Arc<AtomicU64>,
+    parent_list: Vec<ChunkRef>,
 ) -> Result<Stored> {
     let mut stored = Stored {
         stats: BackupStats::default(),
@@ -179,7 +215,7 @@ pub fn run(
         file_list: Vec::new(),
     };
     let mut list = FileListWriter::default();
-    let mut list_chunks = ListChunks { repo, packer, added: HashSet::new() };
+    let mut list_chunks = ListChunks::new(repo, packer, parent_list);
     let mut file: Option<FileEntry> = None;
     for batch in input {
         for item in batch {
