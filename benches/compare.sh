@@ -5,7 +5,8 @@
 #   benches/compare.sh [ROUNDS] CORPUS_DIR[=CHANGED_DIR]...
 # With a CHANGED_DIR (same files, some changed: see make-bdb-corpus.py), each tool also
 # backs up the changed copy over the original path as an incremental, and the table shows
-# its time and how much the repository grew. Needs Debian's restic, borgbackup and rsync. RESTORE_DIR (default /dev/shm) receives the
+# its time and how much the repository grew; every tool's no-change snapshot shows what
+# a snapshot of unchanged data adds to its repository. Needs Debian's restic, borgbackup and rsync. RESTORE_DIR (default /dev/shm) receives the
 # restores: a tmpfs times the tools rather than the disk's writeback.
 set -euo pipefail
 rounds=${1:-3}
@@ -80,7 +81,9 @@ run_tool() {
     backup incremental
     record_size repo-after-incremental
   fi
+  record_size repo-before-no-change
   backup no-change
+  record_size repo-after-no-change
   settle "$repo"
   case $tool in
     cairn) measure restore "$cairn" -r "$repo" restore latest --target "$out" ;;
@@ -138,4 +141,9 @@ for corpus in dict.fromkeys(r[0] for r in rows):
         grown = {t: statistics.median(r[0] for r in values[(corpus, t, 'repo-after-incremental')]) - sizes[t]
                  for t in ("cairn", "restic", "borg")}
         print("incremental growth  " + ", ".join(f"{t} +{g / 1e6:.1f} MB" for t, g in grown.items()))
+    # What a snapshot of unchanged data costs: years of daily snapshots multiply it.
+    grown = {t: statistics.median(a[0] - b[0] for a, b in zip(values[(corpus, t, 'repo-after-no-change')],
+                                                               values[(corpus, t, 'repo-before-no-change')]))
+             for t in ("cairn", "restic", "borg")}
+    print("no-change growth  " + ", ".join(f"{t} {g / 1e3:+.1f} KB" for t, g in grown.items()))
 PY

@@ -472,6 +472,37 @@ mod tests {
         assert!(report.problems.iter().any(|p| p.pack == Some(id)), "{:?}", report.problems);
     }
 
+    /// A damaged chunk of a file list damages the whole snapshot: check names it, and
+    /// restore refuses rather than restore part of the files.
+    #[test]
+    fn a_damaged_file_list_is_the_whole_snapshots_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = memory_storage();
+        let id = backup_tree(&open(&storage, LockMode::Append, None), &write_tree(&dir.path().join("t"), 1));
+        let mut outline = crate::manifest::ManifestReader::outline(&storage, &id).unwrap();
+        let mut list = Vec::new();
+        while let Some(record) = outline.next_record().unwrap() {
+            if let Record::FileList(chunks) = record {
+                list.extend(chunks);
+            }
+        }
+        let repo = open(&storage, LockMode::Shared, None);
+        let location = repo.index.view().unwrap().chunks().unwrap().get(&list[0].id).unwrap().unwrap();
+        drop(repo);
+        let at = location.offset as usize + location.stored_len as usize / 2;
+        storage.corrupt(&layout::pack(&location.pack), |bytes| bytes[at] ^= 0x10);
+        let repo = open(&storage, LockMode::Shared, None);
+        let report = check(&repo, true, &crate::NoProgress).unwrap();
+        let problem =
+            report.problems.iter().find(|p| p.pack == Some(location.pack)).expect("the pack is named");
+        assert!(
+            problem.affected.iter().any(|a| a.snapshot == id && a.path.contains("file list")),
+            "{problem:?}"
+        );
+        let err = crate::testing::restore_to(&repo, &id, &dir.path().join("out")).unwrap_err();
+        assert!(err.to_string().contains("file list"), "{err}");
+    }
+
     #[test]
     fn a_pack_gone_since_the_index_saw_it_is_named_with_the_files_it_held() {
         let dir = tempfile::tempdir().unwrap();
