@@ -322,9 +322,6 @@ fn verify_pack_data(storage: &dyn Storage, reader: &ChunkReader, id: &PackId) ->
     (bytes.len() as u64, damage)
 }
 
-/// How a finding names a snapshot's file list among the files it affects.
-const FILE_LIST: &[u8] = b"(the snapshot's file list)";
-
 /// Reads a manifest to its end (which verifies its hash) and checks every chunk it
 /// names against the index, noting files that use damaged chunks.
 fn check_manifest(
@@ -341,10 +338,23 @@ fn check_manifest(
         }
     };
     let mut affected_seen: HashSet<(usize, Vec<u8>)> = HashSet::new();
+    let mut component = String::new();
     loop {
         let record = match reader.next_record() {
             Ok(Some(record)) => record,
             Ok(None) => return Ok(()),
+            // A component whose file list cannot be read: its files are unknown, the
+            // other components' are checked on.
+            Err(e @ Error::FileList { .. }) => {
+                findings.add(e.to_string(), None, []);
+                match reader.pass_over_component() {
+                    Ok(_) => continue,
+                    Err(e) => {
+                        findings.add(format!("snapshot {id}: {e}"), None, []);
+                        return Ok(());
+                    }
+                }
+            }
             Err(e) => {
                 findings.add(format!("snapshot {id}: {e}"), None, []);
                 return Ok(());
@@ -352,15 +362,19 @@ fn check_manifest(
         };
         let entry = match record {
             Record::File(entry) => entry,
-            // The snapshot's files cannot be listed without its file list: the reader
-            // fails on a damaged chunk of it, and the damage is the whole snapshot's.
+            Record::Component(c) => {
+                component = c.name;
+                continue;
+            }
+            // Damage to a file list is damage to every file of its component.
             Record::FileList(list) => {
+                let path = format!("(the file list of component {component})").into_bytes();
                 for chunk in &list {
                     if let Some(&problem) = findings.damaged.get(&chunk.id) {
-                        if affected_seen.insert((problem, FILE_LIST.to_vec())) {
+                        if affected_seen.insert((problem, path.clone())) {
                             findings.problems[problem]
                                 .affected
-                                .push(Affected { snapshot: *id, path: display_path(FILE_LIST) });
+                                .push(Affected { snapshot: *id, path: display_path(&path) });
                         }
                     }
                 }
@@ -472,20 +486,14 @@ mod tests {
         assert!(report.problems.iter().any(|p| p.pack == Some(id)), "{:?}", report.problems);
     }
 
-    /// A damaged chunk of a file list damages the whole snapshot: check names it, and
-    /// restore refuses rather than restore part of the files.
+    /// A damaged chunk of a file list damages its whole component: check names it, and
+    /// restore refuses.
     #[test]
-    fn a_damaged_file_list_is_the_whole_snapshots_damage() {
+    fn a_damaged_file_list_is_its_whole_components_damage() {
         let dir = tempfile::tempdir().unwrap();
         let storage = memory_storage();
         let id = backup_tree(&open(&storage, LockMode::Append, None), &write_tree(&dir.path().join("t"), 1));
-        let mut outline = crate::manifest::ManifestReader::outline(&storage, &id).unwrap();
-        let mut list = Vec::new();
-        while let Some(record) = outline.next_record().unwrap() {
-            if let Record::FileList(chunks) = record {
-                list.extend(chunks);
-            }
-        }
+        let list = crate::manifest::ManifestReader::file_lists(&storage, &id).unwrap().remove(0).1;
         let repo = open(&storage, LockMode::Shared, None);
         let location = repo.index.view().unwrap().chunks().unwrap().get(&list[0].id).unwrap().unwrap();
         drop(repo);

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("{0}")]
     Chunk(#[from] ChunkError),
 
+    /// A component's file list (manifest version 3) could not be read: the component's
+    /// files are unknown, the manifest itself may be sound.
+    #[error("snapshot {snapshot}: file list of component {component:?}: {error}")]
+    FileList { snapshot: crate::id::SnapshotId, component: String, error: Box<Error> },
+
     /// An error with advice on what to do about it. The message stays the library's
     /// description; the advice is data for the front end to put in its own words.
     #[error("{error}")]

@@ -435,14 +435,20 @@ mod v3 {
 mod v4 {
     use super::*;
 
-    const FULL: &str = "9c96f7906360c67d77ffcacefcd09b0f25825649c30b1efbc5a49c4c7c7218dc";
-    const INCREMENTAL: &str = "559be090f8610e55d9d5d9a442f1c112449d2c71574f3cd16b4703199de876f3";
-    const FIRST_LIST: [(&str, u32); 3] = [
-        ("c27a8ed22a2b42bcec452520d094ba73e3017ae1becef5b13b1998b0864ba5b6", 28144),
-        ("39710110", 24540),
-        ("bd3c6f36369025d4a5c113def9b902f78fdec69caf21674a631dbdc91438f534", 7556),
+    const FULL: &str = "d9c431e83578e97328a5afce1962bcf1ee5bd665a27f56888e21d26242a748ed";
+    const INCREMENTAL: &str = "99039e6728fee1e1dd2a7b82d85a2b846c3b60f5462b79a98b79e60c1fa24ca1";
+    const FIRST_LIST: [(&str, u32); 4] = [
+        ("9738f12b7189f18a87cc93298e791ca9762f84035e429bbc4a4a1142c27e198f", 10664),
+        ("6b1437ca05612f7a9ad8246e57390f28706032f3043c2d50217ae95f9596222f", 4544),
+        ("d026e0729586fd7b66ae58011ed520c3915b415781e870f67b5667a8e7380ea3", 17480),
+        ("95fe071c2bc06646477cf8c5f2ce9a3a9da7416e0fcc814c5ad534b9b76c8524", 27552),
     ];
-    const CHANGED_CHUNK: &str = "9203546532c47f526ca745f6931e2236af85ef3f8b08a466eb87b5cbcc8205d8";
+    /// The incremental's last two chunks (`d5`'s directory entry and `d5/f20.txt`
+    /// changed), each stored as a delta against the first list's chunk at its offset.
+    const CHANGED: [(&str, u32); 2] = [
+        ("9f6e5a097f794d04fe4d74794ed4fadd433e231ca1166764bea902a66937735f", 34),
+        ("153ba15c129e233d1e8f8905905fd25595007235125a0ca7c0b14677dcd4df04", 73),
+    ];
 
     fn vectors() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v4")
@@ -491,13 +497,44 @@ mod v4 {
             lists.push(list);
         }
         let (first, second) = (&lists[0], &lists[1]);
-        let lens: Vec<u32> = first.iter().map(|c| c.len).collect();
-        assert_eq!(lens, FIRST_LIST.map(|(_, len)| len));
-        assert_eq!(first[0].id.to_hex(), FIRST_LIST[0].0);
-        assert!(first[1].id.to_hex().starts_with(FIRST_LIST[1].0));
-        assert_eq!(first[2].id.to_hex(), FIRST_LIST[2].0);
-        assert_eq!((second[0], second[2]), (first[0], first[2]));
-        assert_eq!(second[1].id.to_hex(), CHANGED_CHUNK);
+        let pinned: Vec<(String, u32)> = first.iter().map(|c| (c.id.to_hex(), c.len)).collect();
+        assert_eq!(pinned, FIRST_LIST.map(|(id, len)| (id.to_string(), len)));
+        assert_eq!(second[..2], first[..2]);
+        assert_eq!(second.iter().map(|c| c.len).collect::<Vec<_>>(), FIRST_LIST.map(|(_, len)| len));
+
+        // The changed chunks are deltas against the first list's chunks at their
+        // offsets, and decode to themselves only against those.
+        let mut entries = Vec::new();
+        for (id, size) in reindex::list_packs(&storage).unwrap() {
+            let name = layout::pack(&id);
+            entries.extend(
+                pack::read_table(&storage, &name, size).unwrap().into_iter().map(|e| (name.clone(), e)),
+            );
+        }
+        let raw = |id: &ChunkId| {
+            let (name, entry) = entries.iter().find(|(_, e)| e.id == *id).unwrap();
+            (*entry, pack::read_stored(&storage, name, entry.offset, entry.stored_len).unwrap())
+        };
+        for (i, (id, stored_len)) in CHANGED.iter().enumerate() {
+            let chunk = second[2 + i];
+            assert_eq!(chunk.id.to_hex(), *id);
+            let (entry, delta) = raw(&chunk.id);
+            assert_eq!(
+                (entry.codec, entry.stored_len, entry.reference),
+                (Codec::Delta, *stored_len, Some(first[2 + i].id))
+            );
+            let (reference_entry, reference_stored) = raw(&first[2 + i].id);
+            let reference = compress::decode_chunk(
+                &first[2 + i].id,
+                reference_entry.codec,
+                reference_entry.raw_len,
+                reference_stored,
+                None,
+            )
+            .unwrap();
+            let decoded = compress::decode_chunk(&chunk.id, Codec::Delta, chunk.len, delta, Some(&reference));
+            assert_eq!(ChunkId::of(&decoded.unwrap()), chunk.id);
+        }
     }
 
     /// Read through the packs, the lists hold the tree's entries in path order, and the

@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn scattered_changes_cost_deltas_of_the_file_list() {
         use crate::compress::Codec;
-        use crate::manifest::{ManifestReader, Record};
+        use crate::manifest::ManifestReader;
         let dir = tempfile::tempdir().unwrap();
         let storage = memory_storage();
         let repo = open(&storage, LockMode::Append, None);
@@ -459,16 +459,7 @@ mod tests {
             std::fs::write(file, format!("file {i}")).unwrap();
         }
         let first = backup_tree(&repo, dir.path());
-        let list_of = |id| {
-            let mut outline = ManifestReader::outline(&storage, &id).unwrap();
-            let mut list = Vec::new();
-            while let Some(record) = outline.next_record().unwrap() {
-                if let Record::FileList(chunks) = record {
-                    list.extend(chunks);
-                }
-            }
-            list
-        };
+        let list_of = |id| ManifestReader::file_lists(&storage, &id).unwrap().remove(0).1;
         let chunks = repo.index.view().unwrap().chunks().unwrap();
         let first_list = list_of(first);
         assert!(first_list.len() > 10, "{} chunks", first_list.len());

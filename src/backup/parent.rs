@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Hint, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{ChunkRef, FileEntry, FileKind, FileRole, ManifestReader, Record, SnapshotSummary};
+use crate::manifest::{ChunkRef, FileEntry, FileKind, FileRole, ManifestReader, SnapshotSummary};
 use crate::repo::Repository;
 use crate::time::Timestamp;
 use crate::walk::path_order;
@@ -41,7 +41,8 @@ impl<'a> ParentFiles<'a> {
         let component = parent.components.iter().find(|c| c.header.name == name);
         let last_log_number = component.and_then(|c| c.trailer.last_log_number);
         let unreadable = |e| unreadable(id, e);
-        let file_list = file_list_of(repo, &id, name).map_err(unreadable)?;
+        let lists = ManifestReader::file_lists(repo.storage(), &id).map_err(unreadable)?;
+        let file_list = lists.into_iter().find(|(n, _)| n == name).map(|(_, list)| list).unwrap_or_default();
         let chunks = repo.index.view().and_then(|v| v.chunks()).map_err(unreadable)?;
         let mut list_lost = false;
         for chunk in &file_list {
@@ -132,21 +133,6 @@ impl<'a> ParentFiles<'a> {
         let id = self.id;
         advance(&mut self.files).map_err(|e| unreadable(id, e))
     }
-}
-
-/// The chunks of the file list of component `name` (none before version 3).
-fn file_list_of(repo: &Repository, id: &SnapshotId, name: &str) -> Result<Vec<ChunkRef>> {
-    let mut outline = ManifestReader::outline(repo.storage(), id)?;
-    let (mut inside, mut list) = (false, Vec::new());
-    while let Some(record) = outline.next_record()? {
-        match record {
-            Record::Component(c) => inside = c.name == name,
-            Record::FileList(chunks) if inside => list.extend(chunks),
-            Record::ComponentEnd(_) if inside => break,
-            _ => {}
-        }
-    }
-    Ok(list)
 }
 
 /// A parent that cannot be read cannot lend its chunk lists; a full backup needs none.

@@ -110,7 +110,7 @@ fn backup(repo: &Repository, args: BackupArgs, json: bool, out: &mut impl Write)
             "files": stats.files, "bytes": stats.bytes, "bytes_read": stats.bytes_read,
             "new_chunks": stats.new_chunks, "new_bytes": stats.new_bytes, "stored_bytes": stats.stored_bytes,
             "errors": trailer.errors, "seconds": seconds, "hooks": trailer.hooks,
-            "components": summary.components,
+            "components": summary.components, "parent_file_lists_lost": report.parent_lists_lost,
         });
         writeln!(out, "{value}")?;
     } else {

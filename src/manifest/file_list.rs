@@ -96,11 +96,6 @@ impl FileListStream {
         self.pending.extend(chunks.iter().copied());
     }
 
-    /// True when every byte of the chunks handed to the stream has been read.
-    pub(super) fn is_used_up(&self) -> bool {
-        self.pos == self.current.len() && self.pending.is_empty()
-    }
-
     /// Fills `out` from the stream; returns how many bytes it could, fewer only when the
     /// chunks handed to it so far are used up.
     pub(super) fn read(&mut self, out: &mut [u8], source: &dyn ChunkSource) -> Result<usize> {

@@ -4,14 +4,13 @@
 use super::file_list::{ChunkSource, FileListStream};
 use super::hashing::HashingReader;
 use super::paths::{validate_component_name, validate_placements};
-use super::records::{validate_entry, ComponentSummary, FileEntry, Record, SnapshotSummary};
+use super::records::{validate_entry, ChunkRef, ComponentSummary, FileEntry, Record, SnapshotSummary};
 use super::v1;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MAX_RECORD_LEN, SNAPSHOT_MAGIC};
 use crate::id::SnapshotId;
 use crate::layout;
 use crate::storage::Storage;
-use std::collections::VecDeque;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 
@@ -54,13 +53,32 @@ pub struct ManifestReader<'a> {
     /// Where file lists are read from; without it (`outline`) they are passed over.
     chunks: Option<&'a dyn ChunkSource>,
     list: FileListStream,
-    /// Records read but not yet handed out: the `FileList` records met while reading a
-    /// file record that spans two of them, then that file, or the component's trailer.
-    queued: VecDeque<Record>,
+    /// The file record being read from the list, as far as the chunks handed out so
+    /// far hold it: a record may span chunks and `FileList` records.
+    partial: PartialRecord,
+    /// The component being read.
+    component: String,
     /// Only this component's files are wanted: the others' are passed over unread.
     files_of: Option<String>,
     /// Inside a component whose files are not wanted.
     passing_over: bool,
+    /// An error left the reader mid-record: nothing more can be read, except past the
+    /// rest of a component whose file list failed (`pass_over_component`).
+    failed: Option<Failure>,
+}
+
+#[derive(Default)]
+struct PartialRecord {
+    /// The length prefix once read, then the record's bytes so far.
+    len: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Failure {
+    /// Reading the file list failed; the manifest itself is still in step.
+    FileList,
+    Manifest,
 }
 
 impl<'a> ManifestReader<'a> {
@@ -101,9 +119,11 @@ impl<'a> ManifestReader<'a> {
             placements: Vec::new(),
             chunks,
             list: FileListStream::default(),
-            queued: VecDeque::new(),
+            partial: PartialRecord::default(),
+            component: String::new(),
             files_of: None,
             passing_over: false,
+            failed: None,
         })
     }
 
@@ -127,6 +147,21 @@ impl<'a> ManifestReader<'a> {
         Ok(None)
     }
 
+    /// Each component's name with the chunks of its file list (none before version 3),
+    /// from the manifest file alone.
+    pub fn file_lists(storage: &dyn Storage, id: &SnapshotId) -> Result<Vec<(String, Vec<ChunkRef>)>> {
+        let mut outline = ManifestReader::outline(storage, id)?;
+        let mut lists: Vec<(String, Vec<ChunkRef>)> = Vec::new();
+        while let Some(record) = outline.next_record()? {
+            match record {
+                Record::Component(c) => lists.push((c.name, Vec::new())),
+                Record::FileList(chunks) => lists.last_mut().expect("after a component").1.extend(chunks),
+                _ => {}
+            }
+        }
+        Ok(lists)
+    }
+
     /// From here on, hands out the files of component `name` only: the other
     /// components' records are still read (their order checked), but not their file
     /// lists, nor are their files handed out.
@@ -136,7 +171,7 @@ impl<'a> ManifestReader<'a> {
 
     /// The next file entry of the component being read; `None` at its end (and after).
     pub fn next_file(&mut self) -> Result<Option<FileEntry>> {
-        while self.expect == Expect::FileOrComponentEnd || !self.queued.is_empty() {
+        while self.expect == Expect::FileOrComponentEnd {
             match self.next_record()? {
                 Some(Record::File(entry)) => return Ok(Some(entry)),
                 Some(Record::FileList(_)) => {}
@@ -157,26 +192,39 @@ impl<'a> ManifestReader<'a> {
 
     /// The next record, or `None` after the trailer (once the hash has been checked).
     pub fn next_record(&mut self) -> Result<Option<Record>> {
-        if let Some(record) = self.queued.pop_front() {
-            return Ok(Some(record));
+        if let Some(failure) = self.failed {
+            return Err(self.corrupt(format!("not readable past an earlier error ({failure:?})")));
         }
+        let record = self.read_next();
+        if let Err(e) = &record {
+            let in_list = matches!(e, Error::FileList { .. });
+            self.failed = Some(if in_list { Failure::FileList } else { Failure::Manifest });
+        }
+        record
+    }
+
+    /// After an error in a component's file list, goes on at the component's trailer
+    /// (returned): the manifest names the other components' lists and files apart.
+    pub fn pass_over_component(&mut self) -> Result<Record> {
+        if self.failed != Some(Failure::FileList) {
+            return Err(self.corrupt("only a file list that failed can be passed over"));
+        }
+        self.failed = None;
+        let trailer = self.pass_over_files();
+        if trailer.is_err() {
+            self.failed = Some(Failure::Manifest);
+        }
+        trailer
+    }
+
+    fn read_next(&mut self) -> Result<Option<Record>> {
         if self.passing_over && self.expect == Expect::FileOrComponentEnd {
             return self.pass_over_files().map(Some);
         }
         match (self.expect, self.chunks) {
             (Expect::Eof, _) => Ok(None),
             (Expect::FileOrComponentEnd, Some(chunks)) if self.version >= 3 => {
-                // Each list record is handed out before any of its chunks is read, so
-                // that a caller knows what a damaged chunk belongs to.
-                if self.list.is_used_up() {
-                    let record = self.read_inline()?;
-                    if let Record::FileList(list) = &record {
-                        self.list.extend(list);
-                    }
-                    return Ok(Some(record));
-                }
-                self.read_listed(chunks)?;
-                Ok(self.queued.pop_front())
+                self.read_listed(chunks).map(Some)
             }
             _ => self.read_inline().map(Some),
         }
@@ -185,6 +233,7 @@ impl<'a> ManifestReader<'a> {
     /// Reads past the files of an unwanted component; returns its trailer.
     fn pass_over_files(&mut self) -> Result<Record> {
         self.list = FileListStream::default();
+        self.partial = PartialRecord::default();
         loop {
             let record = self.read_inline()?;
             if matches!(record, Record::ComponentEnd(_)) {
@@ -223,6 +272,7 @@ impl<'a> ManifestReader<'a> {
                 validate_placements(self.placements.iter().map(Vec::as_slice))
                     .map_err(|e| self.corrupt(e))?;
                 self.passing_over = self.files_of.as_ref().is_some_and(|name| *name != c.name);
+                self.component = c.name.clone();
                 Expect::FileOrComponentEnd
             }
             (Expect::ComponentOrEnd, Record::End(_)) => Expect::Eof,
@@ -230,7 +280,12 @@ impl<'a> ManifestReader<'a> {
                 validate_entry(entry).map_err(|e| self.corrupt(e))?;
                 Expect::FileOrComponentEnd
             }
-            (Expect::FileOrComponentEnd, Record::FileList(_)) if listed => Expect::FileOrComponentEnd,
+            (Expect::FileOrComponentEnd, Record::FileList(list)) if listed => {
+                if let Some(bad) = list.iter().find(|c| c.len == 0 || c.len > format::MAX_CHUNK_LEN) {
+                    return Err(self.corrupt(format!("file list chunk {} of {} bytes", bad.id, bad.len)));
+                }
+                Expect::FileOrComponentEnd
+            }
             (Expect::FileOrComponentEnd, Record::ComponentEnd(_)) => Expect::ComponentOrEnd,
             (expect, _) => return Err(self.corrupt(format!("record out of order (expected {expect:?})"))),
         };
@@ -240,64 +295,63 @@ impl<'a> ManifestReader<'a> {
         Ok(record)
     }
 
-    /// Queues the next file of the component's list, after the `FileList` records that
-    /// had to be read to reach it; or, at the list's end, the component's trailer.
-    fn read_listed(&mut self, chunks: &dyn ChunkSource) -> Result<()> {
-        let mut len = [0u8; 4];
-        if !self.read_list(&mut len, chunks)? {
-            return Ok(());
+    /// Inside a component of a version 3 manifest: its next file, read from the list;
+    /// or, when the list's chunks handed out so far are used up, the next record of the
+    /// manifest itself (a `FileList`, handed out before any of its chunks is read, so
+    /// that a caller knows what a damaged chunk belongs to; or the trailer).
+    fn read_listed(&mut self, chunks: &dyn ChunkSource) -> Result<Record> {
+        if let Some(entry) = self.fill_record(chunks)? {
+            return Ok(Record::File(entry));
         }
-        let len = u32::from_le_bytes(len);
-        if len > MAX_RECORD_LEN {
-            return Err(self.corrupt(format!("file list: record of {len} bytes")));
+        let record = self.read_inline()?;
+        if let Record::FileList(list) = &record {
+            self.list.extend(list);
+        } else if self.partial.len.is_some() || !self.partial.bytes.is_empty() {
+            return Err(self.corrupt(format!("file list of {:?} ends inside a record", self.component)));
         }
-        // Grown as bytes arrive, so a damaged length costs no more than the list holds.
-        let mut bytes = Vec::new();
-        while bytes.len() < len as usize {
-            let at = bytes.len();
-            bytes.resize(at + (len as usize - at).min(1 << 20), 0);
-            if !self.read_list(&mut bytes[at..], chunks)? {
-                return Err(self.corrupt("file list: truncated record"));
-            }
-        }
-        let entry = match format::decode::<Record>(&bytes) {
-            Ok(Record::File(entry)) => entry,
-            Ok(_) => return Err(self.corrupt("file list: a record that is not a file")),
-            Err(e) => return Err(self.corrupt(format!("file list: record: {e}"))),
-        };
-        validate_entry(&entry).map_err(|e| self.corrupt(e))?;
-        self.queued.push_back(Record::File(entry));
-        Ok(())
+        Ok(record)
     }
 
-    /// Fills `out` from the file list, reading further `FileList` records (queued for
-    /// the caller) as the list needs them. False when the component ends before the
-    /// first byte (its trailer queued); a list that ends inside `out` is corrupt.
-    fn read_list(&mut self, out: &mut [u8], chunks: &dyn ChunkSource) -> Result<bool> {
-        let mut filled = 0;
+    /// Reads the file record in progress on from the list; `None` when the list's
+    /// chunks so far end first (what was read stays in `partial`).
+    fn fill_record(&mut self, chunks: &dyn ChunkSource) -> Result<Option<FileEntry>> {
         loop {
-            filled += self
-                .list
-                .read(&mut out[filled..], chunks)
-                .map_err(|e| self.corrupt(format!("file list: {e}")))?;
-            if filled == out.len() {
-                return Ok(true);
-            }
-            match self.read_inline()? {
-                Record::FileList(list) => {
-                    self.list.extend(&list);
-                    self.queued.push_back(Record::FileList(list));
+            let want = self.partial.len.unwrap_or(4);
+            let have = self.partial.bytes.len();
+            if have < want {
+                // Grown as bytes arrive: a damaged length costs no more than the list holds.
+                let step = (want - have).min(1 << 20);
+                self.partial.bytes.resize(have + step, 0);
+                let read = self.list.read(&mut self.partial.bytes[have..], chunks);
+                let n = read.map_err(|e| self.list_error(e))?;
+                self.partial.bytes.truncate(have + n);
+                if n < step {
+                    return Ok(None);
                 }
-                trailer => {
-                    debug_assert!(matches!(trailer, Record::ComponentEnd(_)), "read_inline checks the order");
-                    self.queued.push_back(trailer);
-                    if filled == 0 {
-                        return Ok(false);
-                    }
-                    return Err(self.corrupt("file list ends inside a record"));
-                }
+                continue;
             }
+            let bytes = std::mem::take(&mut self.partial.bytes);
+            if self.partial.len.is_none() {
+                let len = format::read_u32(&bytes);
+                if len > MAX_RECORD_LEN {
+                    return Err(self.list_error(self.corrupt(format!("record of {len} bytes"))));
+                }
+                self.partial.len = Some(len as usize);
+                continue;
+            }
+            self.partial = PartialRecord::default();
+            let entry = match format::decode::<Record>(&bytes) {
+                Ok(Record::File(entry)) => entry,
+                Ok(_) => return Err(self.list_error(self.corrupt("a record that is not a file"))),
+                Err(e) => return Err(self.list_error(self.corrupt(format!("record: {e}")))),
+            };
+            validate_entry(&entry).map_err(|e| self.list_error(self.corrupt(e)))?;
+            return Ok(Some(entry));
         }
+    }
+
+    fn list_error(&self, error: Error) -> Error {
+        Error::FileList { snapshot: self.id, component: self.component.clone(), error: Box::new(error) }
     }
 
     fn verify_end(&mut self) -> Result<()> {
@@ -482,7 +536,7 @@ mod tests {
         writer.write(&records[4]).unwrap();
         let id = writer.finish().unwrap();
         let err = read_all(&storage, &chunks, &id).unwrap_err().to_string();
-        assert!(err.contains("file list ends inside a record"), "{err}");
+        assert!(err.contains("ends inside a record"), "{err}");
     }
 
     #[test]
@@ -505,6 +559,112 @@ mod tests {
         assert_eq!(reader.next_file().unwrap().unwrap().path, b"z");
         assert_eq!(reader.next_file().unwrap(), None);
         assert!(read_all(&storage, &chunks, &id).is_err());
+    }
+
+    /// A manifest of the sample's header and trailers around the given list records.
+    fn with_lists(storage: &MemoryStorage, lists: &[Vec<ChunkRef>]) -> SnapshotId {
+        let records = sample_records();
+        let mut writer = ManifestWriter::create(storage).unwrap();
+        writer.write(&records[0]).unwrap();
+        writer.write(&records[1]).unwrap();
+        for list in lists {
+            writer.write(&Record::FileList(list.clone())).unwrap();
+        }
+        writer.write(&records[3]).unwrap();
+        writer.write(&records[4]).unwrap();
+        writer.finish().unwrap()
+    }
+
+    /// Regression (review): list records met inside a file record were queued until it
+    /// was whole, so a manifest of many empty ones could grow memory without bound.
+    #[test]
+    fn list_records_are_handed_out_one_at_a_time() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let list = write_list(vec![sample_entry(b"a")], &chunks);
+        let bytes = chunks.0.lock().unwrap()[&list[0].id].clone();
+        // The record's first two bytes, then 10,000 empty list records, then the rest.
+        let (head, tail) = bytes.split_at(2);
+        let [first, second] = [head, tail].map(|part| {
+            let id = ChunkId::of(part);
+            chunks.0.lock().unwrap().insert(id, part.to_vec());
+            vec![ChunkRef { id, len: part.len() as u32 }]
+        });
+        let mut lists = vec![first];
+        lists.extend(std::iter::repeat_n(Vec::new(), 10_000));
+        lists.push(second);
+        let id = with_lists(&storage, &lists);
+        let mut reader = ManifestReader::open(&storage, &id, &chunks).unwrap();
+        let (mut handed_out, mut files) = (0, 0);
+        while let Some(record) = reader.next_record().unwrap() {
+            match record {
+                Record::FileList(_) => handed_out += 1,
+                Record::File(entry) => {
+                    assert_eq!(handed_out, 10_002, "every list record comes before the file they hold");
+                    assert_eq!(entry.path, b"a");
+                    files += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(files, 1);
+    }
+
+    #[test]
+    fn hostile_file_lists_are_refused() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        // A list that holds a record other than a file.
+        let record = format::encode(&sample_records()[3]);
+        let bytes = [&(record.len() as u32).to_le_bytes()[..], &record].concat();
+        let id = ChunkId::of(&bytes);
+        chunks.0.lock().unwrap().insert(id, bytes.clone());
+        let snapshot = with_lists(&storage, &[vec![ChunkRef { id, len: bytes.len() as u32 }]]);
+        let err = read_all(&storage, &chunks, &snapshot).unwrap_err();
+        assert!(matches!(err, Error::FileList { .. }) && err.to_string().contains("not a file"), "{err}");
+
+        // A chunk reference of no bytes, or of more than any chunk.
+        for len in [0, format::MAX_CHUNK_LEN + 1] {
+            let snapshot = with_lists(&storage, &[vec![ChunkRef { id, len }]]);
+            let err = ManifestReader::outline(&storage, &snapshot).and_then(|r| r.summary()).unwrap_err();
+            assert!(err.to_string().contains(&format!("of {len} bytes")), "{err}");
+        }
+
+        // A list record in a manifest that says it is version 2.
+        let good = with_lists(&storage, &[vec![ChunkRef { id, len: bytes.len() as u32 }]]);
+        let mut raw = storage.read(&layout::snapshot(&good)).unwrap();
+        raw[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let v2 = SnapshotId::from(blake3::hash(&raw));
+        storage.put(&layout::snapshot(&v2), &raw).unwrap();
+        let err = ManifestReader::outline(&storage, &v2).and_then(|r| r.summary()).unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+    }
+
+    /// A component whose list cannot be read can be passed over, and the others read
+    /// on; without that, the reader refuses to go on after its error.
+    #[test]
+    fn after_a_failed_file_list_the_next_component_is_read() {
+        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
+        let mut records = sample_records();
+        let Record::Component(first) = &records[1] else { panic!() };
+        let second = Record::Component(ComponentHeader {
+            name: "d".into(),
+            placement: b"d".to_vec(),
+            ..first.clone()
+        });
+        let extra = [second, Record::File(sample_entry(b"z")), records[3].clone()];
+        records.splice(4..4, extra);
+        let id = write_all(&storage, &chunks, &records, 1);
+        let first_list = write_list(vec![sample_entry(b"a/\xffb")], &MemoryChunks::default());
+        chunks.0.lock().unwrap().remove(&first_list[0].id);
+
+        let mut reader = ManifestReader::open(&storage, &id, &chunks).unwrap();
+        let err = std::iter::from_fn(|| reader.next_record().transpose()).find_map(Result::err).unwrap();
+        assert!(matches!(err, Error::FileList { ref component, .. } if component == "c"), "{err}");
+        assert!(reader.next_record().is_err(), "nothing is read past an error");
+        assert!(matches!(reader.pass_over_component().unwrap(), Record::ComponentEnd(_)));
+        let rest: Vec<Record> =
+            std::iter::from_fn(|| reader.next_record().transpose()).map(Result::unwrap).collect();
+        assert!(rest.iter().any(|r| matches!(r, Record::File(e) if e.path == b"z")));
+        assert!(matches!(rest.last(), Some(Record::End(_))));
     }
 
     #[test]

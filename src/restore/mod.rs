@@ -14,7 +14,7 @@ mod until_log;
 pub use dump::dump_file;
 pub use until_log::{restore_until_log, UntilLog};
 
-use crate::error::{Error, Result};
+use crate::error::{ChunkError, Error, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{self, ComponentHeader, ManifestReader, Record};
 use crate::repo::Repository;
@@ -47,6 +47,7 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     manifest::verify_file(repo.storage(), id)?;
     let summary = repo.summary(id)?;
+    file_lists_are_at_hand(repo, id, options.component.as_deref())?;
     let mut reader = ManifestReader::open(repo.storage(), id, repo)?;
     if let Some(name) = &options.component {
         reader.only_files_of(name);
@@ -67,6 +68,24 @@ pub fn restore(
         _ => true,
     });
     restore_records(repo, &[&header], only, options, progress)
+}
+
+/// A component whose file list lost a chunk cannot be restored whole: said before
+/// anything is written, rather than after the components before it.
+fn file_lists_are_at_hand(repo: &Repository, id: &SnapshotId, component: Option<&str>) -> Result<()> {
+    let chunks = repo.index.view()?.chunks()?;
+    for (name, list) in ManifestReader::file_lists(repo.storage(), id)? {
+        if component.is_some_and(|wanted| wanted != name) {
+            continue;
+        }
+        for chunk in &list {
+            if !chunks.contains(&chunk.id)? {
+                let error = Box::new(ChunkError::missing(chunk.id).into());
+                return Err(Error::FileList { snapshot: *id, component: name, error });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn component_header(summary: &manifest::SnapshotSummary, name: &str) -> Result<ComponentHeader> {

@@ -4,8 +4,9 @@
 # the contract; a failing test means the code no longer reads manifest version 3.
 #
 # A tree of 10 directories of 40 small files, enough records for a file list of several
-# chunks. After a full backup one file is rewritten (same size, new mtime): the
-# incremental's file list shares every chunk but the one or two around that record.
+# chunks. After a full backup one file is rewritten (new content and mtime): the
+# incremental's file list shares every chunk but those around the changed records,
+# which it stores as deltas against the first list's chunks.
 set -euo pipefail
 cairn=${CAIRN:-target/release/cairn}
 work=$(mktemp -d)
