@@ -21,6 +21,7 @@ mod components;
 mod compress;
 mod hooks;
 mod inflight;
+mod known;
 mod logs_only;
 mod parent;
 mod produce;
