@@ -65,7 +65,12 @@ mod tests {
             assert_eq!(full, i + 1 == MAX_PACK_ENTRIES, "after {} entries", i + 1);
         }
         let mut count = 0;
-        packer.finish(|pack| Ok(count = pack.entries.len())).unwrap();
+        packer
+            .finish(|pack| {
+                count = pack.entries.len();
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(count, MAX_PACK_ENTRIES);
     }
 }

@@ -49,7 +49,8 @@ impl KnownChunks {
     }
 
     fn bucket(&self, id: &ChunkId) -> usize {
-        let lead = u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"));
+        // The first eight bytes in their sort order (as a big-endian number would be).
+        let lead = id.0[..8].iter().fold(0u64, |lead, &byte| lead << 8 | byte as u64);
         lead.checked_shr(64 - self.bits).unwrap_or(0) as usize
     }
 
