@@ -36,9 +36,17 @@ pub enum Walked {
 struct Frame {
     rel: Vec<u8>,
     abs: PathBuf,
-    /// Children still to visit, in reverse order so `pop` yields the next.
-    pending: Vec<OsString>,
+    /// Children still to visit, in reverse order so `pop` yields the next; with their
+    /// directory entry while the directory is open (see `OPEN_LEVELS`).
+    pending: Vec<(OsString, Option<fs::DirEntry>)>,
 }
+
+/// Directory levels kept open while their children are visited: an entry of an open
+/// directory is stat'ed relative to it (`fstatat`), not by a path the kernel resolves
+/// from the root each time (a third of a no-change backup of a million files went to
+/// path lookups). Each open level holds a file descriptor, so deeper levels fall back to
+/// paths rather than run out of descriptors.
+const OPEN_LEVELS: usize = 32;
 
 /// Walks a tree without following symlinks, yielding the root's descendants (not the
 /// root itself) in `path_order`. Memory: one sorted name list per open directory level.
@@ -91,11 +99,13 @@ impl Walker {
     }
 
     fn enter(&mut self, rel: Vec<u8>, abs: PathBuf) -> Option<Walked> {
-        let names = fs::read_dir(&abs)
-            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>());
+        let keep_open = self.stack.len() < OPEN_LEVELS;
+        let names = fs::read_dir(&abs).and_then(|entries| {
+            entries.map(|e| e.map(|e| (e.file_name(), keep_open.then_some(e)))).collect::<Result<Vec<_>, _>>()
+        });
         match names {
             Ok(mut names) => {
-                names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+                names.sort_by(|(a, _), (b, _)| b.as_bytes().cmp(a.as_bytes()));
                 self.stack.push(Frame { rel, abs, pending: names });
                 None
             }
@@ -113,7 +123,7 @@ impl Iterator for Walker {
         }
         loop {
             let frame = self.stack.last_mut()?;
-            let Some(name) = frame.pending.pop() else {
+            let Some((name, entry)) = frame.pending.pop() else {
                 self.stack.pop();
                 continue;
             };
@@ -123,7 +133,8 @@ impl Iterator for Walker {
                 rel.push(b'/');
             }
             rel.extend_from_slice(name.as_bytes());
-            let meta = match fs::symlink_metadata(&abs) {
+            // Both as `lstat`: a symlink is described, not followed.
+            let meta = match entry.map_or_else(|| fs::symlink_metadata(&abs), |e| e.metadata()) {
                 Ok(meta) => meta,
                 // Gone between listing and stat: it was never part of this snapshot.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -212,5 +223,30 @@ mod tests {
         assert_eq!(rels, sorted);
         assert_eq!(rels.len(), 7);
         assert_eq!(rels[0], b"a");
+    }
+
+    #[test]
+    fn entries_below_the_open_levels_and_symlinks_are_described_as_lstat_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        for level in 0..OPEN_LEVELS + 3 {
+            deep.push(format!("d{level}"));
+            fs::create_dir(&deep).unwrap();
+            fs::write(deep.join("file"), level.to_string()).unwrap();
+            std::os::unix::fs::symlink("file", deep.join("link")).unwrap();
+        }
+        let mut seen = 0;
+        for walked in Walker::new(dir.path()) {
+            let Walked::Entry(found) = walked else { panic!("walk error") };
+            let expected = fs::symlink_metadata(&found.abs).unwrap();
+            assert_eq!(
+                (found.meta.ino(), found.meta.size(), found.meta.file_type().is_symlink()),
+                (expected.ino(), expected.size(), expected.file_type().is_symlink()),
+                "{}",
+                found.abs.display()
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 3 * (OPEN_LEVELS + 3));
     }
 }
