@@ -34,6 +34,14 @@ pub const PACK_FOOTER_LEN: usize = 32 + 8 + 4 + 8;
 
 /// Packs are closed once they reach this size; chunks never span packs.
 pub const DEFAULT_PACK_TARGET: u64 = 32 << 20;
+/// A writer closes a pack once it holds this many chunks, whatever its size: a writer
+/// holds the open pack's table, and the chunks not yet indexed, in memory, and a pack
+/// of 32 MiB of 25-byte files would hold over a million (221 MiB peak for a backup of
+/// a million small files). 65,536 entries cost about 14 MiB in flight; each pack is one
+/// index commit, which for small chunks rewrites most of the index's leaves, so fewer
+/// and larger packs cost less time. A writer's choice, not a format limit: readers
+/// accept any count.
+pub const MAX_PACK_ENTRIES: usize = 1 << 16;
 /// Upper bound of one encoded manifest record or config body; a decoder refuses more,
 /// so a corrupt length cannot make it allocate without limit.
 pub const MAX_RECORD_LEN: u32 = 1 << 30;

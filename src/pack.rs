@@ -125,6 +125,10 @@ impl<'a> PackWriter<'a> {
         self.entries.is_empty()
     }
 
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Writes table and footer and makes the pack durable as `packs/xx/<id>`. A pack of
     /// that name already there holds these very bytes (a killed prune wrote it, say).
     pub fn finish(mut self) -> Result<FinishedPack> {

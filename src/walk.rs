@@ -36,9 +36,17 @@ pub enum Walked {
 struct Frame {
     rel: Vec<u8>,
     abs: PathBuf,
-    /// Children still to visit, in reverse order so `pop` yields the next.
-    pending: Vec<OsString>,
+    /// Children still to visit, in reverse order so `pop` yields the next; with their
+    /// directory entry while the directory is open (see `OPEN_LEVELS`).
+    pending: Vec<(OsString, Option<fs::DirEntry>)>,
 }
+
+/// Directory levels kept open while their children are visited: an entry of an open
+/// directory is stat'ed relative to it (`fstatat`), not by a path the kernel resolves
+/// from the root each time (a third of a no-change backup of a million files went to
+/// path lookups). Each open level holds a file descriptor, so deeper levels fall back to
+/// paths rather than run out of descriptors.
+const OPEN_LEVELS: usize = 32;
 
 /// Walks a tree without following symlinks, yielding the root's descendants (not the
 /// root itself) in `path_order`. Memory: one sorted name list per open directory level.
@@ -91,11 +99,13 @@ impl Walker {
     }
 
     fn enter(&mut self, rel: Vec<u8>, abs: PathBuf) -> Option<Walked> {
-        let names = fs::read_dir(&abs)
-            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>());
+        let keep_open = self.stack.len() < OPEN_LEVELS;
+        let names = fs::read_dir(&abs).and_then(|entries| {
+            entries.map(|e| e.map(|e| (e.file_name(), keep_open.then_some(e)))).collect::<Result<Vec<_>, _>>()
+        });
         match names {
             Ok(mut names) => {
-                names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+                names.sort_by(|(a, _), (b, _)| b.as_bytes().cmp(a.as_bytes()));
                 self.stack.push(Frame { rel, abs, pending: names });
                 None
             }
@@ -113,7 +123,7 @@ impl Iterator for Walker {
         }
         loop {
             let frame = self.stack.last_mut()?;
-            let Some(name) = frame.pending.pop() else {
+            let Some((name, entry)) = frame.pending.pop() else {
                 self.stack.pop();
                 continue;
             };
@@ -123,7 +133,8 @@ impl Iterator for Walker {
                 rel.push(b'/');
             }
             rel.extend_from_slice(name.as_bytes());
-            let meta = match fs::symlink_metadata(&abs) {
+            // Both as `lstat`: a symlink is described, not followed.
+            let meta = match entry.map_or_else(|| fs::symlink_metadata(&abs), |e| e.metadata()) {
                 Ok(meta) => meta,
                 // Gone between listing and stat: it was never part of this snapshot.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -140,6 +151,65 @@ impl Iterator for Walker {
                 self.queued = self.enter(rel.clone(), abs.clone());
             }
             return Some(Walked::Entry(Found { rel, abs, meta }));
+        }
+    }
+}
+
+/// A walk run on a thread of its own, a few batches ahead of its reader: a backup of
+/// small files spends as long in `lstat` and `getdents` as in everything else it does,
+/// and this lets the two share the cores. Memory: `AHEAD` batches of `BATCH` entries.
+pub struct Prefetched {
+    batches: crossbeam_channel::Receiver<Vec<Walked>>,
+    current: std::vec::IntoIter<Walked>,
+    walker: Option<std::thread::JoinHandle<Walker>>,
+    excluded: Vec<Excluded>,
+}
+
+const BATCH: usize = 256;
+const AHEAD: usize = 4;
+
+impl Prefetched {
+    pub fn new(mut walker: Walker) -> Prefetched {
+        let (send, batches) = crossbeam_channel::bounded(AHEAD);
+        let thread = std::thread::spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for walked in &mut walker {
+                batch.push(walked);
+                if batch.len() == BATCH {
+                    // The reader went away (the backup stopped): so does the walk.
+                    if send.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                        return walker;
+                    }
+                }
+            }
+            let _ = send.send(batch);
+            walker
+        });
+        Prefetched { batches, current: Vec::new().into_iter(), walker: Some(thread), excluded: Vec::new() }
+    }
+
+    /// The entries the walk's exclude patterns left out; complete once it has ended.
+    pub fn excluded(&self) -> &[Excluded] {
+        &self.excluded
+    }
+}
+
+impl Iterator for Prefetched {
+    type Item = Walked;
+
+    fn next(&mut self) -> Option<Walked> {
+        loop {
+            if let Some(walked) = self.current.next() {
+                return Some(walked);
+            }
+            match self.batches.recv() {
+                Ok(batch) => self.current = batch.into_iter(),
+                Err(_) => {
+                    let walker = self.walker.take()?.join().expect("walker thread panicked");
+                    self.excluded = walker.excluded().to_vec();
+                    return None;
+                }
+            }
         }
     }
 }
@@ -212,5 +282,54 @@ mod tests {
         assert_eq!(rels, sorted);
         assert_eq!(rels.len(), 7);
         assert_eq!(rels[0], b"a");
+    }
+
+    #[test]
+    fn entries_below_the_open_levels_and_symlinks_are_described_as_lstat_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        for level in 0..OPEN_LEVELS + 3 {
+            deep.push(format!("d{level}"));
+            fs::create_dir(&deep).unwrap();
+            fs::write(deep.join("file"), level.to_string()).unwrap();
+            std::os::unix::fs::symlink("file", deep.join("link")).unwrap();
+        }
+        let mut seen = 0;
+        for walked in Walker::new(dir.path()) {
+            let Walked::Entry(found) = walked else { panic!("walk error") };
+            let expected = fs::symlink_metadata(&found.abs).unwrap();
+            assert_eq!(
+                (found.meta.ino(), found.meta.size(), found.meta.file_type().is_symlink()),
+                (expected.ino(), expected.size(), expected.file_type().is_symlink()),
+                "{}",
+                found.abs.display()
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 3 * (OPEN_LEVELS + 3));
+    }
+
+    #[test]
+    fn a_prefetched_walk_yields_what_the_walk_does_and_its_exclusions() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..1000 {
+            let path = dir.path().join(format!("d{}/f{i}", i % 7));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "x").unwrap();
+        }
+        let rels = |walk: &mut dyn Iterator<Item = Walked>| -> Vec<Vec<u8>> {
+            walk.map(|w| match w {
+                Walked::Entry(f) => f.rel,
+                Walked::Error { message, .. } => panic!("{message}"),
+            })
+            .collect()
+        };
+        let patterns = vec!["d3".to_string()];
+        let mut prefetched = Prefetched::new(Walker::excluding(dir.path(), &patterns).unwrap());
+        let got = rels(&mut prefetched);
+        assert_eq!(got, rels(&mut Walker::excluding(dir.path(), &patterns).unwrap()));
+        assert_eq!(got.len(), 6 + 1000 - 143);
+        assert_eq!(prefetched.excluded().len(), 1);
+        assert!(prefetched.next().is_none(), "stays ended");
     }
 }

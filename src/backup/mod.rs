@@ -22,6 +22,7 @@ mod components;
 mod compress;
 mod hooks;
 mod inflight;
+mod known;
 mod logs_only;
 mod parent;
 mod produce;

@@ -208,6 +208,9 @@ impl Producer<'_> {
             }
         }
         let params = *self.config.chunker(entry.chunker).expect("store types use the config's profiles");
+        // Only a file opened by the source can be a pipe (a dump): one the walk found
+        // regular is not, and asking costs a syscall per file.
+        let may_be_pipe = open.is_some();
         let mut file = match open.map_or_else(|| File::open(abs), Ok) {
             Ok(file) => file,
             // Gone since the listing: a store notes it (a cleaned-up log, say); the
@@ -220,7 +223,7 @@ impl Producer<'_> {
         let path = entry.path.clone();
         let first_link = (entry.links > 1).then(|| entry.clone());
         self.push(Item::Begin(entry))?;
-        match self.read_chunks(&mut file, &params, references.as_mut())? {
+        match self.read_chunks(&mut file, may_be_pipe, &params, references.as_mut())? {
             Ok(size) => {
                 if let Some(mut first) = first_link {
                     first.size = size;
@@ -285,12 +288,13 @@ impl Producer<'_> {
     fn read_chunks(
         &mut self,
         file: &mut File,
+        may_be_pipe: bool,
         params: &ChunkerParams,
         references: Option<&mut SameOffset>,
     ) -> Result<std::io::Result<u64>> {
         self.chunks.clear();
         let mut buffer = std::mem::take(&mut self.buffer);
-        let result = self.cut_stream(file, &mut buffer, params, references);
+        let result = self.cut_stream(file, may_be_pipe, &mut buffer, params, references);
         self.buffer = buffer;
         result
     }
@@ -298,6 +302,7 @@ impl Producer<'_> {
     fn cut_stream(
         &mut self,
         file: &mut File,
+        may_be_pipe: bool,
         buffer: &mut [u8],
         params: &ChunkerParams,
         mut references: Option<&mut SameOffset>,
@@ -305,7 +310,8 @@ impl Producer<'_> {
         let (mut filled, mut total, mut eof) = (0usize, 0u64, false);
         // A pipe (a dump) may block for as long as its command pleases: wait for it in
         // short polls, so that a failure elsewhere stops this copy at once.
-        let pipe = file.metadata().is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_char_device());
+        let pipe = may_be_pipe
+            && file.metadata().is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_char_device());
         loop {
             while !eof {
                 let room = (buffer.len() - filled) / READ_UNIT * READ_UNIT;

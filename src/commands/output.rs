@@ -71,11 +71,19 @@ impl Bar {
 
 impl Progress for Bar {
     fn advance(&self, files: u64, bytes: u64) {
+        // Called for every file: the count is shown every 1,024 files, since a message
+        // costs a string and the bar's lock each time (measured: 0.3 to 0.5 s of user
+        // time in a no-change backup of a million small files), and the bar redraws
+        // only a few times a second anyway.
         if files > 0 {
             let n = self.files.fetch_add(files, Ordering::Relaxed) + files;
-            self.bar.set_message(n.to_string());
+            if n / 1024 != (n - files) / 1024 {
+                self.bar.set_message(n.to_string());
+            }
         }
-        self.bar.inc(bytes);
+        if bytes > 0 {
+            self.bar.inc(bytes);
+        }
     }
 }
 

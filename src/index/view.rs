@@ -160,6 +160,14 @@ impl ChunkTable {
         Ok(self.table.get(id.0).map_err(|e| Error::index(&self.path, e))?.is_some())
     }
 
+    /// Visits every chunk id in id order, without decoding locations.
+    pub fn for_each_id(&self, mut f: impl FnMut(ChunkId)) -> Result<()> {
+        for item in self.table.iter().map_err(|e| Error::index(&self.path, e))? {
+            f(ChunkId(item.map_err(|e| Error::index(&self.path, e))?.0.value()));
+        }
+        Ok(())
+    }
+
     /// Visits every chunk in id order without holding them all in memory.
     pub fn for_each(&self, mut f: impl FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         for item in self.table.iter().map_err(|e| Error::index(&self.path, e))? {

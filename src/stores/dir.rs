@@ -1,14 +1,14 @@
 //! The `dir` store: every entry of a tree in `path_order` (see `crate::walk`), or a
 //! single file.
 
-use crate::walk::{Found, Walked, Walker};
+use crate::walk::{Found, Prefetched, Walked, Walker};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The `dir` store as a `Source`: a tree in `path_order`, or a single file.
 pub struct DirSource {
-    walker: Option<Walker>,
+    walker: Option<Prefetched>,
     single: Option<Found>,
 }
 
@@ -16,7 +16,7 @@ impl DirSource {
     pub fn new(root: &Path) -> crate::error::Result<DirSource> {
         let meta = fs::metadata(root).map_err(|e| crate::error::Error::io(root, e))?;
         if meta.is_dir() {
-            return Ok(DirSource { walker: Some(Walker::new(root)), single: None });
+            return Ok(DirSource { walker: Some(Prefetched::new(Walker::new(root))), single: None });
         }
         // A single file: a component holding just that file under its own name.
         let rel = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
@@ -27,12 +27,12 @@ impl DirSource {
 impl DirSource {
     /// A tree without what `patterns` match (globs relative to the root).
     pub fn excluding(root: &Path, patterns: &[String]) -> crate::error::Result<DirSource> {
-        Ok(DirSource { walker: Some(Walker::excluding(root, patterns)?), single: None })
+        Ok(DirSource { walker: Some(Prefetched::new(Walker::excluding(root, patterns)?)), single: None })
     }
 
     /// A tree without the contents of the directories at `skip` (relative paths).
     pub fn skipping(root: &Path, skip: Vec<Vec<u8>>) -> DirSource {
-        DirSource { walker: Some(Walker::skipping(root, skip)), single: None }
+        DirSource { walker: Some(Prefetched::new(Walker::skipping(root, skip))), single: None }
     }
 }
 
