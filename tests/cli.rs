@@ -905,7 +905,13 @@ fn a_damaged_reference_is_reported_where_it_is_stored_with_every_file_that_needs
 
     let tables: Vec<(PathBuf, Vec<PackEntry>)> =
         env.packs().into_iter().map(|p| (p.clone(), pack_table(&p))).collect();
-    let delta = tables.iter().flat_map(|(_, t)| t).find(|e| e.codec == 2).expect("a delta").clone();
+    // A data piece's delta (64 KiB), not one of a file list's chunks.
+    let delta = tables
+        .iter()
+        .flat_map(|(_, t)| t)
+        .find(|e| e.codec == 2 && e.raw_len == 1 << 16)
+        .expect("a delta")
+        .clone();
     let reference = delta.reference.unwrap();
     let (reference_pack, entry) = tables
         .iter()

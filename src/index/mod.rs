@@ -31,8 +31,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INDEX_VERSION: u64 = 3;
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the repository;
-/// lookups by random chunk id gain little from a larger cache anyway, and a pack's
-/// chunks are inserted in key order, each leaf once (`insert_pack`). 8 MiB holds the
+/// lookups by random chunk id gain little from a larger cache anyway. 8 MiB holds the
 /// branch pages of an index of several million chunks. (A backup asks which chunks
 /// exist from memory, `backup::known`; the cache and the pages it churns through were
 /// over half of the memory of a first backup of a million small files.)
@@ -302,13 +301,12 @@ fn insert_pack(
 ) -> Result<(), redb::Error> {
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut references = txn.open_table(REFERENCES)?;
-    // In key order, each leaf the pack's chunks fall into is visited once, in turn,
-    // rather than fetched again for every chunk (ids are random, and a pack of small
-    // chunks touches most leaves of the tree). Stable: copies of one chunk in one pack
-    // keep their order, and the first is the one indexed.
-    let mut sorted: Vec<&PackEntry> = entries.iter().collect();
-    sorted.sort_by_key(|e| e.id);
-    for e in sorted {
+    // In pack order, not key order: inserting each pack's chunks sorted visits every
+    // leaf once, but leaves them half full. Measured on a million small files: initial
+    // backup 14.5 s instead of 20.5 s, for an index of 241 MB instead of 120 MB (and
+    // 10.3 MB instead of 4.7 MB after an incremental of a 1 GB Berkeley DB
+    // environment); while the index lives in the repository, its size wins.
+    for e in entries {
         // Whatever order copies are found in, a reference is found whole, and a delta
         // is indexed only with its reference: a whole copy replaces a delta, and a delta
         // waits for its reference (a copy prune left behind after removing the
