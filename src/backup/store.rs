@@ -81,24 +81,20 @@ impl<'a> SharedPacker<'a> {
         SharedPacker { repo, open: Mutex::new(OpenPack { packer: Packer::new(repo), waiting: Vec::new() }) }
     }
 
-    fn add(&self, committed: &Arc<AtomicU64>, seq: u64, frame: &Frame) -> Result<u64> {
+    /// Adds `frame` to the open pack; `waiter` is the producer (its `committed` counter
+    /// and the frame's sequence number) to tell once the pack is indexed. A file list's
+    /// chunk has none: no producer waits for it, and the caller makes it durable with
+    /// every other chunk before the manifest names it.
+    fn add(&self, waiter: Option<(&Arc<AtomicU64>, u64)>, frame: &Frame) -> Result<u64> {
         let mut open = self.open.lock().expect("packer lock");
         let full = open.packer.add(frame)?;
-        match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
-            Some((_, end)) => *end = seq + 1,
-            None => open.waiting.push((committed.clone(), seq + 1)),
+        if let Some((committed, seq)) = waiter {
+            match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
+                Some((_, end)) => *end = seq + 1,
+                None => open.waiting.push((committed.clone(), seq + 1)),
+            }
         }
         if full {
-            Self::finish_open(self.repo, &mut open)?;
-        }
-        Ok(frame.bytes.len() as u64)
-    }
-
-    /// Adds a chunk of a file list. No producer waits for it, and the caller makes it
-    /// durable with every other chunk before the manifest names it.
-    fn add_listed(&self, frame: &Frame) -> Result<u64> {
-        let mut open = self.open.lock().expect("packer lock");
-        if open.packer.add(frame)? {
             Self::finish_open(self.repo, &mut open)?;
         }
         Ok(frame.bytes.len() as u64)
@@ -167,7 +163,7 @@ impl<'a, 'p> ListChunks<'a, 'p> {
             None => compress(id, bytes.to_vec(), level),
         };
         // Counted in what the backup added to packs, not in its new file data.
-        stats.stored_bytes += self.packer.add_listed(&frame)?;
+        stats.stored_bytes += self.packer.add(None, &frame)?;
         Ok(())
     }
 
@@ -233,7 +229,7 @@ pub fn run(
                     if let Some((seq, frame)) = new {
                         stored.stats.new_chunks += 1;
                         stored.stats.new_bytes += len as u64;
-                        stored.stats.stored_bytes += packer.add(committed, seq, &frame)?;
+                        stored.stats.stored_bytes += packer.add(Some((committed, seq)), &frame)?;
                     }
                     if let Some(entry) = file.as_mut() {
                         entry.chunks.push(ChunkRef { id, len });

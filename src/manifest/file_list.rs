@@ -7,13 +7,14 @@
 //! file list = chunk 0 | chunk 1 | ...        each chunk named by the BLAKE3 of its bytes
 //!           = len u32 | bincode(Record::File) | len u32 | ...   records may span chunks
 //! ```
-//! `FileListWriter` makes the stream and cuts it; `FileListStream` reads it back one
-//! chunk at a time, so neither side holds more than a chunk and a record.
+//! `FileListWriter` makes the stream and cuts it; `FileListStream` reads it back into
+//! file records one chunk at a time, so neither side holds more than a chunk and a
+//! record.
 
-use super::records::{ChunkRef, FileEntry, Record};
+use super::records::{validate_entry, ChunkRef, FileEntry, Record};
 use crate::chunker::{self, ChunkerParams};
-use crate::error::Result;
-use crate::format;
+use crate::error::{Error, Result};
+use crate::format::{self, MAX_RECORD_LEN};
 use crate::id::ChunkId;
 use std::collections::VecDeque;
 
@@ -82,13 +83,30 @@ impl FileListWriter {
     }
 }
 
-/// Reads a file list back as bytes, a chunk at a time, from chunk references handed
-/// to it as the manifest names them.
+/// Reads a file list back, a chunk at a time, from chunk references handed to it as
+/// the manifest names them.
 #[derive(Default)]
 pub(super) struct FileListStream {
     pending: VecDeque<ChunkRef>,
     current: Vec<u8>,
     pos: usize,
+    /// The file record being read, as far as the chunks handed over so far hold it: a
+    /// record may span chunks and `FileList` records.
+    partial: PartialRecord,
+}
+
+#[derive(Default)]
+struct PartialRecord {
+    /// The length prefix once read, then the record's bytes so far.
+    len: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+/// Why a list could not be read: a chunk that could not be had, or bytes that are not
+/// a list of file records.
+pub(super) enum ListError {
+    Chunk(Error),
+    Corrupt(String),
 }
 
 impl FileListStream {
@@ -96,9 +114,53 @@ impl FileListStream {
         self.pending.extend(chunks.iter().copied());
     }
 
+    /// The next file record; `None` when the chunks handed over so far end first (what
+    /// was read of a record is kept for when more are handed over).
+    pub(super) fn next_entry(&mut self, source: &dyn ChunkSource) -> Result<Option<FileEntry>, ListError> {
+        loop {
+            let want = self.partial.len.unwrap_or(4);
+            let have = self.partial.bytes.len();
+            if have < want {
+                // Grown as bytes arrive: a damaged length costs no more than the list holds.
+                let step = (want - have).min(1 << 20);
+                let mut bytes = std::mem::take(&mut self.partial.bytes);
+                bytes.resize(have + step, 0);
+                let n = self.read(&mut bytes[have..], source).map_err(ListError::Chunk)?;
+                bytes.truncate(have + n);
+                self.partial.bytes = bytes;
+                if n < step {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let bytes = std::mem::take(&mut self.partial.bytes);
+            if self.partial.len.is_none() {
+                let len = format::read_u32(&bytes);
+                if len > MAX_RECORD_LEN {
+                    return Err(ListError::Corrupt(format!("record of {len} bytes")));
+                }
+                self.partial.len = Some(len as usize);
+                continue;
+            }
+            self.partial = PartialRecord::default();
+            let entry = match format::decode::<Record>(&bytes) {
+                Ok(Record::File(entry)) => entry,
+                Ok(_) => return Err(ListError::Corrupt("a record that is not a file".into())),
+                Err(e) => return Err(ListError::Corrupt(format!("record: {e}"))),
+            };
+            validate_entry(&entry).map_err(ListError::Corrupt)?;
+            return Ok(Some(entry));
+        }
+    }
+
+    /// Whether part of a record has been read: the list may not end here.
+    pub(super) fn inside_record(&self) -> bool {
+        self.partial.len.is_some() || !self.partial.bytes.is_empty()
+    }
+
     /// Fills `out` from the stream; returns how many bytes it could, fewer only when the
     /// chunks handed to it so far are used up.
-    pub(super) fn read(&mut self, out: &mut [u8], source: &dyn ChunkSource) -> Result<usize> {
+    fn read(&mut self, out: &mut [u8], source: &dyn ChunkSource) -> Result<usize> {
         let mut filled = 0;
         while filled < out.len() {
             if self.pos == self.current.len() {

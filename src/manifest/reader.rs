@@ -1,7 +1,7 @@
 //! Reading manifests: checking a file's hash against its name, and
 //! `ManifestReader`, which streams records and refuses any out of order or unsafe.
 
-use super::file_list::{ChunkSource, FileListStream};
+use super::file_list::{ChunkSource, FileListStream, ListError};
 use super::hashing::HashingReader;
 use super::paths::{validate_component_name, validate_placements};
 use super::records::{validate_entry, ChunkRef, ComponentSummary, FileEntry, Record, SnapshotSummary};
@@ -53,9 +53,6 @@ pub struct ManifestReader<'a> {
     /// Where file lists are read from; without it (`outline`) they are passed over.
     chunks: Option<&'a dyn ChunkSource>,
     list: FileListStream,
-    /// The file record being read from the list, as far as the chunks handed out so
-    /// far hold it: a record may span chunks and `FileList` records.
-    partial: PartialRecord,
     /// The component being read.
     component: String,
     /// Only this component's files are wanted: the others' are passed over unread.
@@ -65,13 +62,6 @@ pub struct ManifestReader<'a> {
     /// An error left the reader mid-record: nothing more can be read, except past the
     /// rest of a component whose file list failed (`pass_over_component`).
     failed: Option<Failure>,
-}
-
-#[derive(Default)]
-struct PartialRecord {
-    /// The length prefix once read, then the record's bytes so far.
-    len: Option<usize>,
-    bytes: Vec<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,7 +109,6 @@ impl<'a> ManifestReader<'a> {
             placements: Vec::new(),
             chunks,
             list: FileListStream::default(),
-            partial: PartialRecord::default(),
             component: String::new(),
             files_of: None,
             passing_over: false,
@@ -233,7 +222,6 @@ impl<'a> ManifestReader<'a> {
     /// Reads past the files of an unwanted component; returns its trailer.
     fn pass_over_files(&mut self) -> Result<Record> {
         self.list = FileListStream::default();
-        self.partial = PartialRecord::default();
         loop {
             let record = self.read_inline()?;
             if matches!(record, Record::ComponentEnd(_)) {
@@ -300,54 +288,19 @@ impl<'a> ManifestReader<'a> {
     /// manifest itself (a `FileList`, handed out before any of its chunks is read, so
     /// that a caller knows what a damaged chunk belongs to; or the trailer).
     fn read_listed(&mut self, chunks: &dyn ChunkSource) -> Result<Record> {
-        if let Some(entry) = self.fill_record(chunks)? {
-            return Ok(Record::File(entry));
+        match self.list.next_entry(chunks) {
+            Ok(Some(entry)) => return Ok(Record::File(entry)),
+            Ok(None) => {}
+            Err(ListError::Chunk(e)) => return Err(self.list_error(e)),
+            Err(ListError::Corrupt(what)) => return Err(self.list_error(self.corrupt(what))),
         }
         let record = self.read_inline()?;
         if let Record::FileList(list) = &record {
             self.list.extend(list);
-        } else if self.partial.len.is_some() || !self.partial.bytes.is_empty() {
+        } else if self.list.inside_record() {
             return Err(self.corrupt(format!("file list of {:?} ends inside a record", self.component)));
         }
         Ok(record)
-    }
-
-    /// Reads the file record in progress on from the list; `None` when the list's
-    /// chunks so far end first (what was read stays in `partial`).
-    fn fill_record(&mut self, chunks: &dyn ChunkSource) -> Result<Option<FileEntry>> {
-        loop {
-            let want = self.partial.len.unwrap_or(4);
-            let have = self.partial.bytes.len();
-            if have < want {
-                // Grown as bytes arrive: a damaged length costs no more than the list holds.
-                let step = (want - have).min(1 << 20);
-                self.partial.bytes.resize(have + step, 0);
-                let read = self.list.read(&mut self.partial.bytes[have..], chunks);
-                let n = read.map_err(|e| self.list_error(e))?;
-                self.partial.bytes.truncate(have + n);
-                if n < step {
-                    return Ok(None);
-                }
-                continue;
-            }
-            let bytes = std::mem::take(&mut self.partial.bytes);
-            if self.partial.len.is_none() {
-                let len = format::read_u32(&bytes);
-                if len > MAX_RECORD_LEN {
-                    return Err(self.list_error(self.corrupt(format!("record of {len} bytes"))));
-                }
-                self.partial.len = Some(len as usize);
-                continue;
-            }
-            self.partial = PartialRecord::default();
-            let entry = match format::decode::<Record>(&bytes) {
-                Ok(Record::File(entry)) => entry,
-                Ok(_) => return Err(self.list_error(self.corrupt("a record that is not a file"))),
-                Err(e) => return Err(self.list_error(self.corrupt(format!("record: {e}")))),
-            };
-            validate_entry(&entry).map_err(|e| self.list_error(self.corrupt(e)))?;
-            return Ok(Some(entry));
-        }
     }
 
     fn list_error(&self, error: Error) -> Error {
@@ -394,308 +347,4 @@ impl<'a> ManifestReader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::ChunkId;
-    use crate::manifest::file_list::{self, tests::write_list, tests::MemoryChunks};
-    use crate::manifest::records::tests::sample_entry;
-    use crate::manifest::records::*;
-    use crate::manifest::writer::ManifestWriter;
-    use crate::storage::MemoryStorage;
-    use crate::time::Timestamp;
-
-    fn sample_records() -> Vec<Record> {
-        vec![
-            Record::Snapshot(SnapshotHeader {
-                time: Timestamp { secs: 1, nanos: 2 },
-                host: "h".into(),
-                set: "s".into(),
-                tags: vec!["t".into()],
-                parent: None,
-                kind: SnapshotKind::Full,
-                client: "test".into(),
-            }),
-            Record::Component(ComponentHeader {
-                name: "c".into(),
-                store_type: "dir".into(),
-                source: b"/x".to_vec(),
-                placement: b"c".to_vec(),
-            }),
-            Record::File(sample_entry(b"a/\xffb")),
-            Record::ComponentEnd(ComponentTrailer {
-                files: 1,
-                bytes: 3,
-                first_log_number: None,
-                last_log_number: None,
-                consistency: Consistency::Unspecified,
-                passes: 1,
-                excluded: vec![],
-                vanished: vec![],
-                copy_time: None,
-                command: None,
-            }),
-            Record::End(SnapshotTrailer {
-                finished: Timestamp { secs: 3, nanos: 0 },
-                complete: true,
-                errors: vec![],
-                stats: BackupStats::default(),
-                hooks: None,
-            }),
-        ]
-    }
-
-    /// Writes `records` as a version 3 manifest: the files of each component go into
-    /// its file list, named by `list_records` records of about equal share.
-    fn write_all(
-        storage: &MemoryStorage,
-        chunks: &MemoryChunks,
-        records: &[Record],
-        list_records: usize,
-    ) -> SnapshotId {
-        let mut writer = ManifestWriter::create(storage).unwrap();
-        let mut files = Vec::new();
-        for record in records {
-            match record {
-                Record::File(entry) => files.push(entry.clone()),
-                Record::ComponentEnd(_) => {
-                    let list = write_list(std::mem::take(&mut files), chunks);
-                    for part in list.chunks(list.len().div_ceil(list_records).max(1)) {
-                        writer.write(&Record::FileList(part.to_vec())).unwrap();
-                    }
-                    writer.write(record).unwrap();
-                }
-                _ => writer.write(record).unwrap(),
-            }
-        }
-        writer.finish().unwrap()
-    }
-
-    fn read_all(storage: &MemoryStorage, chunks: &MemoryChunks, id: &SnapshotId) -> Result<Vec<Record>> {
-        let mut reader = ManifestReader::open(storage, id, chunks)?;
-        let mut read = Vec::new();
-        while let Some(r) = reader.next_record()? {
-            read.push(r);
-        }
-        Ok(read)
-    }
-
-    fn without_lists(records: Vec<Record>) -> Vec<Record> {
-        records.into_iter().filter(|r| !matches!(r, Record::FileList(_))).collect()
-    }
-
-    #[test]
-    fn manifest_round_trip_is_verified() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let records = sample_records();
-        let id = write_all(&storage, &chunks, &records, 1);
-        assert_eq!(without_lists(read_all(&storage, &chunks, &id).unwrap()), records);
-        let summary = ManifestReader::outline(&storage, &id).unwrap().summary().unwrap();
-        assert_eq!(summary.components.len(), 1);
-    }
-
-    #[test]
-    fn files_are_read_across_chunks_and_list_records() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let mut records = sample_records();
-        let files: Vec<Record> =
-            file_list::tests::entries(5000, |_| false).into_iter().map(Record::File).collect();
-        records.splice(2..3, files);
-        // Records span chunks, and chunks of one record are named by two list records.
-        let id = write_all(&storage, &chunks, &records, 7);
-        let read = read_all(&storage, &chunks, &id).unwrap();
-        assert_eq!(read.iter().filter(|r| matches!(r, Record::FileList(_))).count(), 7);
-        assert_eq!(without_lists(read), records);
-        // The outline hands out the lists and reads none of them.
-        let mut outline = ManifestReader::outline(&storage, &id).unwrap();
-        let mut lists = 0;
-        while let Some(record) = outline.next_record().unwrap() {
-            assert!(!matches!(record, Record::File(_)));
-            lists += matches!(record, Record::FileList(_)) as usize;
-        }
-        assert_eq!(lists, 7);
-    }
-
-    #[test]
-    fn a_missing_list_chunk_or_a_list_ending_inside_a_record_is_refused() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let id = write_all(&storage, &chunks, &sample_records(), 1);
-        let err = read_all(&storage, &MemoryChunks::default(), &id).unwrap_err().to_string();
-        assert!(err.contains("file list") && err.contains("missing"), "{err}");
-
-        let mut writer = ManifestWriter::create(&storage).unwrap();
-        let records = sample_records();
-        writer.write(&records[0]).unwrap();
-        writer.write(&records[1]).unwrap();
-        let mut list = write_list(vec![sample_entry(b"a")], &chunks);
-        list[0].len -= 1;
-        let short = &chunks.0.lock().unwrap()[&list[0].id][..list[0].len as usize].to_vec();
-        list[0].id = ChunkId::of(short);
-        chunks.0.lock().unwrap().insert(list[0].id, short.clone());
-        writer.write(&Record::FileList(list)).unwrap();
-        writer.write(&records[3]).unwrap();
-        writer.write(&records[4]).unwrap();
-        let id = writer.finish().unwrap();
-        let err = read_all(&storage, &chunks, &id).unwrap_err().to_string();
-        assert!(err.contains("ends inside a record"), "{err}");
-    }
-
-    #[test]
-    fn the_files_of_other_components_are_passed_over_unread() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let mut records = sample_records();
-        let Record::Component(first) = &records[1] else { panic!() };
-        let second = Record::Component(ComponentHeader {
-            name: "d".into(),
-            placement: b"d".to_vec(),
-            ..first.clone()
-        });
-        let extra = [second, Record::File(sample_entry(b"z")), records[3].clone()];
-        records.splice(4..4, extra);
-        let id = write_all(&storage, &chunks, &records, 1);
-        // The first component's list is lost: reading only the second's still works.
-        let first_list = write_list(vec![sample_entry(b"a/\xffb")], &MemoryChunks::default());
-        chunks.0.lock().unwrap().remove(&first_list[0].id);
-        let mut reader = ManifestReader::open_component(&storage, &id, "d", &chunks).unwrap().unwrap();
-        assert_eq!(reader.next_file().unwrap().unwrap().path, b"z");
-        assert_eq!(reader.next_file().unwrap(), None);
-        assert!(read_all(&storage, &chunks, &id).is_err());
-    }
-
-    /// A manifest of the sample's header and trailers around the given list records.
-    fn with_lists(storage: &MemoryStorage, lists: &[Vec<ChunkRef>]) -> SnapshotId {
-        let records = sample_records();
-        let mut writer = ManifestWriter::create(storage).unwrap();
-        writer.write(&records[0]).unwrap();
-        writer.write(&records[1]).unwrap();
-        for list in lists {
-            writer.write(&Record::FileList(list.clone())).unwrap();
-        }
-        writer.write(&records[3]).unwrap();
-        writer.write(&records[4]).unwrap();
-        writer.finish().unwrap()
-    }
-
-    /// Regression (review): list records met inside a file record were queued until it
-    /// was whole, so a manifest of many empty ones could grow memory without bound.
-    #[test]
-    fn list_records_are_handed_out_one_at_a_time() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let list = write_list(vec![sample_entry(b"a")], &chunks);
-        let bytes = chunks.0.lock().unwrap()[&list[0].id].clone();
-        // The record's first two bytes, then 10,000 empty list records, then the rest.
-        let (head, tail) = bytes.split_at(2);
-        let [first, second] = [head, tail].map(|part| {
-            let id = ChunkId::of(part);
-            chunks.0.lock().unwrap().insert(id, part.to_vec());
-            vec![ChunkRef { id, len: part.len() as u32 }]
-        });
-        let mut lists = vec![first];
-        lists.extend(std::iter::repeat_n(Vec::new(), 10_000));
-        lists.push(second);
-        let id = with_lists(&storage, &lists);
-        let mut reader = ManifestReader::open(&storage, &id, &chunks).unwrap();
-        let (mut handed_out, mut files) = (0, 0);
-        while let Some(record) = reader.next_record().unwrap() {
-            match record {
-                Record::FileList(_) => handed_out += 1,
-                Record::File(entry) => {
-                    assert_eq!(handed_out, 10_002, "every list record comes before the file they hold");
-                    assert_eq!(entry.path, b"a");
-                    files += 1;
-                }
-                _ => {}
-            }
-        }
-        assert_eq!(files, 1);
-    }
-
-    #[test]
-    fn hostile_file_lists_are_refused() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        // A list that holds a record other than a file.
-        let record = format::encode(&sample_records()[3]);
-        let bytes = [&(record.len() as u32).to_le_bytes()[..], &record].concat();
-        let id = ChunkId::of(&bytes);
-        chunks.0.lock().unwrap().insert(id, bytes.clone());
-        let snapshot = with_lists(&storage, &[vec![ChunkRef { id, len: bytes.len() as u32 }]]);
-        let err = read_all(&storage, &chunks, &snapshot).unwrap_err();
-        assert!(matches!(err, Error::FileList { .. }) && err.to_string().contains("not a file"), "{err}");
-
-        // A chunk reference of no bytes, or of more than any chunk.
-        for len in [0, format::MAX_CHUNK_LEN + 1] {
-            let snapshot = with_lists(&storage, &[vec![ChunkRef { id, len }]]);
-            let err = ManifestReader::outline(&storage, &snapshot).and_then(|r| r.summary()).unwrap_err();
-            assert!(err.to_string().contains(&format!("of {len} bytes")), "{err}");
-        }
-
-        // A list record in a manifest that says it is version 2.
-        let good = with_lists(&storage, &[vec![ChunkRef { id, len: bytes.len() as u32 }]]);
-        let mut raw = storage.read(&layout::snapshot(&good)).unwrap();
-        raw[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let v2 = SnapshotId::from(blake3::hash(&raw));
-        storage.put(&layout::snapshot(&v2), &raw).unwrap();
-        let err = ManifestReader::outline(&storage, &v2).and_then(|r| r.summary()).unwrap_err();
-        assert!(err.to_string().contains("out of order"), "{err}");
-    }
-
-    /// A component whose list cannot be read can be passed over, and the others read
-    /// on; without that, the reader refuses to go on after its error.
-    #[test]
-    fn after_a_failed_file_list_the_next_component_is_read() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let mut records = sample_records();
-        let Record::Component(first) = &records[1] else { panic!() };
-        let second = Record::Component(ComponentHeader {
-            name: "d".into(),
-            placement: b"d".to_vec(),
-            ..first.clone()
-        });
-        let extra = [second, Record::File(sample_entry(b"z")), records[3].clone()];
-        records.splice(4..4, extra);
-        let id = write_all(&storage, &chunks, &records, 1);
-        let first_list = write_list(vec![sample_entry(b"a/\xffb")], &MemoryChunks::default());
-        chunks.0.lock().unwrap().remove(&first_list[0].id);
-
-        let mut reader = ManifestReader::open(&storage, &id, &chunks).unwrap();
-        let err = std::iter::from_fn(|| reader.next_record().transpose()).find_map(Result::err).unwrap();
-        assert!(matches!(err, Error::FileList { ref component, .. } if component == "c"), "{err}");
-        assert!(reader.next_record().is_err(), "nothing is read past an error");
-        assert!(matches!(reader.pass_over_component().unwrap(), Record::ComponentEnd(_)));
-        let rest: Vec<Record> =
-            std::iter::from_fn(|| reader.next_record().transpose()).map(Result::unwrap).collect();
-        assert!(rest.iter().any(|r| matches!(r, Record::File(e) if e.path == b"z")));
-        assert!(matches!(rest.last(), Some(Record::End(_))));
-    }
-
-    #[test]
-    fn flipped_byte_or_wrong_order_is_rejected() {
-        let (storage, chunks) = (MemoryStorage::new(), MemoryChunks::default());
-        let id = write_all(&storage, &chunks, &sample_records(), 1);
-        storage.corrupt(&layout::snapshot(&id), |bytes| *bytes.last_mut().unwrap() ^= 1);
-        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
-        assert!(result.is_err());
-        assert!(verify_file(&storage, &id).unwrap_err().to_string().contains("not its name"));
-
-        let mut records = sample_records();
-        records.swap(1, 2);
-        let mut writer = ManifestWriter::create(&storage).unwrap();
-        for record in &records {
-            writer.write(record).unwrap();
-        }
-        let id = writer.finish().unwrap();
-        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
-        assert!(result.unwrap_err().to_string().contains("out of order"));
-    }
-
-    #[test]
-    fn a_file_record_in_the_manifest_itself_is_out_of_order_from_version_3() {
-        let storage = MemoryStorage::new();
-        let mut writer = ManifestWriter::create(&storage).unwrap();
-        for record in &sample_records() {
-            writer.write(record).unwrap();
-        }
-        let id = writer.finish().unwrap();
-        let result = ManifestReader::outline(&storage, &id).and_then(|r| r.summary());
-        assert!(result.unwrap_err().to_string().contains("out of order"));
-    }
-}
+mod tests;
