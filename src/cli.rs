@@ -1,5 +1,6 @@
 //! Command-line syntax: raw flags only; `commands` turns them into library calls.
 
+use cairn::storage::Location;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -10,9 +11,11 @@ use std::path::PathBuf;
     about = "Deduplicating, store-aware backups of database stores and file trees"
 )]
 pub struct Cli {
-    /// Repository directory.
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPO", global = true)]
-    pub repo: Option<PathBuf>,
+    /// Repository: a directory, or s3:http://HOST:PORT/BUCKET/PREFIX (or https) for a
+    /// bucket, with credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or
+    /// AWS_PROFILE, and AWS_DEFAULT_REGION.
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPO", global = true, value_parser = LocationParser)]
+    pub repo: Option<Location>,
     /// Machine-readable output (JSON) on standard output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -208,4 +211,24 @@ pub struct PruneArgs {
 pub enum RepairWhat {
     /// Rebuild index.redb from the packs and snapshot manifests.
     Index,
+}
+
+/// `-r`: a path (any bytes) or an `s3:` URL, checked as the command line is parsed so
+/// that a bad one is a usage error.
+#[derive(Clone)]
+struct LocationParser;
+
+impl clap::builder::TypedValueParser for LocationParser {
+    type Value = Location;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Location, clap::Error> {
+        Location::parse(value).map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("-r: {e}\n")).with_cmd(cmd)
+        })
+    }
 }

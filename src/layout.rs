@@ -4,6 +4,7 @@
 //! config               format version, id, chunker profiles, compression (mutable)
 //! packs/xx/<id>        immutable pack files; xx = the id's first two hex digits
 //! snapshots/<id>       immutable snapshot manifests
+//! locks/<random id>    on object storage: who uses the repository, and how
 //! ```
 //! A local repository also has files that are not objects: its index cache, its lock
 //! files and `tmp/`, where new objects are written before they are renamed.
@@ -13,6 +14,8 @@ use crate::id::{PackId, SnapshotId};
 pub const CONFIG: &str = "config";
 pub const PACKS: &str = "packs/";
 pub const SNAPSHOTS: &str = "snapshots/";
+/// Lock objects of repositories on object storage (storage/object_lock.rs).
+pub const LOCKS: &str = "locks/";
 
 /// A local repository's own index cache (index.md); may be absent.
 pub const LOCAL_INDEX: &str = "index.redb";

@@ -139,6 +139,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     let old: HashSet<PackId> =
         deleted.iter().chain(&repack).map(|u| u.id).filter(|id| !written.ids.contains(id)).collect();
     drop(reader);
+    repo.check_lock()?;
     repo.index.drop_packs(&old)?;
     for id in &old {
         repo.storage().delete(&layout::pack(id))?;

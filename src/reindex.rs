@@ -2,7 +2,7 @@
 //! opened (the packs and manifests that appeared or went since the index last saw
 //! them), and `repair index`, a new index made from the packs and manifests alone.
 
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::id::{PackId, SnapshotId};
 use crate::index::{GonePack, Index};
 use crate::layout;
@@ -11,6 +11,7 @@ use crate::pack;
 use crate::storage::{self, LockMode, Storage};
 use crate::Progress;
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -154,6 +155,29 @@ pub fn fill(storage: &dyn Storage, index: &Index, progress: &dyn Progress) -> Re
         }
     }
     report.chunks = index.view()?.chunk_count()?;
+    Ok(report)
+}
+
+/// `repair index` of a repository that is not a local directory: a new index cache of
+/// this client, made beside the old one and renamed over it. Readers and backups may
+/// go on meanwhile (a cache is this client's alone).
+pub fn rebuild_cached_index(
+    storage: &dyn Storage,
+    cache_dir: &Path,
+    lock_wait: Duration,
+    command: &str,
+    progress: &dyn Progress,
+) -> Result<RepairReport> {
+    let _lock = storage.lock(LockMode::Shared, lock_wait, command)?;
+    let config = crate::config::read(storage)?;
+    let path = crate::index::cache_path(cache_dir, &config.repository_id);
+    let dir = path.parent().expect("a cache file is in a directory");
+    std::fs::create_dir_all(dir).at(dir)?;
+    let temp = crate::storage::local::temp_path(dir, "index");
+    let index = Index::create(&temp)?;
+    let report = fill(storage, &index, progress)?;
+    drop(index);
+    std::fs::rename(&temp, &path).at(&path)?;
     Ok(report)
 }
 

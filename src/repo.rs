@@ -19,9 +19,8 @@ use crate::storage::{LocalStorage, LockMode, Storage, StorageLock};
 use crate::time::Timestamp;
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Repository {
@@ -31,10 +30,11 @@ pub struct Repository {
     mode: LockMode,
     /// Packs an index had seen that were gone when the repository was opened.
     gone_packs: Vec<GonePack>,
-    /// For a reader, the snapshots listed when it opened the repository: its index is
-    /// complete for those, not for any a backup beside it commits later.
-    snapshots_at_open: Vec<SnapshotId>,
-    _lock: StorageLock,
+    /// The snapshots listed when the repository was opened, and those this process
+    /// wrote since: its index is complete for those, not for any that another backup
+    /// commits meanwhile (on object storage, backups run side by side).
+    snapshots_seen: Mutex<Vec<SnapshotId>>,
+    lock: StorageLock,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +74,16 @@ pub fn init_local(root: &Path) -> Result<Config> {
     init(&storage)
 }
 
+/// Creates an empty repository in `storage` (a bucket prefix), which must hold no
+/// objects yet.
+pub fn init_empty(storage: &dyn Storage) -> Result<Config> {
+    if !storage.list("")?.is_empty() {
+        let path = storage.describe(layout::CONFIG).parent().map(Path::to_path_buf).unwrap_or_default();
+        return Err(Error::Repository { path, what: "exists and is not empty".into() });
+    }
+    init(storage)
+}
+
 /// Writes the config of a new repository into `storage`.
 pub fn init(storage: &dyn Storage) -> Result<Config> {
     let config = Config::new(random_id(storage)?);
@@ -83,7 +93,7 @@ pub fn init(storage: &dyn Storage) -> Result<Config> {
 
 fn random_id(storage: &dyn Storage) -> Result<[u8; 32]> {
     let mut id = [0u8; 32];
-    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)).at("/dev/urandom")?;
+    crate::random_bytes(&mut id)?;
     // Mixed with the place and time in case /dev/urandom is not what it claims.
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id);
@@ -119,8 +129,8 @@ impl Repository {
             index,
             mode: options.mode,
             gone_packs,
-            snapshots_at_open: synced.snapshots,
-            _lock: lock,
+            snapshots_seen: Mutex::new(synced.snapshots),
+            lock,
         })
     }
 
@@ -136,8 +146,8 @@ impl Repository {
             index,
             mode,
             gone_packs: synced.gone_packs,
-            snapshots_at_open: synced.snapshots,
-            _lock: lock,
+            snapshots_seen: Mutex::new(synced.snapshots),
+            lock,
         })
     }
 
@@ -152,6 +162,12 @@ impl Repository {
     /// damage that `check` reports.
     pub fn gone_packs(&self) -> &[GonePack] {
         &self.gone_packs
+    }
+
+    /// Fails if this process's lock may no longer bind others (see `HeldLock`): called
+    /// before a write that makes earlier ones count (a manifest, prune's deletions).
+    pub fn check_lock(&self) -> Result<()> {
+        self.lock.still_held()
     }
 
     pub fn storage(&self) -> &dyn Storage {
@@ -183,19 +199,30 @@ impl Repository {
         reindex::list_packs(self.storage())
     }
 
-    /// Every snapshot manifest in the repository, in id order. A writer lists them now
-    /// (nothing else adds or removes snapshots while it holds its lock); a reader gets
-    /// those there when it opened the repository, which its index is complete for.
+    /// Every snapshot manifest in the repository, in id order. An exclusive holder
+    /// (prune, forget) lists them now: nothing else adds or removes snapshots while it
+    /// holds its lock. Others get those there when they opened the repository, which
+    /// their index is complete for, and those they wrote since.
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        match self.mode.writes() {
-            true => reindex::list_snapshots(self.storage()),
-            false => Ok(self.snapshots_at_open.clone()),
+        match self.mode {
+            LockMode::Exclusive => reindex::list_snapshots(self.storage()),
+            _ => Ok(self.snapshots_seen.lock().expect("snapshot list").clone()),
         }
+    }
+
+    /// Records a snapshot this process has just written (its manifest is durable).
+    pub(crate) fn add_snapshot(&self, summary: &SnapshotSummary) -> Result<()> {
+        self.index.add_snapshot(summary)?;
+        let mut seen = self.snapshots_seen.lock().expect("snapshot list");
+        seen.push(summary.id);
+        seen.sort();
+        Ok(())
     }
 
     /// Deletes a snapshot's manifest durably, then its index entry (a crash between
     /// the two leaves an entry that the next opening drops).
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.check_lock()?;
         self.storage.delete(&layout::snapshot(id))?;
         self.index.remove_snapshot(id)
     }
@@ -314,8 +341,8 @@ fn local_index(path: &Path, wait: Duration) -> Result<Index> {
 /// directory, it cannot be written, or another process of this user has it open.
 fn cached_index(config: &Config, cache_dir: Option<&Path>) -> Result<Index> {
     let Some(cache_dir) = cache_dir else { return Index::in_memory() };
-    let dir = cache_dir.join(crate::id::to_hex(&config.repository_id));
-    let path = dir.join(layout::LOCAL_INDEX);
+    let path = index::cache_path(cache_dir, &config.repository_id);
+    let dir = path.parent().expect("a cache file is in a directory").to_path_buf();
     let opened = fs::create_dir_all(&dir).at(&dir).and_then(|_| match local_index(&path, Duration::ZERO) {
         Err(e) if matches!(e.unhinted(), Error::Index { .. }) => {
             fs::remove_file(&path).at(&path).and_then(|_| Index::create(&path))

@@ -252,7 +252,7 @@ pub fn backup(
     };
 
     let summary = save(repo, header, copied, hooks.record())?;
-    repo.index.add_snapshot(&summary)?;
+    repo.add_snapshot(&summary)?;
     Ok(BackupReport { summary, store_types: roots, post_exec_failed: post_failure, parent_lists_lost })
 }
 
@@ -279,6 +279,7 @@ fn save(
     let trailer =
         SnapshotTrailer { finished: Timestamp::now(), complete: errors.is_empty(), errors, stats, hooks };
     manifest.write(&Record::End(trailer.clone()))?;
+    repo.check_lock()?;
     let id = manifest.finish()?;
     Ok(SnapshotSummary { id, header, components, trailer })
 }

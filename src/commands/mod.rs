@@ -20,22 +20,23 @@ use crate::cli::{Cli, Command, RepairWhat};
 use crate::Exit;
 use anyhow::{Context, Result};
 use cairn::repo::{OpenOptions, Repository};
-use cairn::storage::LockMode;
+use cairn::storage::{Location, LockMode};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What every command needs from the global flags.
 pub struct Globals {
-    repo: Option<PathBuf>,
+    repo: Option<Location>,
     pub json: bool,
     pub lock_wait: Duration,
-    cache_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Globals {
-    pub fn repo_path(&self) -> Result<&Path> {
-        self.repo.as_deref().context("no repository given: use -r REPO or set CAIRN_REPO")
+    /// Where the repository is: `-r` or `CAIRN_REPO`.
+    pub fn location(&self) -> Result<Location> {
+        self.repo.clone().context("no repository given: use -r REPO or set CAIRN_REPO")
     }
 
     pub fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
@@ -45,7 +46,7 @@ impl Globals {
             command: command.to_string(),
             cache_dir: self.cache_dir.clone(),
         };
-        Ok(Repository::open_local(self.repo_path()?, &options)?)
+        Ok(Repository::open(self.location()?.open()?, &options)?)
     }
 }
 

@@ -46,6 +46,12 @@ fn builder() -> redb::Builder {
     builder
 }
 
+/// The index cache a client keeps of repository `repository_id` under `cache_dir`: one
+/// directory per repository.
+pub fn cache_path(cache_dir: &Path, repository_id: &[u8; 32]) -> PathBuf {
+    cache_dir.join(crate::id::to_hex(repository_id)).join(crate::layout::LOCAL_INDEX)
+}
+
 /// Where a chunk is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {

@@ -24,6 +24,9 @@ pub struct LocalLock {
     _held: Vec<File>,
 }
 
+/// An flock lasts as long as the process holds its file.
+impl super::HeldLock for LocalLock {}
+
 pub fn acquire(root: &Path, mode: LockMode, wait: Duration, command: &str) -> Result<LocalLock> {
     let deadline = Instant::now() + wait;
     let path = root.join(layout::LOCK);

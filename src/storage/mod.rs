@@ -9,11 +9,16 @@
 mod faulty;
 mod flock;
 pub mod local;
+mod location;
 mod memory;
+pub mod object_lock;
+mod s3;
 
 pub use faulty::{CrashableFile, Fault, FaultCounter, FaultyStorage};
 pub use local::LocalStorage;
+pub use location::Location;
 pub use memory::MemoryStorage;
+pub use s3::{S3Location, S3Storage};
 
 use crate::error::{Error, Result};
 use std::io::{self, Write};
@@ -38,7 +43,19 @@ impl LockMode {
 }
 
 /// Held for as long as the process uses the repository; dropping it releases the lock.
-pub type StorageLock = Box<dyn Send + Sync>;
+pub type StorageLock = Box<dyn HeldLock>;
+
+/// A lock held. A lock that others may stop honouring while this process runs (a lock
+/// object it could not refresh) says so, and the process must not make anything depend
+/// on what it wrote since.
+pub trait HeldLock: Send + Sync {
+    fn still_held(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// No lock at all: memory storage, or a reader of read-only media.
+impl HeldLock for () {}
 
 /// A new object being written. It is named when it is finished, since most names are
 /// the hash of the bytes; it becomes visible, whole, only when `finish` returns.

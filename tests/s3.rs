@@ -1,0 +1,327 @@
+//! Repositories in a bucket of a real 3-node Garage cluster on loopback: the command
+//! set, backups side by side with a prune waiting for them, a node killed during a
+//! backup, the whole cluster stopped during one, and locks of killed processes.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::garage::Garage;
+use support::*;
+
+/// A repository under `prefix` of the cluster's bucket, reached through node `node`,
+/// with an index cache of its own.
+struct Bucket<'g> {
+    garage: &'g Garage,
+    url: String,
+    cache: tempfile::TempDir,
+}
+
+impl<'g> Bucket<'g> {
+    fn new(garage: &'g Garage, node: usize, prefix: &str) -> Bucket<'g> {
+        let cache = tempfile::Builder::new().prefix("cairn-s3-cache-").tempdir().unwrap();
+        Bucket { garage, url: garage.repo_url(node, prefix), cache }
+    }
+
+    fn command<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Command {
+        let mut cmd = Command::new(cairn_bin());
+        cmd.env_remove("CAIRN_REPO").env("CAIRN_CACHE_DIR", self.cache.path());
+        cmd.envs(self.garage.env());
+        cmd.arg("-r").arg(&self.url).args(args);
+        cmd
+    }
+
+    #[track_caller]
+    fn run<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Run {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let what = format!(
+            "cairn -r {} {}",
+            self.url,
+            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        );
+        run_command(&mut self.command(&args), what)
+    }
+
+    #[track_caller]
+    fn backup(&self, path: &Path, extra: &[&str]) -> String {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("backup")];
+        args.extend(extra.iter().map(OsStr::new));
+        args.push(path.as_os_str());
+        let id = self.run(args).success().snapshot_id();
+        assert!(is_snapshot_id(&id));
+        id
+    }
+
+    #[track_caller]
+    fn restore_matches(&self, snapshot: &str, original: &Path, target: &Path) {
+        self.run([OsStr::new("restore"), OsStr::new(snapshot), OsStr::new("--target"), target.as_os_str()])
+            .success();
+        assert_trees_equal(original, target);
+    }
+
+    fn snapshot_ids(&self) -> Vec<String> {
+        let list = self.run(["--json", "snapshots"]).success().json();
+        list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+#[test]
+fn every_command_works_on_a_bucket() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = generate_tree(&dir.path().join("tree"), &TreeSpec::small(7));
+    let repo = Bucket::new(&garage, 0, "every/command");
+    repo.run(["init"]).success().mentions("s3:http://127.0.0.1:");
+    repo.run(["init"]).failure().mentions("exists and is not empty");
+
+    let first = repo.backup(&tree.root, &[]);
+    modify_file(&tree.root.join(&tree.small[3]), 99);
+    let second = repo.backup(&tree.root, &[]);
+    assert_eq!(repo.snapshot_ids().len(), 2);
+    repo.run(["ls", &second]).success().mentions(&tree.small[3].to_string_lossy());
+    repo.run(["cat", &first]).success();
+    repo.run(["diff", &first, &second]).success().mentions(&tree.small[3].to_string_lossy());
+    repo.run(["stats"]).success();
+    repo.run(["check", "--read-data"]).success();
+    repo.restore_matches(&second, &tree.root, &dir.path().join("restored"));
+
+    // A second client (its own cache, another node) sees the same repository.
+    let other = Bucket::new(&garage, 1, "every/command");
+    assert_eq!(other.snapshot_ids().len(), 2);
+    other.run(["forget", "--keep-last", "1"]).success();
+    other.run(["prune"]).success();
+    repo.run(["check", "--read-data"]).success();
+    assert_eq!(repo.snapshot_ids(), vec![second.clone()]);
+    repo.run(["repair", "index"]).success().mentions("index rebuilt");
+    repo.restore_matches(&second, &tree.root, &dir.path().join("restored-after-prune"));
+    // Nothing is left behind: no lock objects once every process has ended.
+    let locks = list_locks(&repo);
+    assert!(locks.is_empty(), "lock objects left: {locks:?}");
+}
+
+/// The lock objects in the repository, listed through cairn's storage layer with the
+/// cluster's key.
+fn list_locks(repo: &Bucket) -> Vec<String> {
+    use cairn::storage::{S3Location, S3Storage, Storage};
+    let location = S3Location::parse(repo.url.strip_prefix("s3:").unwrap()).unwrap();
+    let storage =
+        S3Storage::with_keys(location, support::garage::REGION, &repo.garage.key_id, &repo.garage.secret)
+            .unwrap();
+    storage.list("locks/").unwrap().into_iter().map(|o| o.name).collect()
+}
+
+#[test]
+fn backups_side_by_side_and_a_prune_that_waits_for_them() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Bucket::new(&garage, 0, "side-by-side");
+    repo.run(["init"]).success();
+    let trees: Vec<Tree> = (0..4)
+        .map(|i| generate_tree(&dir.path().join(format!("host{i}")), &TreeSpec::small(100 + i)))
+        .collect();
+    // An older snapshot for prune to remove, so that it has packs to delete.
+    let old = generate_tree(&dir.path().join("old"), &TreeSpec::small(99));
+    repo.backup(&old.root, &[]);
+    modify_file(&old.root.join(&old.large[0]), 5);
+    repo.backup(&old.root, &[]);
+    repo.run([
+        OsStr::new("forget"),
+        OsStr::new("--set"),
+        old.root.as_os_str(),
+        OsStr::new("--keep-last"),
+        OsStr::new("1"),
+    ])
+    .success();
+
+    // Four backups from four processes (four clients: caches of their own), each
+    // through a node of the cluster, and a prune started while they run.
+    let clients: Vec<Bucket> = (0..4).map(|i| Bucket::new(&garage, i % 3, "side-by-side")).collect();
+    let backups: Vec<_> = clients
+        .iter()
+        .zip(&trees)
+        .map(|(client, tree)| {
+            let mut cmd = client.command([OsStr::new("--json"), OsStr::new("backup"), tree.root.as_os_str()]);
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let prune = repo
+        .command(["--retry-lock", "120", "prune"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ids = Vec::new();
+    for backup in backups {
+        let out = backup.wait_with_output().unwrap();
+        assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(json["id"].as_str().unwrap().to_string());
+    }
+    let pruned = prune.wait_with_output().unwrap();
+    assert!(pruned.status.success(), "prune failed: {}", String::from_utf8_lossy(&pruned.stderr));
+
+    repo.run(["check", "--read-data"]).success();
+    let listed = repo.snapshot_ids();
+    for (i, (id, tree)) in ids.iter().zip(&trees).enumerate() {
+        assert!(listed.contains(id), "snapshot of host {i} is not listed");
+        repo.restore_matches(id, &tree.root, &dir.path().join(format!("restored{i}")));
+    }
+}
+
+/// A backup of enough data that it is still uploading when the test acts.
+fn big_tree(root: &Path, seed: u64) -> Tree {
+    let spec = TreeSpec {
+        seed,
+        small_files: 200,
+        large_files: vec![(40 << 20, false), (40 << 20, false)],
+        deep_levels: 3,
+    };
+    generate_tree(root, &spec)
+}
+
+/// Waits until the backup `child` has written its lock object (it has begun), then a
+/// little longer.
+fn started(child: &mut std::process::Child) {
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(child.try_wait().unwrap().is_none(), "the backup ended before the test could act");
+}
+
+#[test]
+fn a_node_killed_during_a_backup_loses_nothing() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let small = generate_tree(&dir.path().join("small"), &TreeSpec::small(3));
+    let tree = big_tree(&dir.path().join("big"), 5);
+    let repo = Bucket::new(&garage, 0, "node-killed");
+    repo.run(["init"]).success();
+    let before = repo.backup(&small.root, &[]);
+
+    let mut backup = repo
+        .command([OsStr::new("backup"), tree.root.as_os_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(&mut backup);
+    garage.kill_node(2);
+    let out = backup.wait_with_output().unwrap();
+    // Two of three replicas still make a quorum: the backup completes.
+    assert!(
+        out.status.success(),
+        "backup failed with one node down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let during = Run {
+        code: 0,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::new(),
+        command: "backup".into(),
+    }
+    .snapshot_id();
+
+    repo.run(["check", "--read-data"]).success();
+    repo.restore_matches(&before, &small.root, &dir.path().join("r-before"));
+    repo.restore_matches(&during, &tree.root, &dir.path().join("r-during"));
+    garage.restart_nodes(&[2]);
+    modify_file(&tree.root.join(&tree.small[0]), 1);
+    let after = repo.backup(&tree.root, &[]);
+    repo.restore_matches(&after, &tree.root, &dir.path().join("r-after"));
+}
+
+#[test]
+fn the_cluster_stopped_during_a_backup_gives_one_error_and_no_snapshot() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let small = generate_tree(&dir.path().join("small"), &TreeSpec::small(4));
+    let tree = big_tree(&dir.path().join("big"), 6);
+    let repo = Bucket::new(&garage, 0, "cluster-stopped");
+    repo.run(["init"]).success();
+    let before = repo.backup(&small.root, &[]);
+
+    let mut backup = repo
+        .command([OsStr::new("backup"), tree.root.as_os_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    started(&mut backup);
+    let stopped = Instant::now();
+    for node in 0..3 {
+        garage.kill_node(node);
+    }
+    let out = backup.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the backup succeeded with the cluster down");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cairn:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&garage.endpoint(0)), "the error names no endpoint: {stderr}");
+    assert!(stopped.elapsed() < Duration::from_secs(120), "gave up after {:?}", stopped.elapsed());
+
+    garage.restart_nodes(&[0, 1, 2]);
+    assert_eq!(repo.snapshot_ids(), vec![before.clone()], "a snapshot appeared from the failed backup");
+    repo.run(["check", "--read-data"]).success();
+    let after = repo.backup(&tree.root, &[]);
+    repo.restore_matches(&after, &tree.root, &dir.path().join("r-after"));
+    repo.restore_matches(&before, &small.root, &dir.path().join("r-before"));
+}
+
+#[test]
+fn a_killed_backup_leaves_no_lock_that_blocks_prune() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = big_tree(&dir.path().join("big"), 8);
+    let repo = Bucket::new(&garage, 0, "killed-lock");
+    repo.run(["init"]).success();
+    let mut backup = repo
+        .command([OsStr::new("backup"), tree.root.as_os_str()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    started(&mut backup);
+    backup.kill().unwrap(); // SIGKILL: its lock object stays behind
+    backup.wait().unwrap();
+    // The lock names a process of this host that is gone: it binds nobody.
+    repo.run(["prune"]).success();
+    repo.run(["check", "--read-data"]).success();
+    let id = repo.backup(&tree.root, &[]);
+    repo.restore_matches(&id, &tree.root, &dir.path().join("restored"));
+}
+
+#[test]
+fn bad_credentials_a_missing_bucket_and_a_store_that_is_down_are_one_line_errors() {
+    let garage = Garage::start();
+    let repo = Bucket::new(&garage, 0, "errors");
+    repo.run(["init"]).success();
+    let one_line = |run: &Run, needle: &str| {
+        run.failure().mentions(needle);
+        assert_eq!(run.stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{}", run.stderr);
+    };
+    let wrong = repo.command(["snapshots"]).env("AWS_SECRET_ACCESS_KEY", "wrong").output().unwrap();
+    let wrong = Run {
+        code: wrong.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&wrong.stderr).into(),
+        command: "snapshots".into(),
+    };
+    one_line(&wrong, "AccessDenied");
+    let missing = Bucket {
+        garage: &garage,
+        url: format!("s3:{}/no-such-bucket/x", garage.endpoint(0)),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    one_line(&missing.run(["snapshots"]), "no-such-bucket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = Bucket {
+        garage: &garage,
+        url: format!("s3:http://127.0.0.1:{port}/cairn/x"),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    one_line(&down.run(["snapshots"]), &format!("127.0.0.1:{port}"));
+    let bad_url =
+        Bucket { garage: &garage, url: "s3:ftp://host/b".into(), cache: tempfile::tempdir().unwrap() };
+    bad_url.run(["snapshots"]).expect_code(2).mentions("unknown scheme");
+}
