@@ -33,6 +33,11 @@ impl<'a> Packer<'a> {
         Ok(pack.len() >= self.repo.config.pack_target || pack.entry_count() >= MAX_PACK_ENTRIES)
     }
 
+    /// The open pack, if it holds any chunk, for the caller to finish (elsewhere).
+    pub fn close(&mut self) -> Option<PackWriter<'a>> {
+        self.open.take().filter(|pack| !pack.is_empty())
+    }
+
     /// Makes the open pack, if it holds any chunk, durable under its id and then hands
     /// it to `index`; every frame added so far is then stored for good (indexed once
     /// `index` has done its part).

@@ -27,6 +27,7 @@ mod logs_only;
 mod parent;
 mod produce;
 mod reuse;
+mod shared_packer;
 mod store;
 
 use crate::compress::Frame;
@@ -349,24 +350,34 @@ fn copy(
         cancel.store(true, Ordering::Relaxed);
         stoppers.iter().for_each(|stop| stop());
     };
-    let packer = store::SharedPacker::new(repo);
-    let results: Vec<Result<Copied>> = std::thread::scope(|s| {
-        let running: Vec<_> = jobs
-            .into_iter()
-            .map(|job| {
-                let (cancel, stop_all, packer) = (&cancel, &stop_all, &packer);
-                s.spawn(move || match copy_component(repo, job, packer, cancel, progress) {
-                    // Failing once the others were told to stop is being stopped.
-                    Err(_) if cancel.load(Ordering::Relaxed) => Err(Error::Cancelled),
-                    Err(e) => {
-                        stop_all();
-                        Err(e)
-                    }
-                    copied => copied,
+    // The packer's sender threads (if any) outlive the component threads.
+    let (results, finished) = std::thread::scope(|senders| {
+        let packer = shared_packer::SharedPacker::new(repo, senders);
+        let results: Vec<Result<Copied>> = std::thread::scope(|s| {
+            let running: Vec<_> = jobs
+                .into_iter()
+                .map(|job| {
+                    let (cancel, stop_all, packer) = (&cancel, &stop_all, &packer);
+                    s.spawn(move || match copy_component(repo, job, packer, cancel, progress) {
+                        // Failing once the others were told to stop is being stopped.
+                        Err(_) if cancel.load(Ordering::Relaxed) => Err(Error::Cancelled),
+                        Err(e) => {
+                            stop_all();
+                            Err(e)
+                        }
+                        copied => copied,
+                    })
                 })
-            })
-            .collect();
-        running.into_iter().map(|t| t.join().expect("component thread panicked")).collect()
+                .collect();
+            running.into_iter().map(|t| t.join().expect("component thread panicked")).collect()
+        });
+        // Every pack durable and indexed before the manifest may name them; after a
+        // failure, the packs on their way are left to finish (or not) on their own.
+        let finished = match results.iter().all(|r| r.is_ok()) {
+            true => packer.finish(),
+            false => Ok(()),
+        };
+        (results, finished)
     });
     // Report the failure that stopped the others, not their being stopped.
     let mut copied = Vec::new();
@@ -381,7 +392,7 @@ fn copy(
     if cancelled {
         return Err(Error::Cancelled);
     }
-    packer.finish()?;
+    finished?;
     Ok((copied, lists_lost))
 }
 
@@ -391,7 +402,7 @@ fn copy(
 fn copy_component(
     repo: &Repository,
     job: produce::Job,
-    packer: &store::SharedPacker,
+    packer: &shared_packer::SharedPacker,
     cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<Copied> {

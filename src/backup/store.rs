@@ -2,22 +2,22 @@
 //! file list (whose chunks go into packs too). A pack is indexed only once it is
 //! durable, and `committed` tells the producer how far that is.
 
+use super::shared_packer::SharedPacker;
 use super::{Item, Payload};
 use crate::chunk_reader::ChunkReader;
-use crate::compress::{compress, compress_against, Frame};
+use crate::compress::{compress, compress_against};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::manifest::{
     BackupStats, ChunkRef, ComponentTrailer, CopyTime, FileEntry, FileError, FileKind, FileListWriter,
     FileRole,
 };
-use crate::packer::Packer;
 use crate::repo::Repository;
 use crate::stores::SourceReport;
 use crossbeam_channel::Receiver;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// What the store stage wrote for one component.
 pub struct Stored {
@@ -58,63 +58,6 @@ impl Stored {
             vanished: std::mem::take(&mut self.vanished),
             copy_time: Some(copy_time),
             command: report.command,
-        })
-    }
-}
-
-/// The pack being filled, shared by the components copied side by side: a set of many
-/// small components still makes few, full packs.
-pub struct SharedPacker<'a> {
-    repo: &'a Repository,
-    open: Mutex<OpenPack<'a>>,
-}
-
-struct OpenPack<'a> {
-    packer: Packer<'a>,
-    /// Per component with chunks in the open pack: its `committed` counter and one past
-    /// the highest sequence number it added (each adds in sequence order).
-    waiting: Vec<(Arc<AtomicU64>, u64)>,
-}
-
-impl<'a> SharedPacker<'a> {
-    pub fn new(repo: &'a Repository) -> SharedPacker<'a> {
-        SharedPacker { repo, open: Mutex::new(OpenPack { packer: Packer::new(repo), waiting: Vec::new() }) }
-    }
-
-    /// Adds `frame` to the open pack; `waiter` is the producer (its `committed` counter
-    /// and the frame's sequence number) to tell once the pack is indexed. A file list's
-    /// chunk has none: no producer waits for it, and the caller makes it durable with
-    /// every other chunk before the manifest names it.
-    fn add(&self, waiter: Option<(&Arc<AtomicU64>, u64)>, frame: &Frame) -> Result<u64> {
-        let mut open = self.open.lock().expect("packer lock");
-        let full = open.packer.add(frame)?;
-        if let Some((committed, seq)) = waiter {
-            match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
-                Some((_, end)) => *end = seq + 1,
-                None => open.waiting.push((committed.clone(), seq + 1)),
-            }
-        }
-        if full {
-            Self::finish_open(self.repo, &mut open)?;
-        }
-        Ok(frame.bytes.len() as u64)
-    }
-
-    /// Makes the open pack durable and indexed: every chunk added so far is then safe.
-    pub fn finish(&self) -> Result<()> {
-        Self::finish_open(self.repo, &mut self.open.lock().expect("packer lock"))
-    }
-
-    /// Each pack is indexed as soon as it is durable, and only then do the components
-    /// with chunks in it learn that those are committed.
-    fn finish_open(repo: &Repository, open: &mut OpenPack) -> Result<()> {
-        let OpenPack { packer, waiting } = open;
-        packer.finish(|done| {
-            repo.index.add_pack(&done.id, done.size, &done.entries)?;
-            for (committed, end) in waiting.drain(..) {
-                committed.store(end, Ordering::Release);
-            }
-            Ok(())
         })
     }
 }

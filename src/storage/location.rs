@@ -1,7 +1,7 @@
 //! Where a repository is, as the user names it: a local directory, or
 //! `s3:http://HOST:PORT/BUCKET/PREFIX` for a bucket of an S3-compatible store.
 
-use super::{LocalStorage, S3Location, S3Storage, Storage};
+use super::{LocalStorage, ReadCache, S3Location, S3Storage, Storage};
 use crate::error::{Error, Result};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -30,7 +30,8 @@ impl Location {
     pub fn open(&self) -> Result<Arc<dyn Storage>> {
         Ok(match self {
             Location::Local(root) => Arc::new(LocalStorage::new(root)),
-            Location::S3(location) => Arc::new(S3Storage::new(location.clone())?),
+            // Each request is a round trip: chunk-sized reads are served from larger ones.
+            Location::S3(location) => Arc::new(ReadCache::new(S3Storage::new(location.clone())?)),
         })
     }
 

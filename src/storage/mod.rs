@@ -12,12 +12,14 @@ pub mod local;
 mod location;
 mod memory;
 pub mod object_lock;
+mod read_cache;
 mod s3;
 
 pub use faulty::{CrashableFile, Fault, FaultCounter, FaultyStorage};
 pub use local::LocalStorage;
 pub use location::Location;
 pub use memory::MemoryStorage;
+pub use read_cache::ReadCache;
 pub use s3::{S3Location, S3Storage};
 
 use crate::error::{Error, Result};
@@ -120,6 +122,12 @@ pub trait Storage: Send + Sync {
     /// there when it is writable. `None` for storage that is not a local directory.
     fn local_root(&self) -> Option<PathBuf> {
         None
+    }
+
+    /// How many new objects are worth writing at once (each `finish` on a thread of its
+    /// own): more than one where a write is a round trip rather than a disk's work.
+    fn parallel_writes(&self) -> usize {
+        1
     }
 
     /// Writes a new object whole: `create`, write, `finish`.

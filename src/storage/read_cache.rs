@@ -1,0 +1,201 @@
+//! A layer that turns many small ranged reads into few large ones, for storage where
+//! each request costs a round trip (an object store). Restore, check and the deltas of
+//! a backup read a chunk at a time, in pack order: reading the 4 MiB block around the
+//! first chunk serves the next ones from memory. Objects are immutable (their names
+//! are their hashes), so a cached block is never stale. Memory is bounded by
+//! `BLOCKS` blocks of `BLOCK` bytes.
+
+use super::{NewObject, ObjectInfo, Storage, StorageLock};
+use crate::error::Result;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const BLOCK: u64 = 4 << 20;
+const BLOCKS: usize = 16;
+/// Object sizes remembered; forgotten all at once beyond this.
+const MAX_SIZES: usize = 4096;
+
+/// A block being read or read: the first reader fills it, others wait for it. `None`
+/// when that read failed (each waiter then reads for itself and reports its own error).
+type Slot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
+
+pub struct ReadCache<S> {
+    inner: S,
+    /// Object sizes, so that a block read never asks past an object's end (an object
+    /// store fails such a range instead of shortening it).
+    sizes: Mutex<HashMap<String, u64>>,
+    /// Most recently used last.
+    blocks: Mutex<VecDeque<((String, u64), Slot)>>,
+}
+
+impl<S: Storage> ReadCache<S> {
+    pub fn new(inner: S) -> ReadCache<S> {
+        ReadCache { inner, sizes: Mutex::default(), blocks: Mutex::new(VecDeque::new()) }
+    }
+
+    fn slot(&self, name: &str, block: u64) -> Slot {
+        let mut blocks = self.blocks.lock().expect("read cache");
+        let found = blocks.iter().position(|((n, b), _)| *b == block && n == name);
+        let entry = match found {
+            Some(i) => blocks.remove(i).expect("position found"),
+            None => ((name.to_string(), block), Slot::default()),
+        };
+        let slot = entry.1.clone();
+        blocks.push_back(entry);
+        if blocks.len() > BLOCKS {
+            blocks.pop_front();
+        }
+        slot
+    }
+
+    fn drop_object(&self, name: &str) {
+        self.blocks.lock().expect("read cache").retain(|((n, _), _)| n != name);
+        self.sizes.lock().expect("sizes").remove(name);
+    }
+
+    fn forget(&self, name: &str, block: u64) {
+        self.blocks.lock().expect("read cache").retain(|((n, b), _)| !(*b == block && n == name));
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        if let Some(&size) = self.sizes.lock().expect("sizes").get(name) {
+            return Ok(size);
+        }
+        let size = self.inner.size(name)?;
+        let mut sizes = self.sizes.lock().expect("sizes");
+        if sizes.len() >= MAX_SIZES {
+            sizes.clear();
+        }
+        sizes.insert(name.to_string(), size);
+        Ok(size)
+    }
+
+    /// Block `block` of object `name` (shorter at the object's end).
+    fn block(&self, name: &str, block: u64) -> Result<Arc<Vec<u8>>> {
+        let len = BLOCK.min(self.size(name)?.saturating_sub(block * BLOCK)) as usize;
+        let slot = self.slot(name, block);
+        let mut failure = None;
+        let filled = slot.get_or_init(|| match self.inner.read_at(name, block * BLOCK, len) {
+            Ok(bytes) => Some(Arc::new(bytes)),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+        match (filled, failure) {
+            (Some(bytes), _) => Ok(bytes.clone()),
+            (None, Some(e)) => {
+                self.forget(name, block);
+                Err(e)
+            }
+            (None, None) => self.inner.read_at(name, block * BLOCK, len).map(Arc::new),
+        }
+    }
+}
+
+impl<S: Storage> Storage for ReadCache<S> {
+    fn describe(&self, name: &str) -> PathBuf {
+        self.inner.describe(name)
+    }
+
+    fn create(&self) -> Result<Box<dyn NewObject + '_>> {
+        self.inner.create()
+    }
+
+    /// From the cached blocks the range falls in. A read of more than a block goes to
+    /// the object directly: it is large enough on its own.
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if len as u64 > BLOCK {
+            return self.inner.read_at(name, offset, len);
+        }
+        let end = offset + len as u64;
+        let mut out = Vec::with_capacity(len);
+        let mut at = offset;
+        while at < end {
+            let block = at / BLOCK;
+            let bytes = self.block(name, block)?;
+            let start = (at - block * BLOCK) as usize;
+            if start >= bytes.len() {
+                break; // the object ends before the range does
+            }
+            let stop = ((end - block * BLOCK) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[start..stop]);
+            if bytes.len() < BLOCK as usize {
+                break;
+            }
+            at = (block + 1) * BLOCK;
+        }
+        Ok(out)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        self.inner.read(name)
+    }
+
+    fn reader(&self, name: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        self.inner.reader(name)
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        self.inner.size(name)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.drop_object(name);
+        self.inner.delete(name)
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.drop_object(name);
+        self.inner.replace(name, bytes)
+    }
+
+    fn make_durable(&self, name: &str) -> Result<()> {
+        self.inner.make_durable(name)
+    }
+
+    fn lock(&self, mode: super::LockMode, wait: Duration, command: &str) -> Result<StorageLock> {
+        self.inner.lock(mode, wait, command)
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        self.inner.local_root()
+    }
+
+    fn parallel_writes(&self) -> usize {
+        self.inner.parallel_writes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    #[test]
+    fn keeps_the_storage_contract() {
+        crate::storage::tests::contract(&ReadCache::new(MemoryStorage::new()));
+    }
+
+    #[test]
+    fn ranges_across_blocks_and_past_the_end_read_what_is_there() {
+        let storage = ReadCache::new(MemoryStorage::new());
+        let bytes: Vec<u8> = (0..(2 * BLOCK + 100)).map(|i| (i % 251) as u8).collect();
+        storage.put("packs/ab/x", &bytes).unwrap();
+        let cases = [(0, 10), (BLOCK - 5, 10), (2 * BLOCK + 90, 50), (2 * BLOCK + 100, 5), (3 * BLOCK, 5)];
+        for (offset, len) in cases {
+            let want = &bytes[(offset as usize).min(bytes.len())..((offset as usize) + len).min(bytes.len())];
+            assert_eq!(storage.read_at("packs/ab/x", offset, len).unwrap(), want, "{offset}+{len}");
+        }
+        let big = storage.read_at("packs/ab/x", 1, BLOCK as usize + 1).unwrap();
+        assert_eq!(big, &bytes[1..BLOCK as usize + 2]);
+        assert!(storage.blocks.lock().unwrap().len() <= BLOCKS);
+        assert!(storage.read_at("packs/ab/missing", 0, 1).is_err());
+    }
+}
