@@ -1,9 +1,11 @@
 //! A layer that turns many small ranged reads into few large ones, for storage where
 //! each request costs a round trip (an object store). Restore, check and the deltas of
-//! a backup read a chunk at a time, in pack order: reading the 4 MiB block around the
-//! first chunk serves the next ones from memory. Objects are immutable (their names
-//! are their hashes), so a cached block is never stale. Memory is bounded by
-//! `BLOCKS` blocks of `BLOCK` bytes.
+//! a backup read a chunk at a time, in pack order: once a read follows the one before
+//! it in the same object, the 4 MiB block around it is read and serves the next ones
+//! from memory. A read that does not (a pack's header, then its table at the end, when
+//! a new client indexes it) is passed on as it is. Objects are immutable (their names
+//! are their hashes), so a cached block is never stale. Memory is bounded by `BLOCKS`
+//! blocks of `BLOCK` bytes.
 
 use super::{NewObject, ObjectInfo, Storage, StorageLock};
 use crate::error::Result;
@@ -16,6 +18,9 @@ const BLOCK: u64 = 4 << 20;
 const BLOCKS: usize = 16;
 /// Object sizes remembered; forgotten all at once beyond this.
 const MAX_SIZES: usize = 4096;
+/// A read that starts this close after the end of the last one of the same object
+/// counts as reading on.
+const READING_ON: u64 = 1 << 20;
 
 /// A block being read or read: the first reader fills it, others wait for it. `None`
 /// when that read failed (each waiter then reads for itself and reports its own error).
@@ -26,13 +31,20 @@ pub struct ReadCache<S> {
     /// Object sizes, so that a block read never asks past an object's end (an object
     /// store fails such a range instead of shortening it).
     sizes: Mutex<HashMap<String, u64>>,
+    /// Where the last read of each object ended (forgotten with the sizes).
+    last_end: Mutex<HashMap<String, u64>>,
     /// Most recently used last.
     blocks: Mutex<VecDeque<((String, u64), Slot)>>,
 }
 
 impl<S: Storage> ReadCache<S> {
     pub fn new(inner: S) -> ReadCache<S> {
-        ReadCache { inner, sizes: Mutex::default(), blocks: Mutex::new(VecDeque::new()) }
+        ReadCache {
+            inner,
+            sizes: Mutex::default(),
+            last_end: Mutex::default(),
+            blocks: Mutex::new(VecDeque::new()),
+        }
     }
 
     fn slot(&self, name: &str, block: u64) -> Slot {
@@ -50,9 +62,27 @@ impl<S: Storage> ReadCache<S> {
         slot
     }
 
+    /// Whether a read of `len` bytes at `offset` follows the last read of `name`, or
+    /// falls in a block already cached; notes where it ends.
+    fn reads_on(&self, name: &str, offset: u64, len: usize) -> bool {
+        let mut last_end = self.last_end.lock().expect("last reads");
+        if last_end.len() >= MAX_SIZES {
+            last_end.clear();
+        }
+        let previous = last_end.insert(name.to_string(), offset + len as u64);
+        drop(last_end);
+        let follows = previous.is_some_and(|end| offset >= end && offset - end <= READING_ON);
+        follows || {
+            let block = offset / BLOCK;
+            let blocks = self.blocks.lock().expect("read cache");
+            blocks.iter().any(|((n, b), slot)| *b == block && n == name && slot.get().is_some())
+        }
+    }
+
     fn drop_object(&self, name: &str) {
         self.blocks.lock().expect("read cache").retain(|((n, _), _)| n != name);
         self.sizes.lock().expect("sizes").remove(name);
+        self.last_end.lock().expect("last reads").remove(name);
     }
 
     fn forget(&self, name: &str, block: u64) {
@@ -107,7 +137,7 @@ impl<S: Storage> Storage for ReadCache<S> {
     /// From the cached blocks the range falls in. A read of more than a block goes to
     /// the object directly: it is large enough on its own.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if len as u64 > BLOCK {
+        if len as u64 > BLOCK || !self.reads_on(name, offset, len) {
             return self.inner.read_at(name, offset, len);
         }
         let end = offset + len as u64;
@@ -190,9 +220,17 @@ mod tests {
         storage.put("packs/ab/x", &bytes).unwrap();
         let cases = [(0, 10), (BLOCK - 5, 10), (2 * BLOCK + 90, 50), (2 * BLOCK + 100, 5), (3 * BLOCK, 5)];
         for (offset, len) in cases {
+            // A read just before makes this one read on, through the blocks.
+            storage.read_at("packs/ab/x", offset.saturating_sub(1), offset.min(1) as usize).unwrap();
             let want = &bytes[(offset as usize).min(bytes.len())..((offset as usize) + len).min(bytes.len())];
             assert_eq!(storage.read_at("packs/ab/x", offset, len).unwrap(), want, "{offset}+{len}");
         }
+        // Reading on in order is served by blocks; a lone read is not.
+        storage.drop_object("packs/ab/x");
+        storage.read_at("packs/ab/x", 2 * BLOCK + 50, 10).unwrap();
+        assert!(storage.blocks.lock().unwrap().iter().all(|((n, _), _)| n != "packs/ab/x"));
+        storage.read_at("packs/ab/x", 2 * BLOCK + 60, 10).unwrap();
+        assert_eq!(storage.blocks.lock().unwrap().len(), 1);
         let big = storage.read_at("packs/ab/x", 1, BLOCK as usize + 1).unwrap();
         assert_eq!(big, &bytes[1..BLOCK as usize + 2]);
         assert!(storage.blocks.lock().unwrap().len() <= BLOCKS);
