@@ -6,7 +6,7 @@ mod support;
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::garage::Garage;
 use support::*;
@@ -52,6 +52,15 @@ impl<'g> Bucket<'g> {
         let id = self.run(args).success().snapshot_id();
         assert!(is_snapshot_id(&id));
         id
+    }
+
+    /// cairn started with `args`, its output captured.
+    fn spawn<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    fn spawn_backup(&self, path: &Path) -> Child {
+        self.spawn([OsStr::new("backup"), path.as_os_str()])
     }
 
     #[track_caller]
@@ -138,36 +147,37 @@ fn backups_side_by_side_and_a_prune_that_waits_for_them() {
     // Four backups from four processes (four clients: caches of their own), each
     // through a node of the cluster, and a prune started while they run.
     let clients: Vec<Bucket> = (0..4).map(|i| Bucket::new(&garage, i % 3, "side-by-side")).collect();
-    let backups: Vec<_> = clients
+    let backups: Vec<Child> = clients
         .iter()
         .zip(&trees)
         .map(|(client, tree)| {
-            let mut cmd = client.command([OsStr::new("--json"), OsStr::new("backup"), tree.root.as_os_str()]);
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            client.spawn([OsStr::new("--json"), OsStr::new("backup"), tree.root.as_os_str()])
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let prune = repo
-        .command(["--retry-lock", "120", "prune"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ids = Vec::new();
-    for backup in backups {
-        let out = backup.wait_with_output().unwrap();
-        assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        ids.push(json["id"].as_str().unwrap().to_string());
-    }
-    let pruned = prune.wait_with_output().unwrap();
-    assert!(pruned.status.success(), "prune failed: {}", String::from_utf8_lossy(&pruned.stderr));
+    let prune = repo.spawn(["--retry-lock", "120", "prune"]);
+    let ids: Vec<String> = backups
+        .into_iter()
+        .map(|backup| outcome(backup, "backup").success().json()["id"].as_str().unwrap().to_string())
+        .collect();
+    outcome(prune, "prune").success();
 
     repo.run(["check", "--read-data"]).success();
     let listed = repo.snapshot_ids();
     for (i, (id, tree)) in ids.iter().zip(&trees).enumerate() {
         assert!(listed.contains(id), "snapshot of host {i} is not listed");
         repo.restore_matches(id, &tree.root, &dir.path().join(format!("restored{i}")));
+    }
+}
+
+/// Waits for `child` to end; `what` names it in assertion messages.
+fn outcome(child: Child, what: &str) -> Run {
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command: what.to_string(),
     }
 }
 
@@ -182,9 +192,8 @@ fn big_tree(root: &Path, seed: u64) -> Tree {
     generate_tree(root, &spec)
 }
 
-/// Waits until the backup `child` has written its lock object (it has begun), then a
-/// little longer.
-fn started(child: &mut std::process::Child) {
+/// Gives the backup `child` a moment to begin uploading, and checks it still runs.
+fn started(child: &mut Child) {
     std::thread::sleep(Duration::from_millis(400));
     assert!(child.try_wait().unwrap().is_none(), "the backup ended before the test could act");
 }
@@ -199,28 +208,11 @@ fn a_node_killed_during_a_backup_loses_nothing() {
     repo.run(["init"]).success();
     let before = repo.backup(&small.root, &[]);
 
-    let mut backup = repo
-        .command([OsStr::new("backup"), tree.root.as_os_str()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut backup = repo.spawn_backup(&tree.root);
     started(&mut backup);
     garage.kill_node(2);
-    let out = backup.wait_with_output().unwrap();
     // Two of three replicas still make a quorum: the backup completes.
-    assert!(
-        out.status.success(),
-        "backup failed with one node down: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let during = Run {
-        code: 0,
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::new(),
-        command: "backup".into(),
-    }
-    .snapshot_id();
+    let during = outcome(backup, "backup with a node down").success().snapshot_id();
 
     repo.run(["check", "--read-data"]).success();
     repo.restore_matches(&before, &small.root, &dir.path().join("r-before"));
@@ -241,23 +233,16 @@ fn the_cluster_stopped_during_a_backup_gives_one_error_and_no_snapshot() {
     repo.run(["init"]).success();
     let before = repo.backup(&small.root, &[]);
 
-    let mut backup = repo
-        .command([OsStr::new("backup"), tree.root.as_os_str()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut backup = repo.spawn_backup(&tree.root);
     started(&mut backup);
     let stopped = Instant::now();
     for node in 0..3 {
         garage.kill_node(node);
     }
-    let out = backup.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the backup succeeded with the cluster down");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cairn:")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(&garage.endpoint(0)), "the error names no endpoint: {stderr}");
+    let run = outcome(backup, "backup with the cluster down");
+    let errors: Vec<&str> = run.failure().stderr.lines().filter(|l| l.starts_with("cairn:")).collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(errors[0].contains(&garage.endpoint(0)), "the error names no endpoint: {}", run.stderr);
     assert!(stopped.elapsed() < Duration::from_secs(120), "gave up after {:?}", stopped.elapsed());
 
     garage.restart_nodes(&[0, 1, 2]);
@@ -275,12 +260,7 @@ fn a_killed_backup_leaves_no_lock_that_blocks_prune() {
     let tree = big_tree(&dir.path().join("big"), 8);
     let repo = Bucket::new(&garage, 0, "killed-lock");
     repo.run(["init"]).success();
-    let mut backup = repo
-        .command([OsStr::new("backup"), tree.root.as_os_str()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut backup = repo.spawn_backup(&tree.root);
     started(&mut backup);
     backup.kill().unwrap(); // SIGKILL: its lock object stays behind
     backup.wait().unwrap();
@@ -300,13 +280,8 @@ fn bad_credentials_a_missing_bucket_and_a_store_that_is_down_are_one_line_errors
         run.failure().mentions(needle);
         assert_eq!(run.stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{}", run.stderr);
     };
-    let wrong = repo.command(["snapshots"]).env("AWS_SECRET_ACCESS_KEY", "wrong").output().unwrap();
-    let wrong = Run {
-        code: wrong.status.code().unwrap_or(-1),
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&wrong.stderr).into(),
-        command: "snapshots".into(),
-    };
+    let wrong =
+        run_command(repo.command(["snapshots"]).env("AWS_SECRET_ACCESS_KEY", "wrong"), "wrong key".into());
     one_line(&wrong, "AccessDenied");
     let missing = Bucket {
         garage: &garage,

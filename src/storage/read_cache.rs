@@ -1,33 +1,49 @@
 //! A layer that turns many small ranged reads into few large ones, for storage where
 //! each request costs a round trip (an object store). Restore, check and the deltas of
 //! a backup read a chunk at a time, in pack order: once a read follows the one before
-//! it in the same object, the 4 MiB block around it is read and serves the next ones
+//! it in the same object, the 8 MiB block around it is read and serves the next ones
 //! from memory. A read that does not (a pack's header, then its table at the end, when
 //! a new client indexes it) is passed on as it is. Objects are immutable (their names
-//! are their hashes), so a cached block is never stale. Memory is bounded by `BLOCKS`
-//! blocks of `BLOCK` bytes.
+//! are their hashes), so a cached block is never stale. While a reader reads on, the
+//! next block is fetched on a thread of its own (at most `PREFETCHING` at once), so the
+//! network works while the reader decodes. Memory is bounded by `BLOCKS` blocks of
+//! `BLOCK` bytes.
+//!
+//! Measured on a restore of a 936 MiB Berkeley DB environment (280 MiB stored) from a
+//! 3-node Garage cluster on loopback, two cores: a GET per chunk took over 10 minutes;
+//! 4 MiB blocks 3.7 to 4.2 s; with one block fetched ahead, 8 MiB blocks 3.2 s (peak
+//! 167 MiB), two or three ahead no better (the cluster shares the two cores).
 
 use super::{NewObject, ObjectInfo, Storage, StorageLock};
 use crate::error::Result;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-const BLOCK: u64 = 4 << 20;
+const BLOCK: u64 = 8 << 20;
 const BLOCKS: usize = 16;
 /// Object sizes remembered; forgotten all at once beyond this.
 const MAX_SIZES: usize = 4096;
 /// A read that starts this close after the end of the last one of the same object
 /// counts as reading on.
 const READING_ON: u64 = 1 << 20;
+/// Blocks fetched ahead of a reader that reads on.
+const AHEAD: u64 = 1;
+/// Blocks fetched ahead at once, over all readers.
+const PREFETCHING: usize = 4;
 
 /// A block being read or read: the first reader fills it, others wait for it. `None`
 /// when that read failed (each waiter then reads for itself and reports its own error).
 type Slot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
 
-pub struct ReadCache<S> {
+pub struct ReadCache<S>(Arc<Cache<S>>);
+
+struct Cache<S> {
     inner: S,
+    /// Blocks being fetched ahead of their readers.
+    prefetching: AtomicUsize,
     /// Object sizes, so that a block read never asks past an object's end (an object
     /// store fails such a range instead of shortening it).
     sizes: Mutex<HashMap<String, u64>>,
@@ -37,14 +53,34 @@ pub struct ReadCache<S> {
     blocks: Mutex<VecDeque<((String, u64), Slot)>>,
 }
 
-impl<S: Storage> ReadCache<S> {
+impl<S: Storage + 'static> ReadCache<S> {
     pub fn new(inner: S) -> ReadCache<S> {
-        ReadCache {
+        ReadCache(Arc::new(Cache {
             inner,
+            prefetching: AtomicUsize::new(0),
             sizes: Mutex::default(),
             last_end: Mutex::default(),
             blocks: Mutex::new(VecDeque::new()),
+        }))
+    }
+}
+
+impl<S: Storage + 'static> Cache<S> {
+    /// Starts fetching block `block` of `name` unless it is cached or being fetched, or
+    /// enough fetches run already.
+    fn prefetch(self: &Arc<Self>, name: &str, block: u64) {
+        let present =
+            self.blocks.lock().expect("read cache").iter().any(|((n, b), _)| *b == block && n == name);
+        if present || self.prefetching.fetch_add(1, Ordering::AcqRel) >= PREFETCHING {
+            self.prefetching.fetch_sub(1, Ordering::AcqRel);
+            return;
         }
+        let (cache, name) = (self.clone(), name.to_string());
+        std::thread::spawn(move || {
+            // A failure is the reader's to meet and report when it gets there.
+            let _ = cache.block(&name, block);
+            cache.prefetching.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     fn slot(&self, name: &str, block: u64) -> Slot {
@@ -125,27 +161,27 @@ impl<S: Storage> ReadCache<S> {
     }
 }
 
-impl<S: Storage> Storage for ReadCache<S> {
+impl<S: Storage + 'static> Storage for ReadCache<S> {
     fn describe(&self, name: &str) -> PathBuf {
-        self.inner.describe(name)
+        self.0.inner.describe(name)
     }
 
     fn create(&self) -> Result<Box<dyn NewObject + '_>> {
-        self.inner.create()
+        self.0.inner.create()
     }
 
     /// From the cached blocks the range falls in. A read of more than a block goes to
     /// the object directly: it is large enough on its own.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if len as u64 > BLOCK || !self.reads_on(name, offset, len) {
-            return self.inner.read_at(name, offset, len);
+        if len as u64 > BLOCK || !self.0.reads_on(name, offset, len) {
+            return self.0.inner.read_at(name, offset, len);
         }
         let end = offset + len as u64;
         let mut out = Vec::with_capacity(len);
         let mut at = offset;
         while at < end {
             let block = at / BLOCK;
-            let bytes = self.block(name, block)?;
+            let bytes = self.0.block(name, block)?;
             let start = (at - block * BLOCK) as usize;
             if start >= bytes.len() {
                 break; // the object ends before the range does
@@ -157,49 +193,55 @@ impl<S: Storage> Storage for ReadCache<S> {
             }
             at = (block + 1) * BLOCK;
         }
+        // The blocks after the one read on, as far as the object goes.
+        let next = end.div_ceil(BLOCK).max(offset / BLOCK + 1);
+        let size = self.0.size(name)?;
+        for ahead in (next..next + AHEAD).take_while(|b| size > b * BLOCK) {
+            self.0.prefetch(name, ahead);
+        }
         Ok(out)
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>> {
-        self.inner.read(name)
+        self.0.inner.read(name)
     }
 
     fn reader(&self, name: &str) -> Result<Box<dyn std::io::Read + Send>> {
-        self.inner.reader(name)
+        self.0.inner.reader(name)
     }
 
     fn size(&self, name: &str) -> Result<u64> {
-        self.inner.size(name)
+        self.0.inner.size(name)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
+        self.0.inner.list(prefix)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.drop_object(name);
-        self.inner.delete(name)
+        self.0.drop_object(name);
+        self.0.inner.delete(name)
     }
 
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.drop_object(name);
-        self.inner.replace(name, bytes)
+        self.0.drop_object(name);
+        self.0.inner.replace(name, bytes)
     }
 
     fn make_durable(&self, name: &str) -> Result<()> {
-        self.inner.make_durable(name)
+        self.0.inner.make_durable(name)
     }
 
     fn lock(&self, mode: super::LockMode, wait: Duration, command: &str) -> Result<StorageLock> {
-        self.inner.lock(mode, wait, command)
+        self.0.inner.lock(mode, wait, command)
     }
 
     fn local_root(&self) -> Option<PathBuf> {
-        self.inner.local_root()
+        self.0.inner.local_root()
     }
 
     fn parallel_writes(&self) -> usize {
-        self.inner.parallel_writes()
+        self.0.inner.parallel_writes()
     }
 }
 
@@ -226,14 +268,14 @@ mod tests {
             assert_eq!(storage.read_at("packs/ab/x", offset, len).unwrap(), want, "{offset}+{len}");
         }
         // Reading on in order is served by blocks; a lone read is not.
-        storage.drop_object("packs/ab/x");
+        storage.0.drop_object("packs/ab/x");
         storage.read_at("packs/ab/x", 2 * BLOCK + 50, 10).unwrap();
-        assert!(storage.blocks.lock().unwrap().iter().all(|((n, _), _)| n != "packs/ab/x"));
+        assert!(storage.0.blocks.lock().unwrap().iter().all(|((n, _), _)| n != "packs/ab/x"));
         storage.read_at("packs/ab/x", 2 * BLOCK + 60, 10).unwrap();
-        assert_eq!(storage.blocks.lock().unwrap().len(), 1);
+        assert_eq!(storage.0.blocks.lock().unwrap().len(), 1);
         let big = storage.read_at("packs/ab/x", 1, BLOCK as usize + 1).unwrap();
         assert_eq!(big, &bytes[1..BLOCK as usize + 2]);
-        assert!(storage.blocks.lock().unwrap().len() <= BLOCKS);
+        assert!(storage.0.blocks.lock().unwrap().len() <= BLOCKS);
         assert!(storage.read_at("packs/ab/missing", 0, 1).is_err());
     }
 }
