@@ -43,6 +43,10 @@ impl<'a> ChunkReader<'a> {
         Ok(ChunkReader { repo, chunks: repo.index.view()?.chunks()? })
     }
 
+    pub fn repository(&self) -> &'a Repository {
+        self.repo
+    }
+
     pub fn chunks(&self) -> &ChunkTable {
         &self.chunks
     }

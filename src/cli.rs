@@ -95,6 +95,15 @@ pub enum Command {
         /// COMPONENT, or COMPONENT/PATH.
         what: String,
     },
+    /// Copy snapshots from another repository into this one, sending only the chunks
+    /// this one lacks.
+    Copy {
+        /// The repository to copy from (a directory or s3:...).
+        #[arg(long = "from-repo", value_name = "REPO", value_parser = LocationParser)]
+        from: Location,
+        /// Snapshots of the source (ids, prefixes or `latest`); default: all of them.
+        snapshots: Vec<String>,
+    },
     /// Verify the repository; exits 0 only when it is sound.
     Check {
         /// Also read, decompress and hash every chunk.

@@ -27,6 +27,7 @@ mod chunk_reader;
 pub mod chunker;
 pub mod compress;
 pub mod config;
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod forget;

@@ -300,3 +300,51 @@ fn bad_credentials_a_missing_bucket_and_a_store_that_is_down_are_one_line_errors
         Bucket { garage: &garage, url: "s3:ftp://host/b".into(), cache: tempfile::tempdir().unwrap() };
     bad_url.run(["snapshots"]).expect_code(2).mentions("unknown scheme");
 }
+
+#[test]
+fn copy_into_a_bucket_and_out_of_it_sends_each_chunk_once_and_restores_byte_exact() {
+    let garage = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let local = |name: &str| Bucket {
+        garage: &garage,
+        url: dir.path().join(name).to_string_lossy().into_owned(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let (origin, bucket, back) = (local("origin"), Bucket::new(&garage, 1, "copies"), local("back"));
+    for repo in [&origin, &bucket, &back] {
+        repo.run(["init"]).success();
+    }
+    let tree = generate_tree(&dir.path().join("tree"), &TreeSpec::small(21));
+    let first = origin.backup(&tree.root, &[]);
+    modify_file(&tree.root.join(&tree.large[0]), 3);
+    let second = origin.backup(&tree.root, &[]);
+
+    let json = |run: &Run| run.success().json();
+    let into = json(&bucket.run([
+        OsStr::new("--json"),
+        OsStr::new("copy"),
+        OsStr::new("--from-repo"),
+        OsStr::new(&origin.url),
+    ]));
+    assert_eq!(into["copied"].as_array().unwrap().len(), 2, "{into}");
+    let again = json(&bucket.run([
+        OsStr::new("--json"),
+        OsStr::new("copy"),
+        OsStr::new("--from-repo"),
+        OsStr::new(&origin.url),
+    ]));
+    assert_eq!(
+        (again["chunks_copied"].as_u64(), again["already_there"].as_array().unwrap().len()),
+        (Some(0), 2)
+    );
+    bucket.run(["check", "--read-data"]).success();
+    bucket.restore_matches(&second, &tree.root, &dir.path().join("from-bucket"));
+
+    // Only the newest back out: the chunks it shares with the first are sent with it.
+    back.run([OsStr::new("copy"), OsStr::new("--from-repo"), OsStr::new(&bucket.url), OsStr::new("latest")])
+        .success();
+    assert_eq!(back.snapshot_ids(), vec![second.clone()]);
+    back.run(["check", "--read-data"]).success();
+    back.restore_matches(&second, &tree.root, &dir.path().join("from-copy"));
+    assert!(bucket.snapshot_ids().contains(&first));
+}

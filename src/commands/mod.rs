@@ -4,6 +4,7 @@
 mod advice;
 mod backup;
 mod check;
+mod copy;
 mod diff;
 mod forget;
 mod init;
@@ -40,13 +41,18 @@ impl Globals {
     }
 
     pub fn open(&self, mode: LockMode, command: &str) -> Result<Repository> {
+        self.open_at(&self.location()?, mode, command)
+    }
+
+    /// Opens the repository at `location`, with the global flags' lock wait and cache.
+    pub fn open_at(&self, location: &Location, mode: LockMode, command: &str) -> Result<Repository> {
         let options = OpenOptions {
             mode,
             lock_wait: self.lock_wait,
             command: command.to_string(),
             cache_dir: self.cache_dir.clone(),
         };
-        Ok(Repository::open(self.location()?.open()?, &options)?)
+        Ok(Repository::open(location.open()?, &options)?)
     }
 }
 
@@ -88,6 +94,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Dump { snapshot, what } => restore::dump(&g, &snapshot, &what, &mut out),
         Command::Stats { snapshot } => stats::run(&g, snapshot, &mut out),
         Command::Diff { a, b } => diff::run(&g, &a, &b, &mut out),
+        Command::Copy { from, snapshots } => copy::run(&g, &from, &snapshots, &mut out),
         Command::Check { read_data } => check::run(&g, read_data, &mut out),
         Command::Repair { what: RepairWhat::Index } => repair::index(&g, &mut out),
     }

@@ -1,0 +1,36 @@
+//! `copy`: snapshots of another repository into this one.
+
+use super::output::{size, Bar};
+use super::Globals;
+use crate::Exit;
+use anyhow::Result;
+use cairn::storage::{Location, LockMode};
+use std::io::Write;
+
+pub fn run(g: &Globals, from: &Location, specs: &[String], out: &mut impl Write) -> Result<Exit> {
+    let source = g.open_at(from, LockMode::Shared, "cairn copy (reading)")?;
+    let target = g.open(LockMode::Append, "cairn copy")?;
+    let snapshots = match specs.is_empty() {
+        true => source.snapshots()?.readable.into_iter().map(|s| s.id).collect(),
+        false => specs.iter().map(|spec| source.resolve(spec)).collect::<cairn::Result<Vec<_>>>()?,
+    };
+    let bar = Bar::new("copying");
+    let report = cairn::copy::copy(&source, &target, &snapshots, &bar)?;
+    bar.done();
+    super::close(target);
+    if g.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        for id in &report.copied {
+            writeln!(out, "copied snapshot {id}")?;
+        }
+        let (copied, there) = (report.copied.len(), report.already_there.len());
+        writeln!(
+            out,
+            "{copied} snapshots copied ({} chunks, {} sent), {there} already there",
+            report.chunks_copied,
+            size(report.bytes_copied)
+        )?;
+    }
+    Ok(Exit::Success)
+}
