@@ -93,16 +93,24 @@ fn every_command_works_on_a_bucket() {
     repo.run(["cat", &first]).success();
     repo.run(["diff", &first, &second]).success().mentions(&tree.small[3].to_string_lossy());
     repo.run(["stats"]).success();
+    // A set with a dump component, and the dump back out on standard output.
+    let set = repo.backup(&tree.root, &["--set", "app", "--dump", "db=printf 'dumped bytes'"]);
+    assert_eq!(repo.run(["dump", &set, "db"]).success().stdout, "dumped bytes");
     repo.run(["check", "--read-data"]).success();
     repo.restore_matches(&second, &tree.root, &dir.path().join("restored"));
 
     // A second client (its own cache, another node) sees the same repository.
     let other = Bucket::new(&garage, 1, "every/command");
-    assert_eq!(other.snapshot_ids().len(), 2);
+    assert_eq!(other.snapshot_ids().len(), 3);
     other.run(["forget", "--keep-last", "1"]).success();
     other.run(["prune"]).success();
     repo.run(["check", "--read-data"]).success();
-    assert_eq!(repo.snapshot_ids(), vec![second.clone()]);
+    // The newest of each set is kept.
+    let mut kept = repo.snapshot_ids();
+    kept.sort();
+    let mut newest = vec![second.clone(), set.clone()];
+    newest.sort();
+    assert_eq!(kept, newest);
     repo.run(["repair", "index"]).success().mentions("index rebuilt");
     repo.restore_matches(&second, &tree.root, &dir.path().join("restored-after-prune"));
     // Nothing is left behind: no lock objects once every process has ended.
