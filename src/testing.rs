@@ -71,3 +71,18 @@ pub fn assert_same_files(a: &Path, b: &Path) {
     };
     assert!(files(a) == files(b), "{} and {} differ", a.display(), b.display());
 }
+
+/// The packs of `repo` that hold file data, not file lists (backups keep the two apart).
+pub fn data_packs(repo: &Repository) -> Vec<(crate::id::PackId, u64)> {
+    let mut list_chunks = std::collections::HashSet::new();
+    for id in repo.snapshot_ids().unwrap() {
+        for (_, chunks) in crate::manifest::ManifestReader::file_lists(repo.storage(), &id).unwrap() {
+            list_chunks.extend(chunks.into_iter().map(|c| c.id));
+        }
+    }
+    let table = |id: &crate::id::PackId, size| {
+        crate::pack::read_table(repo.storage(), &crate::layout::pack(id), size).unwrap()
+    };
+    let packs = repo.pack_files().unwrap().into_iter();
+    packs.filter(|(id, size)| table(id, *size).iter().all(|e| !list_chunks.contains(&e.id))).collect()
+}

@@ -1,5 +1,7 @@
-//! The pack being filled, shared by the components copied side by side (a set of many
-//! small components still makes few, full packs), and the packs being sent.
+//! The packs being filled, shared by the components copied side by side (a set of many
+//! small components still makes few, full packs), and the packs being sent. File list
+//! chunks go into packs of their own: a snapshot's list is then read from one place in
+//! a few requests, not a chunk here and there among the data of an object store.
 //!
 //! Where the storage takes one write at a time (a local directory), a full pack is made
 //! durable and indexed on the spot. Where it takes several (an object store, where a
@@ -26,6 +28,8 @@ type Waiting = Vec<(Arc<AtomicU64>, u64)>;
 pub struct SharedPacker<'a> {
     repo: &'a Repository,
     open: Mutex<OpenPack<'a>>,
+    /// The pack of file list chunks being filled.
+    lists: Mutex<OpenPack<'a>>,
     /// `None` where packs are made durable one at a time, on the spot.
     senders: Option<Senders<'a>>,
 }
@@ -71,6 +75,7 @@ impl<'a> SharedPacker<'a> {
         'a: 'scope,
     {
         let open = Mutex::new(OpenPack { packer: Packer::new(repo), waiting: Vec::new() });
+        let lists = Mutex::new(OpenPack { packer: Packer::new(repo), waiting: Vec::new() });
         let threads = repo.storage().parallel_writes();
         let senders = (threads > 1).then(|| {
             let (queue, jobs) = bounded::<Closed<'a>>(0);
@@ -85,21 +90,18 @@ impl<'a> SharedPacker<'a> {
             }
             Senders { queue: Mutex::new(Some(queue)), indexer }
         });
-        SharedPacker { repo, open, senders }
+        SharedPacker { repo, open, lists, senders }
     }
 
     /// Adds `frame` to the open pack; `waiter` is the producer (its `committed` counter
-    /// and the frame's sequence number) to tell once the pack is indexed. A file list's
-    /// chunk has none: no producer waits for it, and the caller makes it durable with
-    /// every other chunk before the manifest names it.
-    pub fn add(&self, waiter: Option<(&Arc<AtomicU64>, u64)>, frame: &Frame) -> Result<u64> {
+    /// and the frame's sequence number) to tell once the pack is indexed.
+    pub fn add(&self, waiter: (&Arc<AtomicU64>, u64), frame: &Frame) -> Result<u64> {
         let mut open = self.open.lock().expect("packer lock");
         let full = open.packer.add(frame)?;
-        if let Some((committed, seq)) = waiter {
-            match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
-                Some((_, end)) => *end = seq + 1,
-                None => open.waiting.push((committed.clone(), seq + 1)),
-            }
+        let (committed, seq) = waiter;
+        match open.waiting.iter_mut().find(|(c, _)| Arc::ptr_eq(c, committed)) {
+            Some((_, end)) => *end = seq + 1,
+            None => open.waiting.push((committed.clone(), seq + 1)),
         }
         if full {
             self.close_open(&mut open)?;
@@ -107,9 +109,21 @@ impl<'a> SharedPacker<'a> {
         Ok(frame.bytes.len() as u64)
     }
 
+    /// Adds a file list's chunk to the open list pack. No producer waits for it: the
+    /// caller makes it durable with every other chunk (`finish`) before the manifest
+    /// names it.
+    pub fn add_list_chunk(&self, frame: &Frame) -> Result<u64> {
+        let mut lists = self.lists.lock().expect("list packer lock");
+        if lists.packer.add(frame)? {
+            self.close_open(&mut lists)?;
+        }
+        Ok(frame.bytes.len() as u64)
+    }
+
     /// Makes every pack durable and indexed: every chunk added so far is then safe.
     pub fn finish(&self) -> Result<()> {
         self.close_open(&mut self.open.lock().expect("packer lock"))?;
+        self.close_open(&mut self.lists.lock().expect("list packer lock"))?;
         let Some(senders) = &self.senders else { return Ok(()) };
         drop(senders.queue.lock().expect("send queue").take());
         senders.indexer.wait_for_all()

@@ -62,7 +62,7 @@ impl Stored {
     }
 }
 
-/// The chunks of a component's file list go into packs like file data, each once: an
+/// The chunks of a component's file list go into packs of their own, each once: an
 /// unchanged stretch of the list is already in the repository. A changed chunk is
 /// stored as a delta against the parent's list chunk at the same offset of the list
 /// (where that is much smaller): a file's new times change a few bytes of a chunk, so
@@ -106,7 +106,7 @@ impl<'a, 'p> ListChunks<'a, 'p> {
             None => compress(id, bytes.to_vec(), level),
         };
         // Counted in what the backup added to packs, not in its new file data.
-        stats.stored_bytes += self.packer.add(None, &frame)?;
+        stats.stored_bytes += self.packer.add_list_chunk(&frame)?;
         Ok(())
     }
 
@@ -172,7 +172,7 @@ pub fn run(
                     if let Some((seq, frame)) = new {
                         stored.stats.new_chunks += 1;
                         stored.stats.new_bytes += len as u64;
-                        stored.stats.stored_bytes += packer.add(Some((committed, seq)), &frame)?;
+                        stored.stats.stored_bytes += packer.add((committed, seq), &frame)?;
                     }
                     if let Some(entry) = file.as_mut() {
                         entry.chunks.push(ChunkRef { id, len });

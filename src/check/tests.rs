@@ -8,9 +8,11 @@ use crate::testing::{backup_tree, memory_storage, open, write_tree};
 fn a_damaged_frame_is_found_by_reading_the_data_only() {
     let dir = tempfile::tempdir().unwrap();
     let storage = memory_storage();
-    backup_tree(&open(&storage, LockMode::Append, None), &write_tree(dir.path(), 1));
-    let pack = storage.list(layout::PACKS).unwrap().remove(0).name;
-    // Byte 100 lies inside the first frame, before the table.
+    let repo = open(&storage, LockMode::Append, None);
+    backup_tree(&repo, &write_tree(dir.path(), 1));
+    // Byte 100 of the data pack lies inside its first frame, before the table.
+    let pack = layout::pack(&crate::testing::data_packs(&repo)[0].0);
+    drop(repo);
     storage.corrupt(&pack, |bytes| bytes[100] ^= 0x10);
     let repo = open(&storage, LockMode::Shared, None);
     assert!(check(&repo, false, &crate::NoProgress).unwrap().is_sound());

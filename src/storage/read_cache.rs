@@ -24,8 +24,9 @@ use std::time::Duration;
 
 const BLOCK: u64 = 8 << 20;
 const BLOCKS: usize = 16;
-/// Object sizes remembered; forgotten all at once beyond this.
-const MAX_SIZES: usize = 4096;
+/// Object sizes remembered (a listing's, or asked for); forgotten all at once beyond
+/// this.
+const MAX_SIZES: usize = 1 << 16;
 /// A read that starts this close after the end of the last one of the same object
 /// counts as reading on.
 const READING_ON: u64 = 1 << 20;
@@ -214,8 +215,15 @@ impl<S: Storage + 'static> Storage for ReadCache<S> {
         self.0.inner.size(name)
     }
 
+    /// Remembers the sizes listed: opening a repository lists its packs, and a block
+    /// read then needs no request to learn where a pack ends.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.0.inner.list(prefix)
+        let objects = self.0.inner.list(prefix)?;
+        let mut sizes = self.0.sizes.lock().expect("sizes");
+        if sizes.len() + objects.len() <= MAX_SIZES {
+            sizes.extend(objects.iter().map(|o| (o.name.clone(), o.size)));
+        }
+        Ok(objects)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
