@@ -335,6 +335,23 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_whose_lock_was_removed_or_not_refreshed_is_told_to_stop() {
+        let s = storage();
+        let guard = acquire(s.clone(), LockMode::Append, Duration::ZERO, "cairn backup").unwrap();
+        guard.check().unwrap();
+        // Not written again for longer than half the stale age.
+        let old = Timestamp::now().secs - (STALE / 2).as_secs() as i64 - 1;
+        guard.shared.last_written.store(old, Ordering::Relaxed);
+        assert!(guard.check().unwrap_err().to_string().contains("could not refresh"));
+        // Refreshed, but someone had removed the old lock as stale meanwhile.
+        let name = guard.shared.name.lock().unwrap().clone();
+        s.delete(&name).unwrap();
+        guard.shared.refresh().unwrap();
+        assert!(guard.check().is_err());
+        assert!(s.list(LOCKS).unwrap().len() == 1, "the refreshed lock is there");
+    }
+
+    #[test]
     fn lock_records_round_trip_and_other_bytes_are_refused() {
         let record = LockRecord {
             mode: 1,
