@@ -175,8 +175,12 @@ pub fn rebuild_cached_index(
     std::fs::create_dir_all(dir).at(dir)?;
     let temp = crate::storage::local::temp_path(dir, "index");
     let index = Index::create(&temp)?;
-    let report = fill(storage, &index, progress)?;
+    let filled = fill(storage, &index, progress);
     drop(index);
+    if filled.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    let report = filled?;
     std::fs::rename(&temp, &path).at(&path)?;
     Ok(report)
 }

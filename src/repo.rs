@@ -3,8 +3,9 @@
 //!
 //! Which index a process uses: a writer of a local repository its `index.redb`; a
 //! reader (which must work on a repository it cannot write, and beside a running
-//! backup, which holds that file) an index of its own in the per-user cache directory,
-//! or in memory when it has none. Either is brought up to date from the packs and
+//! backup, which holds that file), and any process using a repository on object
+//! storage, an index of its own in the per-user cache directory, or in memory when it
+//! has none. Either is brought up to date from the packs and
 //! manifests when the repository is opened, so a missing or stale index is rebuilt,
 //! never refused.
 

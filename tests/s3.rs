@@ -121,12 +121,17 @@ fn every_command_works_on_a_bucket() {
 /// The lock objects in the repository, listed through cairn's storage layer with the
 /// cluster's key.
 fn list_locks(repo: &Bucket) -> Vec<String> {
+    use cairn::storage::object_lock::LockRecord;
     use cairn::storage::{S3Location, S3Storage, Storage};
     let location = S3Location::parse(repo.url.strip_prefix("s3:").unwrap()).unwrap();
     let storage =
         S3Storage::with_keys(location, support::garage::REGION, &repo.garage.key_id, &repo.garage.secret)
             .unwrap();
-    storage.list("locks/").unwrap().into_iter().map(|o| o.name).collect()
+    // A listing may still show an object deleted a moment ago (Garage does): a lock
+    // counts only if it can be read, as the lock protocol itself counts them.
+    let readable =
+        |name: &String| storage.read(name).ok().map(|b| format!("{name}: {:?}", LockRecord::decode(&b)));
+    storage.list("locks/").unwrap().into_iter().filter_map(|o| readable(&o.name)).collect()
 }
 
 #[test]

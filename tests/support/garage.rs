@@ -16,7 +16,8 @@ pub const BUCKET: &str = "cairn";
 pub const REGION: &str = "garage";
 
 pub struct Garage {
-    dir: tempfile::TempDir,
+    /// The nodes' directories, removed with the cluster.
+    _dir: tempfile::TempDir,
     binary: PathBuf,
     nodes: Vec<Node>,
     pub key_id: String,
@@ -78,16 +79,21 @@ impl Garage {
                 Node { config, s3_port, process: Default::default() }
             })
             .collect();
-        let mut garage =
-            Garage { dir, binary, nodes, key_id: String::new(), secret: String::new(), node_ids: Vec::new() };
+        let mut garage = Garage {
+            _dir: dir,
+            binary,
+            nodes,
+            key_id: String::new(),
+            secret: String::new(),
+            node_ids: Vec::new(),
+        };
         for i in 0..3 {
             garage.start_node(i);
         }
-        garage.wait_until(0, Duration::from_secs(30), |g| g.cli(0, &["status"]).is_some());
         for i in 0..3 {
+            garage.wait_until(i, Duration::from_secs(30), |g| g.cli(i, &["status"]).is_some());
             garage.node_ids.push(garage.cli(i, &["node", "id", "-q"]).expect("node id").trim().to_string());
         }
-        garage.connect_nodes();
         let ids = garage.wait_for_node_ids(3);
         for id in &ids {
             garage.cli(0, &["layout", "assign", "-z", "dc1", "-c", "1G", id]).expect("layout assign");
@@ -157,7 +163,12 @@ impl Garage {
                 .map(str::to_string)
                 .collect()
         };
-        self.wait_until(0, Duration::from_secs(30), |g| ids(g).len() >= n);
+        // Connecting again until they are listed: a node that was not listening yet
+        // refuses the first try.
+        self.wait_until(0, Duration::from_secs(60), |g| {
+            g.connect_nodes();
+            ids(g).len() >= n
+        });
         ids(self)
     }
 
@@ -197,7 +208,7 @@ impl Garage {
     /// starts knowing nobody.
     fn connect_nodes(&self) {
         for id in &self.node_ids[1..] {
-            self.cli(0, &["node", "connect", id]).expect("node connect");
+            self.cli(0, &["node", "connect", id]);
         }
     }
 
@@ -209,14 +220,10 @@ impl Garage {
         for &i in nodes {
             self.wait_until(i, Duration::from_secs(30), |g| g.cli(i, &["status"]).is_some());
         }
-        self.connect_nodes();
+        self.wait_for_node_ids(3);
         for &i in nodes {
             self.wait_until(i, Duration::from_secs(60), |g| g.cli(i, &["bucket", "info", BUCKET]).is_some());
         }
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn logs(&self) -> String {
