@@ -44,15 +44,29 @@ pub fn copy(
     let mut report = CopyReport::default();
     for id in snapshots {
         let name = layout::snapshot(id);
-        if target.storage().size(&name).is_ok() {
-            report.already_there.push(*id);
-            continue;
+        match target.storage().size(&name) {
+            Ok(_) => {
+                report.already_there.push(*id);
+                continue;
+            }
+            Err(e) if crate::storage::is_not_found(&e) => {}
+            Err(e) => return Err(e),
         }
-        let mut sender =
-            Sender { target, source: &reader, packer: Packer::new(target), queued: HashSet::new() };
-        let (chunks, bytes) = sender.snapshot_chunks(source, id, progress)?;
-        // The manifest last, once everything it names is durable and indexed.
+        let mut sender = Sender {
+            target,
+            source: &reader,
+            packer: Packer::new(target),
+            queued: HashSet::new(),
+            chunks: 0,
+            bytes: 0,
+        };
+        sender.snapshot_chunks(source, id, progress)?;
+        // The manifest last, once everything it names is durable and indexed; the
+        // bytes sent are the bytes its id names.
         let manifest = source.storage().read(&name)?;
+        if SnapshotId::of(&manifest) != *id {
+            return Err(Error::corrupt(source.describe(&name), "does not hash to its name"));
+        }
         target.check_lock()?;
         match target.storage().put(&name, &manifest) {
             Err(e) if crate::storage::is_already_exists(&e) => {}
@@ -60,8 +74,8 @@ pub fn copy(
         }
         target.add_snapshot(&source.summary(id)?)?;
         report.copied.push(*id);
-        report.chunks_copied += chunks;
-        report.bytes_copied += bytes;
+        report.chunks_copied += sender.chunks;
+        report.bytes_copied += sender.bytes;
     }
     Ok(report)
 }
@@ -86,20 +100,22 @@ struct Sender<'t, 's> {
     packer: Packer<'t>,
     /// Chunks sent for this snapshot: the view of the target's index predates them.
     queued: HashSet<ChunkId>,
+    /// Chunks sent, and their stored bytes.
+    chunks: u64,
+    bytes: u64,
 }
 
 impl Sender<'_, '_> {
-    /// Sends every chunk of snapshot `id` the target lacks; returns how many, and their
-    /// stored bytes, once they are durable and indexed.
+    /// Sends every chunk of snapshot `id` the target lacks, and makes them durable and
+    /// indexed.
     fn snapshot_chunks(
         &mut self,
         source: &Repository,
         id: &SnapshotId,
         progress: &dyn Progress,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<()> {
         let view = self.target.index.view()?;
         let target_chunks = view.chunks()?;
-        let mut sent = (0, 0);
         let mut manifest = ManifestReader::open(source.storage(), id, source)?;
         while let Some(record) = manifest.next_record()? {
             let chunks = match &record {
@@ -111,53 +127,46 @@ impl Sender<'_, '_> {
                 _ => continue,
             };
             for chunk in chunks {
-                if let Some(bytes) = self.send(&chunk.id, &target_chunks)? {
-                    sent.0 += 1;
-                    sent.1 += bytes;
-                }
+                self.send(&chunk.id, &target_chunks)?;
             }
         }
-        drop(target_chunks);
-        drop(view);
-        let target = self.target;
-        self.packer.finish(|done| target.index.add_pack(&done.id, done.size, &done.entries))?;
-        Ok(sent)
+        self.finish_pack()
     }
 
-    /// Sends chunk `id` unless the target has it whole, or as a delta whose reference
-    /// it has; a delta's reference goes first. Returns the stored bytes sent.
-    fn send(&mut self, id: &ChunkId, target_chunks: &ChunkTable) -> Result<Option<u64>> {
+    /// Sends chunk `id` unless the target has it (whole, or as a delta whose reference
+    /// it has: the index holds no other); a delta's reference goes first. The stored
+    /// bytes are read once, and decoded to check them against the id before they go.
+    fn send(&mut self, id: &ChunkId, target_chunks: &ChunkTable) -> Result<()> {
         if self.queued.contains(id) || target_chunks.contains(id)? {
-            return Ok(None);
+            return Ok(());
         }
         let location = self.source.chunks().get(id)?.ok_or_else(|| {
             Error::Invalid(format!(
                 "chunk {id} is missing from the source repository; run `cairn check` there"
             ))
         })?;
-        let mut sent = 0;
         if let (Codec::Delta, Some(reference)) = (location.codec, location.reference) {
-            sent += self.send(&reference, target_chunks)?.unwrap_or(0);
+            self.send(&reference, target_chunks)?;
         }
-        // Read through the chunk reader first: it checks the bytes against the id.
-        self.source.read_at(id, &location)?;
         let storage = self.source.repository().storage();
-        let bytes =
-            pack::read_stored(storage, &layout::pack(&location.pack), location.offset, location.stored_len)?;
-        sent += bytes.len() as u64;
-        let frame = Frame {
-            id: *id,
-            raw_len: location.raw_len,
-            codec: location.codec,
-            reference: location.reference,
-            bytes,
-        };
+        let pack = layout::pack(&location.pack);
+        let bytes = pack::read_stored(storage, &pack, location.offset, location.stored_len)?;
+        self.source
+            .decode(id, location.codec, location.raw_len, bytes.clone(), location.reference)
+            .map_err(|e| e.in_pack(location.pack, location.offset))?;
+        self.chunks += 1;
+        self.bytes += bytes.len() as u64;
         self.queued.insert(*id);
-        if self.packer.add(&frame)? {
-            let target = self.target;
-            self.packer.finish(|done| target.index.add_pack(&done.id, done.size, &done.entries))?;
+        let (raw_len, codec, reference) = (location.raw_len, location.codec, location.reference);
+        if self.packer.add(&Frame { id: *id, raw_len, codec, reference, bytes })? {
+            self.finish_pack()?;
         }
-        Ok(Some(sent))
+        Ok(())
+    }
+
+    fn finish_pack(&mut self) -> Result<()> {
+        let target = self.target;
+        self.packer.finish(|done| target.index.add_pack(&done.id, done.size, &done.entries))
     }
 }
 

@@ -211,18 +211,32 @@ fn started(child: &mut Child) {
     assert!(child.try_wait().unwrap().is_none(), "the backup ended before the test could act");
 }
 
+/// A repository with one small snapshot, and a backup of a big tree running into it.
+struct UnderWay<'g> {
+    dir: tempfile::TempDir,
+    small: Tree,
+    tree: Tree,
+    repo: Bucket<'g>,
+    before: String,
+    backup: Child,
+}
+
+fn backup_under_way<'g>(garage: &'g Garage, prefix: &str, seed: u64) -> UnderWay<'g> {
+    let dir = tempfile::tempdir().unwrap();
+    let small = generate_tree(&dir.path().join("small"), &TreeSpec::small(seed));
+    let tree = big_tree(&dir.path().join("big"), seed + 10);
+    let repo = Bucket::new(garage, 0, prefix);
+    repo.run(["init"]).success();
+    let before = repo.backup(&small.root, &[]);
+    let mut backup = repo.spawn_backup(&tree.root);
+    started(&mut backup);
+    UnderWay { dir, small, tree, repo, before, backup }
+}
+
 #[test]
 fn a_node_killed_during_a_backup_loses_nothing() {
     let garage = Garage::start();
-    let dir = tempfile::tempdir().unwrap();
-    let small = generate_tree(&dir.path().join("small"), &TreeSpec::small(3));
-    let tree = big_tree(&dir.path().join("big"), 5);
-    let repo = Bucket::new(&garage, 0, "node-killed");
-    repo.run(["init"]).success();
-    let before = repo.backup(&small.root, &[]);
-
-    let mut backup = repo.spawn_backup(&tree.root);
-    started(&mut backup);
+    let UnderWay { dir, small, tree, repo, before, backup } = backup_under_way(&garage, "node-killed", 3);
     garage.kill_node(2);
     // Two of three replicas still make a quorum: the backup completes.
     let during = outcome(backup, "backup with a node down").success().snapshot_id();
@@ -239,15 +253,7 @@ fn a_node_killed_during_a_backup_loses_nothing() {
 #[test]
 fn the_cluster_stopped_during_a_backup_gives_one_error_and_no_snapshot() {
     let garage = Garage::start();
-    let dir = tempfile::tempdir().unwrap();
-    let small = generate_tree(&dir.path().join("small"), &TreeSpec::small(4));
-    let tree = big_tree(&dir.path().join("big"), 6);
-    let repo = Bucket::new(&garage, 0, "cluster-stopped");
-    repo.run(["init"]).success();
-    let before = repo.backup(&small.root, &[]);
-
-    let mut backup = repo.spawn_backup(&tree.root);
-    started(&mut backup);
+    let UnderWay { dir, small, tree, repo, before, backup } = backup_under_way(&garage, "cluster-stopped", 4);
     let stopped = Instant::now();
     for node in 0..3 {
         garage.kill_node(node);

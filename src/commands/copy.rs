@@ -10,9 +10,17 @@ use std::io::Write;
 pub fn run(g: &Globals, from: &Location, specs: &[String], out: &mut impl Write) -> Result<Exit> {
     let source = g.open_at(from, LockMode::Shared, "cairn copy (reading)")?;
     let target = g.open(LockMode::Append, "cairn copy")?;
-    let snapshots = match specs.is_empty() {
-        true => source.snapshots()?.readable.into_iter().map(|s| s.id).collect(),
-        false => specs.iter().map(|spec| source.resolve(spec)).collect::<cairn::Result<Vec<_>>>()?,
+    // Copying "all" while some manifests cannot be read copies the others, then fails
+    // naming those: a copy that silently left snapshots behind would look complete.
+    let (snapshots, unreadable) = match specs.is_empty() {
+        true => {
+            let list = source.snapshots()?;
+            (list.readable.into_iter().map(|s| s.id).collect(), list.unreadable)
+        }
+        false => {
+            let ids = specs.iter().map(|spec| source.resolve(spec)).collect::<cairn::Result<Vec<_>>>()?;
+            (ids, Vec::new())
+        }
     };
     let bar = Bar::new("copying");
     let report = cairn::copy::copy(&source, &target, &snapshots, &bar)?;
@@ -32,5 +40,8 @@ pub fn run(g: &Globals, from: &Location, specs: &[String], out: &mut impl Write)
             size(report.bytes_copied)
         )?;
     }
-    Ok(Exit::Success)
+    for (id, error) in &unreadable {
+        eprintln!("cairn: snapshot {id} was not copied: {error}");
+    }
+    Ok(if unreadable.is_empty() { Exit::Success } else { Exit::Failure })
 }

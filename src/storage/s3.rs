@@ -132,10 +132,6 @@ impl S3Storage {
         Ok(S3Storage { location, operator, runtime: Arc::new(runtime) })
     }
 
-    pub fn location(&self) -> &S3Location {
-        &self.location
-    }
-
     fn run<T>(&self, name: &str, op: impl IntoFuture<Output = opendal::Result<T>>) -> Result<T> {
         self.runtime.block_on(op.into_future()).map_err(|e| Error::io(self.describe(name), io_error(&e)))
     }
