@@ -157,29 +157,36 @@ fn damaged_pack_is_found_and_contained() {
     let tree = generate_tree(&env.path("src"), &TreeSpec::small(4));
     let id = env.backup(&tree.root, &[]);
 
-    // Flip a byte in the middle of the first chunk's stored frame of the first pack.
-    let packs = env.packs();
-    assert!(!packs.is_empty());
-    let pack = &packs[0];
-    let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
-    let table = pack_table(pack);
-    let first = table.iter().min_by_key(|e| e.offset).expect("a pack holds chunks").clone();
-    assert!(first.offset >= 16, "{first:?}");
-    flip_byte(pack, first.offset + u64::from(first.stored_len) / 2);
-
-    // The files that use that chunk, from the manifest.
+    // Flip a byte in the middle of the first stored frame of a pack that holds file
+    // data (the snapshot's file list is in a pack of its own).
     let manifest = env.run(["cat", id.as_str()]).success().json();
-    let mut affected: Vec<String> = Vec::new();
-    for component in manifest["components"].as_array().unwrap() {
-        for file in component["files"].as_array().unwrap() {
-            let uses = file["chunks"]
-                .as_array()
-                .is_some_and(|chunks| chunks.iter().any(|c| c["id"] == first.id.as_str()));
-            if uses {
-                affected.push(file["path"].as_str().unwrap().to_string());
-            }
-        }
-    }
+    let file_chunks = |file: &serde_json::Value| -> Vec<String> {
+        let chunks = file["chunks"].as_array().map(Vec::as_slice).unwrap_or_default();
+        chunks.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+    };
+    let files: Vec<(String, Vec<String>)> = manifest["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|component| component["files"].as_array().unwrap())
+        .map(|file| (file["path"].as_str().unwrap().to_string(), file_chunks(file)))
+        .collect();
+    let (pack, first) = env
+        .packs()
+        .into_iter()
+        .find_map(|pack| {
+            let first = pack_table(&pack).into_iter().min_by_key(|e| e.offset)?;
+            let holds_data = files.iter().any(|(_, chunks)| chunks.contains(&first.id));
+            holds_data.then_some((pack, first))
+        })
+        .expect("a pack whose first chunk is file data");
+    let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(first.offset >= 16, "{first:?}");
+    flip_byte(&pack, first.offset + u64::from(first.stored_len) / 2);
+
+    // The files that use that chunk.
+    let affected: Vec<String> =
+        files.iter().filter(|(_, chunks)| chunks.contains(&first.id)).map(|(path, _)| path.clone()).collect();
     assert!(!affected.is_empty(), "no file uses chunk {}", first.id);
 
     // `check` without --read-data reads no chunk data: it may or may not notice.
