@@ -74,7 +74,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let view = repo.index.view()?;
     let reader = ChunkReader::new(repo)?;
     let chunks = reader.chunks();
-    let indexed: HashMap<PackId, u64> = view.packs()?.into_iter().map(|(id, size, _)| (id, size)).collect();
+    let indexed: HashMap<PackId, u64> = view.packs()?.into_iter().collect();
     let on_disk: HashMap<PackId, u64> = repo.pack_files()?.into_iter().collect();
     report.packs = indexed.len() as u64;
     report.chunks = view.chunk_count()?;
@@ -99,6 +99,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             "pack {id} is not in the index (left by an interrupted backup or prune; the next writer indexes it, and prune removes what no snapshot needs)"
         ));
     }
+
+    check_index_files(repo.storage(), &mut findings)?;
 
     let (healthy, matched) =
         check_pack_tables(repo.storage(), &indexed, &on_disk, chunks, &mut findings, progress)?;
@@ -128,6 +130,20 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         .map(|(_, problem)| problem)
         .collect();
     Ok(report)
+}
+
+/// Every index file must be sound. A damaged one costs no data (the packs it names are
+/// read through their own tables), and prune replaces it.
+fn check_index_files(storage: &dyn Storage, findings: &mut Findings) -> Result<()> {
+    for (id, size) in crate::index_file::list(storage)? {
+        match crate::index_file::read(storage, &id, size) {
+            Err(e @ Error::Corrupt { .. }) => {
+                findings.add(format!("{e} (no data is lost; prune writes the index files anew)"), None, [])
+            }
+            other => drop(other?),
+        }
+    }
+    Ok(())
 }
 
 /// Every indexed pack must exist with its indexed size and a sound table that agrees

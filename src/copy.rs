@@ -67,6 +67,7 @@ pub fn copy(
         if SnapshotId::of(&manifest) != *id {
             return Err(Error::corrupt(source.describe(&name), "does not hash to its name"));
         }
+        target.write_index_file()?;
         target.check_lock()?;
         match target.storage().put(&name, &manifest) {
             Err(e) if crate::storage::is_already_exists(&e) => {}
@@ -166,7 +167,7 @@ impl Sender<'_, '_> {
 
     fn finish_pack(&mut self) -> Result<()> {
         let target = self.target;
-        self.packer.finish(|done| target.index.add_pack(&done.id, done.size, &done.entries))
+        self.packer.finish(|done| target.add_pack(&done.id, done.size, &done.entries))
     }
 }
 

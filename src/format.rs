@@ -11,9 +11,13 @@
 /// - 4: manifests only: a component's file records moved into its file list, chunks in
 ///   packs that `FileList` records name, so that snapshots share unchanged stretches
 ///   (manifest version 3).
+/// - 6: a new kind of file, index files (version 1), which say where the chunks of
+///   packs are; nothing else changed, and a repository without them is still read.
 pub const CONFIG_VERSION: u32 = 1;
 pub const PACK_VERSION: u32 = 2;
 pub const MANIFEST_VERSION: u32 = 3;
+/// Index files (`index/<id>`), new in format history item 6.
+pub const INDEX_FILE_VERSION: u32 = 1;
 
 /// `config`: magic, then version, then the encoded `Config`, then BLAKE3 of all before.
 pub const CONFIG_MAGIC: [u8; 8] = *b"CAIRNCFG";
@@ -23,6 +27,8 @@ pub const PACK_MAGIC: [u8; 8] = *b"CAIRNPAK";
 pub const PACK_FOOTER_MAGIC: [u8; 8] = *b"CAIRNEND";
 /// First bytes of every snapshot manifest.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CAIRNSNP";
+/// First bytes of every index file.
+pub const INDEX_FILE_MAGIC: [u8; 8] = *b"CAIRNIDX";
 
 /// magic (8) + version (4) + reserved (4): the head of packs and manifests.
 pub const FILE_HEADER_LEN: usize = 16;

@@ -65,6 +65,10 @@ blake3_id!(
     /// BLAKE3-256 of a manifest file's bytes; also its file name.
     SnapshotId
 );
+blake3_id!(
+    /// BLAKE3-256 of an index file's bytes; also its file name.
+    IndexFileId
+);
 
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -4,16 +4,18 @@
 //! config               format version, id, chunker profiles, compression (mutable)
 //! packs/xx/<id>        immutable pack files; xx = the id's first two hex digits
 //! snapshots/<id>       immutable snapshot manifests
+//! index/<id>           immutable index files: where the chunks of packs are
 //! locks/<random id>    on object storage: who uses the repository, and how
 //! ```
 //! A local repository also has files that are not objects: its index cache, its lock
 //! files and `tmp/`, where new objects are written before they are renamed.
 
-use crate::id::{PackId, SnapshotId};
+use crate::id::{IndexFileId, PackId, SnapshotId};
 
 pub const CONFIG: &str = "config";
 pub const PACKS: &str = "packs/";
 pub const SNAPSHOTS: &str = "snapshots/";
+pub const INDEX_FILES: &str = "index/";
 /// Lock objects of repositories on object storage (storage/object_lock.rs).
 pub const LOCKS: &str = "locks/";
 
@@ -34,6 +36,15 @@ pub fn pack(id: &PackId) -> String {
 
 pub fn snapshot(id: &SnapshotId) -> String {
     format!("{SNAPSHOTS}{}", id.to_hex())
+}
+
+pub fn index_file(id: &IndexFileId) -> String {
+    format!("{INDEX_FILES}{}", id.to_hex())
+}
+
+/// The index file a listed name is, if it is one.
+pub fn index_file_id(name: &str) -> Option<IndexFileId> {
+    name.strip_prefix(INDEX_FILES)?.parse().ok()
 }
 
 /// The pack a listed name is, if it is one; other names are not part of the repository.
@@ -59,6 +70,9 @@ mod tests {
         assert!(super::pack(&pack).starts_with("packs/ab/abab"));
         let snap = SnapshotId([7; 32]);
         assert_eq!(snapshot_id(&snapshot(&snap)), Some(snap));
+        let file = IndexFileId([9; 32]);
+        assert_eq!(index_file_id(&index_file(&file)), Some(file));
+        assert_eq!(index_file_id(&snapshot(&snap)), None);
         let misplaced = format!("packs/cd/{}", pack.to_hex());
         assert_eq!(pack_id(&misplaced), None);
         assert_eq!(pack_id("packs/ab/notes.txt"), None);

@@ -34,6 +34,7 @@ pub mod forget;
 mod format;
 pub mod id;
 pub mod index;
+pub mod index_file;
 pub mod layout;
 pub mod manifest;
 mod marks;

@@ -34,7 +34,7 @@ pub struct PackEntry {
 }
 
 impl PackEntry {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.0);
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.stored_len.to_le_bytes());
@@ -47,7 +47,7 @@ impl PackEntry {
 
     /// Decodes the entry at the start of `bytes`, returning it and its length; `None`
     /// for an unknown codec or a truncated entry. Version 1 packs have no deltas.
-    fn decode(bytes: &[u8], version: u32) -> Option<(PackEntry, usize)> {
+    pub(crate) fn decode(bytes: &[u8], version: u32) -> Option<(PackEntry, usize)> {
         let head = bytes.get(..PACK_ENTRY_LEN)?;
         let codec = Codec::from_byte(head[48])?;
         let (reference, len) = match codec {
@@ -67,6 +67,16 @@ impl PackEntry {
             reference,
         };
         Some((entry, len))
+    }
+}
+
+impl PackEntry {
+    /// Whether the frame lies within the pack's frames, before `end` (the table's
+    /// offset), and its lengths are within the format's limits.
+    pub(crate) fn fits_before(&self, end: u64) -> bool {
+        let frame_end = self.offset.checked_add(self.stored_len as u64);
+        let inside = self.offset >= format::FILE_HEADER_LEN as u64 && frame_end.is_some_and(|e| e <= end);
+        inside && self.raw_len <= MAX_CHUNK_LEN && self.stored_len <= max_stored_len(self.raw_len)
     }
 }
 
@@ -199,10 +209,7 @@ pub fn read_table(storage: &dyn Storage, name: &str, size: u64) -> Result<Vec<Pa
         let (entry, len) = PackEntry::decode(rest, version)
             .ok_or_else(|| Error::corrupt(path, "pack table entry with unknown codec or cut short"))?;
         rest = &rest[len..];
-        let end = entry.offset.checked_add(entry.stored_len as u64);
-        let inside =
-            entry.offset >= format::FILE_HEADER_LEN as u64 && end.is_some_and(|end| end <= table_offset);
-        if !inside || entry.raw_len > MAX_CHUNK_LEN || entry.stored_len > max_stored_len(entry.raw_len) {
+        if !entry.fits_before(table_offset) {
             return Err(Error::corrupt(
                 path,
                 format!("chunk {} lies outside the pack or is too large", entry.id),

@@ -9,7 +9,9 @@
 //!    (the copies in old packs become dead; a pack killed before its commit is an
 //!    unindexed extra that the next writer indexes and the next prune removes);
 //! 3. one index commit drops the old packs and the chunk locations left in them;
-//! 4. the old pack files are deleted (one left behind is removed by the next prune).
+//! 4. new index files are written for the packs that stay, then the old index files
+//!    are deleted (killed between the two, both sets name packs that exist);
+//! 5. the old pack files are deleted (one left behind is removed by the next prune).
 //!
 //! A chunk is live in a pack only where the index places it: a second copy elsewhere
 //! (left by an interrupted backup) is dead weight.
@@ -17,8 +19,9 @@
 use crate::chunk_reader::ChunkReader;
 use crate::compress::Frame;
 use crate::error::{ChunkErrorKind, Error, Hint, Result};
-use crate::id::{ChunkId, PackId};
+use crate::id::{ChunkId, IndexFileId, PackId};
 use crate::index::ChunkTable;
+use crate::index_file;
 use crate::layout;
 use crate::marks::{ChunkMarks, MarksView};
 use crate::pack::{self, PackEntry};
@@ -51,6 +54,8 @@ pub struct PruneReport {
     pub bytes_after: u64,
     /// Dead bytes left in partly used packs.
     pub unused_after: u64,
+    /// Index files written for the packs that stay (they replace all others).
+    pub index_files_written: u64,
     pub dry_run: bool,
 }
 
@@ -141,6 +146,12 @@ pub fn prune(repo: &Repository, options: &PruneOptions, progress: &dyn Progress)
     drop(reader);
     repo.check_lock()?;
     repo.index.drop_packs(&old)?;
+    // The index files are written anew for what stays, and the old ones removed, before
+    // any pack goes: no index file then names a pack that is gone.
+    let replaced: Vec<IndexFileId> =
+        index_file::list(repo.storage())?.into_iter().map(|(id, _)| id).collect();
+    report.index_files_written =
+        index_file::consolidate(repo.storage(), &repo.index, &replaced)?.len() as u64;
     for id in &old {
         repo.storage().delete(&layout::pack(id))?;
     }

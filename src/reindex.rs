@@ -1,16 +1,17 @@
 //! Keeping the index cache in step with the repository: a sync when a repository is
-//! opened (the packs and manifests that appeared or went since the index last saw
-//! them), and `repair index`, a new index made from the packs and manifests alone.
+//! opened (the packs, index files and manifests that appeared or went since the index
+//! last saw them), and `repair index`, a new index made from the packs and manifests alone.
 
-use crate::error::{IoContext, Result};
-use crate::id::{PackId, SnapshotId};
+use crate::error::{Error, IoContext, Result};
+use crate::id::{ChunkId, IndexFileId, PackId, SnapshotId};
 use crate::index::{GonePack, Index};
+use crate::index_file;
 use crate::layout;
 use crate::manifest::ManifestReader;
 use crate::pack;
 use crate::storage::{self, LockMode, Storage};
 use crate::Progress;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,13 +48,15 @@ pub fn list_snapshots(storage: &dyn Storage) -> Result<Vec<SnapshotId>> {
 
 /// Indexes `packs` from their tables, a batch per transaction. Deltas wait for their
 /// references (index::insert_pack), which may be in any pack: after a first round over
-/// every pack, a second indexes the deltas it held back. Returns how many packs were
-/// read, and why the others could not be.
+/// every pack, a second indexes the deltas it held back. With `cover`, the entries are
+/// also written as index files, so that nobody needs to read these tables again.
+/// Returns how many packs were read, and why the others could not be.
 pub(crate) fn index_packs(
     storage: &dyn Storage,
     index: &Index,
     packs: &[(PackId, u64)],
     progress: &dyn Progress,
+    mut cover: Option<&mut index_file::Builder>,
 ) -> Result<(u64, Vec<String>)> {
     let (mut read, mut skipped) = (0, Vec::new());
     for round in 0..2 {
@@ -64,6 +67,12 @@ pub(crate) fn index_packs(
                     if round == 0 {
                         read += 1;
                         progress.advance(1, size);
+                        if let Some(builder) = cover.as_deref_mut() {
+                            builder.add_whole_pack(id, size, &entries);
+                            if builder.is_full() {
+                                builder.write(storage)?;
+                            }
+                        }
                     }
                     batch.push((id, size, entries));
                 }
@@ -76,18 +85,52 @@ pub(crate) fn index_packs(
         }
         index.add_packs(&batch)?;
     }
+    if let Some(builder) = cover {
+        builder.write(storage)?;
+    }
     Ok((read, skipped))
 }
 
-/// Brings `index` up to date with the repository: a manifest or pack that an
-/// interrupted writer (or another client) added and the index has not seen, and packs
-/// and manifests that have gone (their chunks must not be deduplicated against).
+/// Indexes what the index files `files` say about the packs that are `present`; returns
+/// the packs they name that are not, with the chunks they place there. A damaged file is
+/// passed over: the packs it names are indexed from their own tables, and `check`
+/// reports it.
+fn add_index_files(
+    storage: &dyn Storage,
+    index: &Index,
+    files: &[(IndexFileId, u64)],
+    present: &HashSet<PackId>,
+) -> Result<Vec<GonePack>> {
+    let mut held_back = Vec::new();
+    let mut missing: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
+    for (id, size) in files {
+        let file = match index_file::read(storage, id, *size) {
+            Err(Error::Corrupt { .. }) => continue,
+            other => other?,
+        };
+        let (held, gone): (Vec<_>, Vec<_>) =
+            file.packs.iter().partition(|(pack, _, _)| present.contains(pack));
+        for (pack, _, entries) in gone {
+            missing.entry(*pack).or_default().extend(entries.iter().map(|e| e.id));
+        }
+        held_back.extend(index.add_index_file(id, *size, &held)?);
+    }
+    index.add_held_back(&held_back)?;
+    Ok(missing.into_iter().map(|(id, chunks)| GonePack { id, chunks }).collect())
+}
+
+/// Brings `index` up to date with the repository: manifests, index files and packs
+/// that an interrupted writer (or another client) added and the index has not seen, and
+/// packs and manifests that have gone (their chunks must not be deduplicated against).
 /// Damaged files are left alone here; `check` reports them.
 ///
-/// Manifests are listed before packs: every pack a listed manifest names was durable
-/// before the manifest appeared, so the index then holds all they need. A `writer` is
-/// about to deduplicate against the packs it finds, which a killed writer may have
-/// named without making durable: it makes them durable first.
+/// Manifests are listed before index files, and index files before packs: every pack a
+/// listed manifest or index file names was durable before it appeared, so the index
+/// then holds all they need. Packs that no index file names (written before index files
+/// existed, or by a backup killed before it wrote its own) are indexed from their
+/// tables. A `writer` is about to deduplicate against the packs it finds, which a killed
+/// writer may have named without making durable: it makes them durable first, and
+/// writes an index file for them.
 pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result<Synced> {
     let view = index.view()?;
     let indexed_snapshots: HashSet<SnapshotId> = view.snapshot_ids()?.into_iter().collect();
@@ -101,30 +144,38 @@ pub(crate) fn sync(storage: &dyn Storage, index: &Index, writer: bool) -> Result
     for id in indexed_snapshots.iter().filter(|id| !present.contains(id)) {
         index.remove_snapshot(id)?;
     }
-    let indexed_packs: HashSet<PackId> = view.packs()?.into_iter().map(|(id, _, _)| id).collect();
+    let index_files = index_file::list(storage)?;
     let on_disk = list_packs(storage)?;
     let present: HashSet<PackId> = on_disk.iter().map(|(id, _)| *id).collect();
-    let lost = view.gone_packs(&present)?;
+    let mut lost = view.gone_packs(&present)?;
+    let seen = view.index_files()?;
     drop(view);
-    let gone: HashSet<PackId> = lost.iter().map(|g| g.id).collect();
-    // Gone first: a chunk must not keep pointing into a gone pack while a copy on
-    // disk waits to be indexed. Dropping a pack also drops the deltas whose
-    // reference was in it, wherever they are; so once any pack is gone, every pack
-    // is indexed again (a rare path: an index older than the packs).
-    let to_index: Vec<(PackId, u64)> = match gone.is_empty() {
-        true => on_disk.into_iter().filter(|(id, _)| !indexed_packs.contains(id)).collect(),
+    // Dropping a pack also drops the deltas whose reference was in it, wherever they
+    // are; so once any pack is gone, the index is filled again (a rare path: an index
+    // older than a prune).
+    let unseen: Vec<(IndexFileId, u64)> = match lost.is_empty() {
+        true => index_files.into_iter().filter(|(id, _)| !seen.contains(id)).collect(),
         false => {
-            index.drop_packs(&gone)?;
-            on_disk
+            index.clear_packs()?;
+            index_files
         }
     };
-    if writer {
-        for (id, _) in to_index.iter().filter(|(id, _)| !indexed_packs.contains(id)) {
-            storage.make_durable(&layout::pack(id))?;
+    for gone in add_index_files(storage, index, &unseen, &present)? {
+        if !lost.iter().any(|known| known.id == gone.id) {
+            lost.push(gone);
         }
     }
-    if !to_index.is_empty() {
-        index_packs(storage, index, &to_index, &crate::NoProgress)?;
+    lost.sort_by_key(|gone| gone.id);
+    let indexed: HashSet<PackId> = index.view()?.packs()?.into_iter().map(|(id, _)| id).collect();
+    let unnamed: Vec<(PackId, u64)> = on_disk.into_iter().filter(|(id, _)| !indexed.contains(id)).collect();
+    if !unnamed.is_empty() {
+        let mut cover = index_file::Builder::default();
+        if writer {
+            for (id, _) in &unnamed {
+                storage.make_durable(&layout::pack(id))?;
+            }
+        }
+        index_packs(storage, index, &unnamed, &crate::NoProgress, writer.then_some(&mut cover))?;
     }
     Ok(Synced { snapshots: on_disk_snapshots, packs: present, gone_packs: lost })
 }
@@ -135,14 +186,15 @@ pub(crate) struct Synced {
     pub snapshots: Vec<SnapshotId>,
     /// The packs listed.
     pub packs: HashSet<PackId>,
-    /// Packs the index knew that are gone, with the chunks they held.
+    /// Packs the index knew, or an index file names, that are gone, with the chunks
+    /// they held.
     pub gone_packs: Vec<GonePack>,
 }
 
 /// Fills an empty `index` from the packs and manifests alone.
 pub fn fill(storage: &dyn Storage, index: &Index, progress: &dyn Progress) -> Result<RepairReport> {
     let mut report = RepairReport::default();
-    let (packs, skipped) = index_packs(storage, index, &list_packs(storage)?, progress)?;
+    let (packs, skipped) = index_packs(storage, index, &list_packs(storage)?, progress, None)?;
     report.packs = packs;
     report.skipped = skipped;
     for id in list_snapshots(storage)? {

@@ -13,8 +13,10 @@ use crate::config::{self, Config};
 use crate::error::{Error, Hint, IoContext, Result};
 use crate::id::{PackId, SnapshotId};
 use crate::index::{self, GonePack, Index};
+use crate::index_file;
 use crate::layout;
 use crate::manifest::{ManifestReader, SnapshotKind, SnapshotSummary};
+use crate::pack::PackEntry;
 use crate::reindex;
 use crate::storage::{LocalStorage, LockMode, Storage, StorageLock};
 use crate::time::Timestamp;
@@ -35,6 +37,8 @@ pub struct Repository {
     /// wrote since: its index is complete for those, not for any that another backup
     /// commits meanwhile (on object storage, backups run side by side).
     snapshots_seen: Mutex<Vec<SnapshotId>>,
+    /// Packs this process made durable and indexed that no index file names yet.
+    unnamed_packs: Mutex<index_file::Builder>,
     lock: StorageLock,
 }
 
@@ -131,6 +135,7 @@ impl Repository {
             mode: options.mode,
             gone_packs,
             snapshots_seen: Mutex::new(synced.snapshots),
+            unnamed_packs: Mutex::default(),
             lock,
         })
     }
@@ -148,6 +153,7 @@ impl Repository {
             mode,
             gone_packs: synced.gone_packs,
             snapshots_seen: Mutex::new(synced.snapshots),
+            unnamed_packs: Mutex::default(),
             lock,
         })
     }
@@ -209,6 +215,31 @@ impl Repository {
             LockMode::Exclusive => reindex::list_snapshots(self.storage()),
             _ => Ok(self.snapshots_seen.lock().expect("snapshot list").clone()),
         }
+    }
+
+    /// Records a pack this process has made durable: in the index now, in an index file
+    /// once `write_index_file` is called or enough packs have gathered.
+    pub(crate) fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.index.add_pack(pack, size, entries)?;
+        let mut unnamed = self.unnamed_packs.lock().expect("unnamed packs");
+        unnamed.add_whole_pack(*pack, size, entries);
+        match unnamed.is_full() {
+            true => self.write_unnamed(&mut unnamed),
+            false => Ok(()),
+        }
+    }
+
+    /// Writes the packs added since the last index file into a new one: before a
+    /// manifest, so that a client that reads the snapshot learns its packs from it.
+    pub(crate) fn write_index_file(&self) -> Result<()> {
+        self.write_unnamed(&mut self.unnamed_packs.lock().expect("unnamed packs"))
+    }
+
+    fn write_unnamed(&self, unnamed: &mut index_file::Builder) -> Result<()> {
+        if let Some((id, size)) = unnamed.write(self.storage())? {
+            self.index.add_index_file(&id, size, &[])?;
+        }
+        Ok(())
     }
 
     /// Records a snapshot this process has just written (its manifest is durable).

@@ -598,13 +598,97 @@ mod v4 {
     }
 }
 
+/// The checked-in repository with index files (tests/vectors/repo-v5, made once by
+/// make-v5.sh): each of its two backups wrote one for the packs it added.
+mod v5 {
+    use super::*;
+    use cairn::index_file;
+
+    const FULL: &str = "a16e7b0d45567101b027e2245bfe73538b4b09ba5bd1c94fde5c85d1b21c4f4e";
+    const INCREMENTAL: &str = "44e41071a04a04b307050ea3189587e012d8248059508653123dc2e8aba6135d";
+    /// The full backup's index file (two packs, four entries) and the incremental's
+    /// (two packs, one whole entry and one delta).
+    const FULL_INDEX: (&str, u64) = ("437bf83607cf0fd471d56387b85bfadcf70756dcfa0740b5b32f605ca7cc2743", 316);
+    const INCREMENTAL_INDEX: (&str, u64) =
+        ("e7d89c5dfcd6968274a748f113e174a6e31270817964b79119db0fefcdf1ed07", 242);
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/repo-v5")
+    }
+
+    fn expected_files(snapshot: &str) -> Vec<(&'static str, Vec<u8>)> {
+        let notes = if snapshot == FULL { "notes, version 1\n" } else { "notes, version 2\n" };
+        let log: String = (1..=2000).map(|n| format!("line {n} of the log\n")).collect();
+        vec![("notes.txt", notes.into()), ("data/z.txt", vec![b'z'; 300_000]), ("data/log.txt", log.into())]
+    }
+
+    #[test]
+    fn each_backup_wrote_one_index_file_that_repeats_its_pack_tables() {
+        let storage = LocalStorage::new(&vectors());
+        let listed = index_file::list(&storage).unwrap();
+        let mut expected = [FULL_INDEX, INCREMENTAL_INDEX];
+        expected.sort();
+        let names: Vec<(String, u64)> = listed.iter().map(|(id, size)| (id.to_hex(), *size)).collect();
+        let expected: Vec<(String, u64)> =
+            expected.iter().map(|(id, size)| (id.to_string(), *size)).collect();
+        assert_eq!(names, expected);
+        let mut named = Vec::new();
+        let mut codecs = Vec::new();
+        for (id, size) in &listed {
+            let bytes = storage.read(&layout::index_file(id)).unwrap();
+            assert_eq!(&bytes[..16], b"CAIRNIDX\x01\0\0\0\0\0\0\0");
+            let file = index_file::read(&storage, id, *size).unwrap();
+            assert_eq!(file.packs.len(), 2, "{id}: a data pack and a file-list pack");
+            for (pack, pack_size, entries) in file.packs {
+                assert_eq!(storage.size(&layout::pack(&pack)).unwrap(), pack_size);
+                assert_eq!(pack::read_table(&storage, &layout::pack(&pack), pack_size).unwrap(), entries);
+                codecs.push((id.to_hex(), entries.iter().map(|e| e.codec).collect::<Vec<_>>()));
+                named.push(pack);
+            }
+        }
+        named.sort();
+        let packs: Vec<PackId> =
+            reindex::list_packs(&storage).unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(named, packs, "every pack is named once");
+        let delta_in_incremental =
+            codecs.iter().any(|(id, c)| id == INCREMENTAL_INDEX.0 && c.contains(&Codec::Delta));
+        assert!(delta_in_incremental, "{codecs:?}");
+    }
+
+    #[test]
+    fn a_client_restores_through_the_index_files_alone() {
+        let work = tempfile::tempdir().unwrap();
+        let repo = work.path().join("repo");
+        copy_dir(&vectors(), &repo);
+        // Every pack table made unreadable: only the index files can place the chunks.
+        for (id, size) in reindex::list_packs(&LocalStorage::new(&repo)).unwrap() {
+            let path = repo.join(layout::pack(&id));
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[size as usize - 8..].fill(0);
+            fs::write(&path, bytes).unwrap();
+        }
+        for id in [FULL, INCREMENTAL] {
+            let target = work.path().join(id);
+            Command::cargo_bin("cairn")
+                .unwrap()
+                .args(["--no-cache", "-r", repo.to_str().unwrap(), "restore", id, "--target"])
+                .arg(&target)
+                .assert()
+                .success();
+            for (path, content) in expected_files(id) {
+                assert_eq!(fs::read(target.join(path)).unwrap(), content, "{id}: {path}");
+            }
+        }
+    }
+}
+
 /// Every vector repository is read where it is checked in, as an archive on read-only
 /// media would be: listed, checked and restored without a lock file, an index or
 /// anything else being written into it.
 #[test]
 fn every_vector_repository_is_read_as_it_is_checked_in() {
     let work = tempfile::tempdir().unwrap();
-    for name in ["repo-v1", "repo-v2", "repo-v3", "repo-v4"] {
+    for name in ["repo-v1", "repo-v2", "repo-v3", "repo-v4", "repo-v5"] {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
         let files = |dir: &Path| -> Vec<(PathBuf, u64)> {
             let mut out = Vec::new();

@@ -280,6 +280,7 @@ fn save(
     let trailer =
         SnapshotTrailer { finished: Timestamp::now(), complete: errors.is_empty(), errors, stats, hooks };
     manifest.write(&Record::End(trailer.clone()))?;
+    repo.write_index_file()?;
     repo.check_lock()?;
     let id = manifest.finish()?;
     Ok(SnapshotSummary { id, header, components, trailer })

@@ -147,7 +147,7 @@ impl<'a> SharedPacker<'a> {
 }
 
 fn index(repo: &Repository, done: &FinishedPack, waiting: Waiting) -> Result<()> {
-    repo.index.add_pack(&done.id, done.size, &done.entries)?;
+    repo.add_pack(&done.id, done.size, &done.entries)?;
     for (committed, end) in waiting {
         committed.store(end, Ordering::Release);
     }

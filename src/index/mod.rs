@@ -4,7 +4,7 @@
 use crate::compress::Codec;
 use crate::error::{Error, Hint, Result};
 use crate::format;
-use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::id::{ChunkId, IndexFileId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use crate::pack::{FinishedPack, PackEntry};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -19,8 +19,10 @@ type StoredLocation = ([u8; 32], u64, u32, u32, u8);
 const CHUNKS: TableDefinition<[u8; 32], StoredLocation> = TableDefinition::new("chunks");
 /// chunk id -> the reference chunk it is decoded against, for chunks stored as deltas
 const REFERENCES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("references");
-/// pack id -> (file size, chunk count)
-const PACKS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("packs");
+/// pack id -> file size
+const PACKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("packs");
+/// index file id -> its size: the repository's index files this index holds
+const INDEX_FILES: TableDefinition<[u8; 32], u64> = TableDefinition::new("index_files");
 /// snapshot id -> bincode(SnapshotSummary)
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -28,7 +30,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Bumped whenever the tables change meaning; an index of another version is rebuilt.
 /// 2: snapshot summaries as in manifest version 2.
 /// 3: the references of chunks stored as deltas.
-const INDEX_VERSION: u64 = 3;
+/// 4: the index files read; packs without a chunk count.
+const INDEX_VERSION: u64 = 4;
 
 /// redb's page cache. Its default (1 GiB) would let memory grow with the repository;
 /// lookups by random chunk id gain little from a larger cache anyway. 8 MiB holds the
@@ -152,6 +155,7 @@ impl Index {
             txn.open_table(CHUNKS)?;
             txn.open_table(REFERENCES)?;
             txn.open_table(PACKS)?;
+            txn.open_table(INDEX_FILES)?;
             txn.open_table(SNAPSHOTS)?;
             txn.open_table(META)?.insert("version", INDEX_VERSION)?;
             Ok(())
@@ -244,7 +248,7 @@ impl Index {
     /// indexed only while its reference is indexed whole (see `insert_pack`). Copies not
     /// indexed are dead weight that prune may reclaim.
     pub fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        self.write(|txn| insert_pack(txn, pack, size, entries))
+        self.write(|txn| insert_pack(txn, pack, size, entries, &mut Vec::new()))
     }
 
     /// Packs found on disk (rebuilding, or ones a killed writer did not index), in one
@@ -253,8 +257,56 @@ impl Index {
     pub fn add_packs(&self, packs: &[(PackId, u64, Vec<PackEntry>)]) -> Result<()> {
         self.write(|txn| {
             for (pack, size, entries) in packs {
-                insert_pack(txn, pack, *size, entries)?;
+                insert_pack(txn, pack, *size, entries, &mut Vec::new())?;
             }
+            Ok(())
+        })
+    }
+
+    /// Records what an index file says about `packs` (those of its packs that the
+    /// repository holds) and that the file was read, in one transaction. Returns the
+    /// deltas held back because their reference is not indexed yet: the caller adds them
+    /// with `add_held_back` once every file is in.
+    pub fn add_index_file(
+        &self,
+        file: &IndexFileId,
+        size: u64,
+        packs: &[&(PackId, u64, Vec<PackEntry>)],
+    ) -> Result<Vec<(PackId, PackEntry)>> {
+        let mut held_back = Vec::new();
+        self.write(|txn| {
+            for (pack, size, entries) in packs {
+                insert_pack(txn, pack, *size, entries, &mut held_back)?;
+            }
+            txn.open_table(INDEX_FILES)?.insert(file.0, size)?;
+            Ok(())
+        })?;
+        Ok(held_back)
+    }
+
+    /// Indexes deltas that `add_index_file` held back, now that their references may be
+    /// in; those whose reference is still missing are dead copies and stay out.
+    pub fn add_held_back(&self, deltas: &[(PackId, PackEntry)]) -> Result<()> {
+        self.write(|txn| {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut references = txn.open_table(REFERENCES)?;
+            for (pack, entry) in deltas {
+                if should_insert(&chunks, entry)? {
+                    put_location(&mut chunks, &mut references, pack, entry)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets every chunk, pack and index file, keeping the snapshots: for an index
+    /// that saw packs go, which is filled again from the index files and pack tables.
+    pub fn clear_packs(&self) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(CHUNKS)?.retain(|_, _| false)?;
+            txn.open_table(REFERENCES)?.retain(|_, _| false)?;
+            txn.open_table(PACKS)?.retain(|_, _| false)?;
+            txn.open_table(INDEX_FILES)?.retain(|_, _| false)?;
             Ok(())
         })
     }
@@ -277,7 +329,7 @@ impl Index {
                 for e in &pack.entries {
                     put_location(&mut chunks, &mut references, &pack.id, e)?;
                 }
-                packs.insert(pack.id.0, (pack.size, pack.entries.len() as u32))?;
+                packs.insert(pack.id.0, pack.size)?;
             }
             Ok(())
         })
@@ -304,6 +356,7 @@ fn insert_pack(
     pack: &PackId,
     size: u64,
     entries: &[PackEntry],
+    held_back: &mut Vec<(PackId, PackEntry)>,
 ) -> Result<(), redb::Error> {
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut references = txn.open_table(REFERENCES)?;
@@ -314,24 +367,28 @@ fn insert_pack(
     // runs on disk and no faster on tmpfs (benches/million-files.sh: 13.7 s against
     // 13.9 s); while the index lives in the repository, its size wins.
     for e in entries {
-        // Whatever order copies are found in, a reference is found whole, and a delta
-        // is indexed only with its reference: a whole copy replaces a delta, and a delta
-        // waits for its reference (a copy prune left behind after removing the
-        // reference is never indexed again).
-        let indexed_delta = |chunks: &redb::Table<[u8; 32], StoredLocation>, id: &ChunkId| {
-            Ok::<_, redb::Error>(chunks.get(id.0)?.map(|l| l.value().4 == Codec::Delta as u8))
-        };
-        let insert = match (indexed_delta(&chunks, &e.id)?, e.reference) {
-            (None, Some(reference)) => indexed_delta(&chunks, &reference)? == Some(false),
-            (None, None) => true,
-            (Some(old_is_delta), _) => old_is_delta && e.codec != Codec::Delta,
-        };
-        if insert {
+        if should_insert(&chunks, e)? {
             put_location(&mut chunks, &mut references, pack, e)?;
+        } else if e.reference.is_some() && chunks.get(e.id.0)?.is_none() {
+            held_back.push((*pack, *e));
         }
     }
-    txn.open_table(PACKS)?.insert(pack.0, (size, entries.len() as u32))?;
+    txn.open_table(PACKS)?.insert(pack.0, size)?;
     Ok(())
+}
+
+/// Whatever order copies are found in, a reference is found whole, and a delta is
+/// indexed only with its reference: a whole copy replaces a delta, and a delta waits for
+/// its reference (a copy prune left behind after removing the reference is never
+/// indexed again).
+fn should_insert(chunks: &redb::Table<[u8; 32], StoredLocation>, e: &PackEntry) -> Result<bool, redb::Error> {
+    let indexed_delta =
+        |id: &ChunkId| Ok::<_, redb::Error>(chunks.get(id.0)?.map(|l| l.value().4 == Codec::Delta as u8));
+    Ok(match (indexed_delta(&e.id)?, e.reference) {
+        (None, Some(reference)) => indexed_delta(&reference)? == Some(false),
+        (None, None) => true,
+        (Some(old_is_delta), _) => old_is_delta && e.codec != Codec::Delta,
+    })
 }
 
 #[cfg(test)]

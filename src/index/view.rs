@@ -1,10 +1,10 @@
 //! Reading the index: a consistent view, and the chunk table for many lookups.
 
-use super::{builder, Location, StoredLocation, CHUNKS, META, PACKS, REFERENCES, SNAPSHOTS};
+use super::{builder, Location, StoredLocation, CHUNKS, INDEX_FILES, META, PACKS, REFERENCES, SNAPSHOTS};
 use crate::compress::Codec;
 use crate::error::{Error, Result};
 use crate::format;
-use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::id::{ChunkId, IndexFileId, PackId, SnapshotId};
 use crate::manifest::SnapshotSummary;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::{HashMap, HashSet};
@@ -31,14 +31,23 @@ impl IndexView<'_> {
         self.txn.open_table(CHUNKS).and_then(|t| Ok(t.len()?)).map_err(|e| self.err(e))
     }
 
-    /// Every indexed pack with its size and chunk count.
-    pub fn packs(&self) -> Result<Vec<(PackId, u64, u32)>> {
+    /// Every indexed pack with its size.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let table = self.txn.open_table(PACKS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let (size, count) = v.value();
-            out.push((PackId(k.value()), size, count));
+            out.push((PackId(k.value()), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// The repository's index files whose content this index holds.
+    pub fn index_files(&self) -> Result<HashSet<IndexFileId>> {
+        let table = self.txn.open_table(INDEX_FILES).map_err(|e| self.err(e))?;
+        let mut out = HashSet::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            out.insert(IndexFileId(item.map_err(|e| self.err(e))?.0.value()));
         }
         Ok(out)
     }
@@ -77,8 +86,8 @@ impl IndexView<'_> {
         let mut gone: HashMap<PackId, Vec<ChunkId>> = self
             .packs()?
             .into_iter()
-            .filter(|(id, _, _)| !present.contains(id))
-            .map(|(id, _, _)| (id, Vec::new()))
+            .filter(|(id, _)| !present.contains(id))
+            .map(|(id, _)| (id, Vec::new()))
             .collect();
         if !gone.is_empty() {
             let table = self.txn.open_table(CHUNKS).map_err(|e| self.err(e))?;
